@@ -1,0 +1,67 @@
+"""The ``arcfleet`` command line. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from fleet import __version__
+from fleet.errors import ArcfleetError, InputError
+from fleet.redact import redact
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="arcfleet")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks (secrets still redacted).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Onboard a fleet of servers to Azure Arc; every host ends connected or diagnosed."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _register() -> None:
+    # Imported here so each module can import ``cli`` without a cycle.
+    from fleet.cli import codes, inventory, lab, report, run
+
+    for module in (inventory, codes, lab, run, report):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="arcfleet", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except InputError as exc:
+        # One line per problem; every problem names its file, host and field.
+        for problem in exc.problems:
+            click.echo(f"error: {redact(str(problem))}", err=True)
+        sys.exit(2)
+    except ArcfleetError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {redact(str(exc))}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line unless --debug
+        if debug:
+            raise
+        click.echo(
+            f"internal error: {type(exc).__name__}: {redact(str(exc))} (rerun with --debug)",
+            err=True,
+        )
+        sys.exit(1)

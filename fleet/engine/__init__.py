@@ -1,0 +1,1 @@
+"""The engine: plan, per-host state machine, retries, remediations, concurrency and pacing."""

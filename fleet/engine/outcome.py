@@ -1,0 +1,84 @@
+"""What the engine produces for each host: attempts as they happen, one outcome at the end.
+
+The engine hands both to an :class:`OutcomeSink` the moment they are known; the run store is the
+durable sink, the live display and ``--json`` printer are others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from fleet.azcm.diagnosis import Category, Diagnosis
+
+
+class HostStatus(StrEnum):
+    SUCCESS = "success"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+
+    @classmethod
+    def for_category(cls, category: Category) -> HostStatus:
+        if category.is_success:
+            return cls.SUCCESS
+        if category is Category.SKIPPED:
+            return cls.SKIPPED
+        if category is Category.INTERRUPTED:
+            return cls.INTERRUPTED
+        return cls.FAILED
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One step run on a host: a command (or a transport action) and what it produced."""
+
+    stage: str  # preflight | connect | verify | collect | remediate | disconnect
+    command: str  # as sent; secrets never appear in commands
+    exit_status: int | None
+    duration_s: float
+    started_at: datetime
+    diagnosis: Diagnosis | None = None
+    remediation: str | None = None  # the remediation this step applied, if any
+    stdout: str = ""
+    stderr: str = ""
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    host: str
+    address: str
+    transport: str
+    os: str
+    diagnosis: Diagnosis
+    started_at: datetime
+    finished_at: datetime
+    attempts: int = 0  # connect attempts made
+    remediations: tuple[str, ...] = ()
+    exit_code: int | None = None  # of the last azcmagent command
+    transcript_file: str = ""
+    steps: tuple[Attempt, ...] = field(default=(), repr=False)
+
+    @property
+    def category(self) -> Category:
+        return self.diagnosis.category
+
+    @property
+    def status(self) -> HostStatus:
+        return HostStatus.for_category(self.diagnosis.category)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class OutcomeSink(Protocol):
+    """Receives results as they happen. Implementations must not raise on ordinary input."""
+
+    def host_started(self, host: str) -> None: ...
+
+    def attempt_recorded(self, host: str, attempt: Attempt) -> None: ...
+
+    def outcome_recorded(self, outcome: HostOutcome) -> None: ...

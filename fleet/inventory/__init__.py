@@ -1,0 +1,1 @@
+"""Inventory: what hosts exist, how to reach them and where in Azure they go."""

@@ -1,0 +1,138 @@
+"""The resolved host: what every later stage reads.
+
+Loaders (``fleet.inventory.loaders``) turn arcfleet YAML and Ansible inventories into a list of
+:class:`ResolvedHost`, after inheritance (defaults -> groups -> host) and validation. Secrets are
+never held here: only references to where they live (:class:`SecretRef`), resolved at the moment a
+host needs them.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fleet.errors import SecretUnavailable
+
+
+class Transport(StrEnum):
+    SSH = "ssh"
+    WINRM = "winrm"
+
+
+class OsFamily(StrEnum):
+    LINUX = "linux"
+    WINDOWS = "windows"
+
+
+class Cloud(StrEnum):
+    AZURE = "AzureCloud"
+    US_GOVERNMENT = "AzureUSGovernment"
+    CHINA = "AzureChinaCloud"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SecretRef(_Frozen):
+    """Where a secret lives: an environment variable or a file, never the value itself."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    def describe(self) -> str:
+        return f"env:{self.env}" if self.env else f"file:{self.file}"
+
+    def resolve(self) -> str:
+        """Read the secret now. Raises :class:`SecretUnavailable` naming the reference only."""
+        if self.env:
+            value = os.environ.get(self.env)
+            if not value:
+                raise SecretUnavailable(self.describe(), "environment variable is not set")
+            return value
+        if self.file:
+            try:
+                value = self.file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise SecretUnavailable(self.describe(), exc.strerror or "cannot read") from None
+            if not value:
+                raise SecretUnavailable(self.describe(), "file is empty")
+            return value
+        raise SecretUnavailable("<none>", "no env or file given")
+
+
+class ServicePrincipal(_Frozen):
+    """Client id plus exactly one credential: a secret (env or file) or a certificate file."""
+
+    client_id: str
+    secret: SecretRef | None = None
+    certificate_file: Path | None = None
+
+
+class SshSettings(_Frozen):
+    user: str | None = None
+    key_file: Path | None = None
+    known_hosts: Path | None = None
+    # Each hop is "[user@]host[:port]", outermost first, as OpenSSH's ProxyJump.
+    jump_hosts: tuple[str, ...] = ()
+    become: bool = False
+    connect_timeout_s: float = 15.0
+
+
+class WinrmSettings(_Frozen):
+    user: str | None = None
+    password: SecretRef | None = None
+    auth: Literal["ntlm", "kerberos", "credssp", "basic"] = "ntlm"
+    scheme: Literal["http", "https"] = "https"
+    cert_validation: bool = True
+    # Basic auth over plain HTTP sends the password readable on the wire; only when asked.
+    allow_basic_over_http: bool = False
+
+
+class AzureTarget(_Frozen):
+    tenant_id: str | None = None
+    subscription_id: str | None = None
+    resource_group: str | None = None
+    location: str | None = None
+    cloud: Cloud = Cloud.AZURE
+    resource_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    correlation_id: str | None = None
+    private_link_scope: str | None = None
+    gateway_id: str | None = None
+    proxy_url: str | None = None
+    service_principal: ServicePrincipal | None = None
+
+    def expected_resource_id(self, host_name: str) -> str | None:
+        """The ARM id azcmagent reports after a connect to this target, if it can be known."""
+        if not (self.subscription_id and self.resource_group):
+            return None
+        name = self.resource_name or host_name
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.HybridCompute/machines/{name}"
+        )
+
+
+class ResolvedHost(_Frozen):
+    """One host after inheritance and validation; the unit the engine works on."""
+
+    name: str
+    address: str
+    port: int
+    transport: Transport
+    os: OsFamily
+    groups: tuple[str, ...] = ()
+    ssh: SshSettings = Field(default_factory=SshSettings)
+    winrm: WinrmSettings = Field(default_factory=WinrmSettings)
+    azure: AzureTarget = Field(default_factory=AzureTarget)
+    # The inventory file this host came from, for error messages.
+    source: str = ""
+
+    @property
+    def resource_name(self) -> str:
+        return self.azure.resource_name or self.name

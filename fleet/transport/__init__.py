@@ -1,0 +1,1 @@
+"""Transports: one Protocol, an SSH and a WinRM implementation."""
