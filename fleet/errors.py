@@ -108,8 +108,9 @@ class ConnectionDropped(TransportError):
 class CommandTimeout(TransportError):
     """A command passed its deadline; it was signalled on the host and the channel closed."""
 
-    def __init__(self, host: str, reason: str, partial_stdout: str = "",
-                 partial_stderr: str = "") -> None:
+    def __init__(
+        self, host: str, reason: str, partial_stdout: str = "", partial_stderr: str = ""
+    ) -> None:
         super().__init__(host, reason)
         self.partial_stdout = partial_stdout
         self.partial_stderr = partial_stderr

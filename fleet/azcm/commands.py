@@ -40,8 +40,7 @@ class AgentCommands(Protocol):
         ``--resource-name``, ``--tags``, ``--cloud``, ``--correlation-id``,
         ``--private-link-scope``, ``--gateway-id``."""
 
-    def disconnect(self, agent: str, config_path: str | None, *, force_local_only: bool) -> str:
-        ...
+    def disconnect(self, agent: str, config_path: str | None, *, force_local_only: bool) -> str: ...
 
     def restart_agent_service(self) -> str: ...
 

@@ -23,6 +23,7 @@ Categories (a fixed vocabulary; reports and the CSV use exactly these strings):
 ``interrupted``        the operator stopped the run (Ctrl-C) before the host finished.
 ``skipped``            arcfleet chose not to start the host (circuit breaker, limit, resume).
 ``unknown``            no rule matched; the Diagnosis carries the raw evidence.
+``disconnected``       (offboard only) the host was disconnected, or was not connected.
 
 The six ``agent_missing`` .. ``skipped`` describe the transport and the run rather than azcmagent.
 """
@@ -53,10 +54,11 @@ class Category(StrEnum):
     INTERRUPTED = "interrupted"
     SKIPPED = "skipped"
     UNKNOWN = "unknown"
+    DISCONNECTED = "disconnected"
 
     @property
     def is_success(self) -> bool:
-        return self in (Category.CONNECTED, Category.ALREADY_CONNECTED)
+        return self in (Category.CONNECTED, Category.ALREADY_CONNECTED, Category.DISCONNECTED)
 
 
 class ActionKind(StrEnum):

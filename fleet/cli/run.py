@@ -1,7 +1,402 @@
-"""CLI commands: run (placeholder until its issue lands)."""
+"""``arcfleet onboard | preflight | offboard | rerun``: run a playbook over the fleet."""
 
 from __future__ import annotations
 
-import click
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-COMMANDS: list[click.Command] = []
+import click
+from rich.console import Console
+
+from fleet.cli.display import JsonLines, LiveDisplay
+from fleet.cli.state_option import state_dir_option
+from fleet.engine.outcome import HostOutcome, OutcomeSink
+from fleet.engine.playbook import Mode, Playbook, load_playbook
+from fleet.engine.runner import FanoutSink, FleetRun, RunOptions
+from fleet.engine.secrets import SecretBook
+from fleet.engine.transcript import TranscriptWriter
+from fleet.errors import Problem, UsageError
+from fleet.inventory import load_inventory, select_hosts
+from fleet.inventory.model import Cloud, ResolvedHost
+from fleet.logs import close_run_log, configure_run_log
+from fleet.redact import redact
+from fleet.report import summary, write_failures_csv
+from fleet.store import RunStore, RunStoreSink
+from fleet.transport.factory import TransportFactory
+from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS, HostKeyPolicy
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclass
+class RunRequest:
+    """Everything a run needs, as given on the command line (or recalled for a rerun)."""
+
+    inventories: list[str]
+    playbook: str | None = None
+    limit: str | None = None
+    forks: int | None = None
+    connect_rate: float | None = None
+    known_hosts: str | None = None
+    accept_new_host_keys: bool = False
+    azure: dict[str, Any] = field(default_factory=dict)
+
+    def options(self) -> dict[str, object]:
+        return {
+            "inventories": self.inventories,
+            "playbook": self.playbook,
+            "limit": self.limit,
+            "forks": self.forks,
+            "connect_rate": self.connect_rate,
+            "known_hosts": self.known_hosts,
+            "accept_new_host_keys": self.accept_new_host_keys,
+            "azure": self.azure,
+        }
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> RunRequest:
+        return cls(
+            inventories=list(options.get("inventories") or []),
+            playbook=options.get("playbook"),
+            limit=options.get("limit"),
+            forks=options.get("forks"),
+            connect_rate=options.get("connect_rate"),
+            known_hosts=options.get("known_hosts"),
+            accept_new_host_keys=bool(options.get("accept_new_host_keys")),
+            azure=dict(options.get("azure") or {}),
+        )
+
+
+def _parse_tags(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    tags: dict[str, str] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(Problem("--tags", None, "tags", f"expected k=v, got {item!r}"))
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by onboard, preflight, offboard and (as overrides) rerun."""
+    decorators = [
+        click.option(
+            "--playbook",
+            help="Built-in name (onboard, preflight, offboard, reconnect) or a playbook file.",
+        ),
+        click.option(
+            "--limit",
+            help="Host pattern: names, groups, globs, a:b, a:&b, a:!b, "
+            "@FILE, or @failed (hosts not connected in the latest run).",
+        ),
+        click.option("--forks", type=click.IntRange(1, 5000), help="Hosts in flight at once."),
+        click.option(
+            "--connect-rate",
+            type=click.FloatRange(0),
+            help="Connects started per "
+            "second across the fleet (token bucket; 0 = unpaced, lab only).",
+        ),
+        click.option(
+            "--known-hosts",
+            type=click.Path(dir_okay=False),
+            help=f"known_hosts file for SSH host keys [default: {DEFAULT_KNOWN_HOSTS}]",
+        ),
+        click.option(
+            "--accept-new-host-keys",
+            is_flag=True,
+            help="Trust on first use: add "
+            "unknown host keys to known_hosts. A changed key is still refused.",
+        ),
+        click.option("--tenant-id"),
+        click.option("--subscription-id"),
+        click.option("--resource-group"),
+        click.option("--location"),
+        click.option("--cloud", type=click.Choice([c.value for c in Cloud])),
+        click.option("--tags", help="k=v,k2=v2; merged over the inventory's tags."),
+        click.option(
+            "--json", "json_lines", is_flag=True, help="One JSON object per host outcome on stdout."
+        ),
+        state_dir_option,
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def _azure_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
+    azure: dict[str, Any] = {}
+    for key in ("tenant_id", "subscription_id", "resource_group", "location", "cloud"):
+        if kwargs.get(key):
+            azure[key] = kwargs[key]
+    if kwargs.get("tags"):
+        azure["tags"] = _parse_tags(kwargs["tags"])
+    return azure
+
+
+class _Executor:
+    """Plans and performs one run: load, validate, store, run, report."""
+
+    def __init__(self, state_dir: Path, json_lines: bool, console: Console) -> None:
+        self.state_dir = state_dir
+        self.json_lines = json_lines
+        self.console = console
+
+    def plan(
+        self, request: RunRequest, *, only: Sequence[str] | None, mode: Mode | None
+    ) -> tuple[Playbook, list[ResolvedHost], str, str]:
+        playbook = load_playbook(request.playbook if request.playbook else (mode or "onboard"))
+        if mode is not None and playbook.mode is not mode:
+            raise UsageError(
+                Problem(
+                    str(request.playbook),
+                    None,
+                    "mode",
+                    f"this command needs a {mode.value} playbook",
+                )
+            )
+        inventory = load_inventory(
+            [Path(p) for p in request.inventories], azure_overrides=request.azure or None
+        )
+        hosts = inventory.hosts
+        if request.limit and request.limit != "@failed":
+            hosts = select_hosts(inventory, request.limit)
+        if only is not None:
+            wanted = set(only)
+            hosts = [h for h in hosts if h.name in wanted]
+        return playbook, hosts, inventory.digest, request.playbook or playbook.name
+
+    def execute(
+        self,
+        request: RunRequest,
+        *,
+        kind: str,
+        mode: Mode | None,
+        only: Sequence[str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> int:
+        playbook, hosts, digest, playbook_ref = self.plan(request, only=only, mode=mode)
+        if not hosts:
+            self.console.print("nothing to do: no host left to run", markup=False)
+            return EXIT_OK
+        secrets = SecretBook()
+        secrets.preload(hosts, need_sp=playbook.mode is not Mode.PREFLIGHT)
+        pacing = playbook.pacing
+        options = RunOptions(
+            playbook=playbook,
+            forks=request.forks or pacing.forks,
+            connect_rate_per_s=(
+                request.connect_rate
+                if request.connect_rate is not None
+                else pacing.connect_rate_per_s
+            ),
+            connect_burst=pacing.connect_burst,
+        )
+        policy = HostKeyPolicy(
+            known_hosts=Path(request.known_hosts) if request.known_hosts else DEFAULT_KNOWN_HOSTS,
+            accept_new=request.accept_new_host_keys,
+        )
+        factory = TransportFactory(policy, connect_timeout_s=playbook.deadlines.connect_timeout_s)
+        with RunStore.open(self.state_dir) as store:
+            record = store.start_run(
+                kind=kind,
+                command_line=[redact(a) for a in ["arcfleet", *sys.argv[1:]]],
+                inventory_paths=request.inventories,
+                inventory_digest=digest,
+                playbook=playbook_ref,
+                options=request.options(),
+                hosts=[(h.name, h.address, h.transport.value, h.os.value) for h in hosts],
+                parent_run_id=parent_run_id,
+            )
+            configure_run_log(record.folder / "run.log")
+            transcripts = TranscriptWriter(record.folder)
+            options.transcript_path = {h.name: str(transcripts.path_for(h.name)) for h in hosts}
+            view: LiveDisplay | JsonLines = (
+                JsonLines() if self.json_lines else LiveDisplay(len(hosts), self.console)
+            )
+            sinks: list[OutcomeSink] = [RunStoreSink(store, record.id), transcripts, view]
+            fleet = FleetRun(
+                hosts, options, factory=factory, secrets=secrets, sink=FanoutSink(sinks)
+            )
+            self.console.print(
+                f"run {record.id}: {len(hosts)} hosts, playbook {playbook.name}, "
+                f"forks {options.forks}",
+                markup=False,
+                highlight=False,
+            )
+            try:
+                with view:
+                    outcomes = asyncio.run(_run_with_signals(fleet))
+            finally:
+                status = "interrupted" if fleet.interrupted else "finished"
+                store.finish_run(record.id, status)
+                close_run_log()
+            root = record.root_run_id
+            csv_path = write_failures_csv(store, root)
+            self.console.print(summary(store, root, state_dir=self.state_dir))
+            self.console.print(f"failures CSV: {csv_path}", markup=False, highlight=False)
+        if fleet.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_OK if all(o.status.value == "success" for o in outcomes) else EXIT_FAILED
+
+
+async def _run_with_signals(fleet: FleetRun) -> list[HostOutcome]:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, fleet.request_stop)
+    try:
+        return await fleet.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _console() -> Console:
+    return Console(stderr=True)
+
+
+def _failed_hosts(state_dir: Path) -> tuple[str, list[str]]:
+    with RunStore.open(state_dir) as store:
+        root = store.latest_run_id(root_only=True)
+        if root is None:
+            raise UsageError(Problem(str(state_dir), None, "--limit @failed", "no run recorded"))
+        return root, store.hosts_to_rerun(root)
+
+
+def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command:
+    @click.command(name, help=help_text)
+    @click.option(
+        "-i",
+        "--inventory",
+        "inventories",
+        multiple=True,
+        required=True,
+        type=click.Path(dir_okay=False),
+        help="Inventory file (arcfleet YAML, Ansible INI or YAML); repeatable.",
+    )
+    @click.option(
+        "--resume",
+        is_flag=True,
+        help="Continue the latest interrupted or crashed "
+        "run: finished hosts are not contacted again.",
+    )
+    @run_options
+    def command(
+        inventories: tuple[str, ...], resume: bool, state_dir: Path, json_lines: bool, **kwargs: Any
+    ) -> None:
+        console = _console()
+        request = RunRequest(
+            inventories=[str(Path(p).resolve()) for p in inventories],
+            playbook=kwargs.get("playbook"),
+            limit=kwargs.get("limit"),
+            forks=kwargs.get("forks"),
+            connect_rate=kwargs.get("connect_rate"),
+            known_hosts=kwargs.get("known_hosts"),
+            accept_new_host_keys=bool(kwargs.get("accept_new_host_keys")),
+            azure=_azure_overrides(kwargs),
+        )
+        executor = _Executor(state_dir, json_lines, console)
+        if resume:
+            sys.exit(_resume(executor, state_dir, request))
+        only: list[str] | None = None
+        parent: str | None = None
+        kind = name
+        if request.limit == "@failed":
+            parent, only = _failed_hosts(state_dir)
+            kind = "rerun"
+        sys.exit(executor.execute(request, kind=kind, mode=mode, only=only, parent_run_id=parent))
+
+    return command
+
+
+def _resume(executor: _Executor, state_dir: Path, request: RunRequest | None) -> int:
+    with RunStore.open(state_dir) as store:
+        latest = store.latest_run_id(root_only=False)
+        record = store.get_run(latest) if latest else None
+        if record is None:
+            raise UsageError(Problem(str(state_dir), None, "--resume", "no run recorded"))
+        if record.status not in ("interrupted", "crashed", "running"):
+            raise UsageError(
+                Problem(
+                    str(state_dir),
+                    None,
+                    "--resume",
+                    f"the latest run {record.id} finished; use rerun",
+                )
+            )
+        in_flight, pending = store.unfinished_hosts(record.id)
+    recalled = RunRequest.from_options(record.options)
+    if request is not None and request.inventories:
+        recalled.inventories = request.inventories
+    # In-flight hosts go first; their preflight reads `show --json`, so a connect that finished
+    # just before the crash counts as done and is not repeated into AZCM0067.
+    return executor.execute(
+        recalled, kind="resume", mode=None, only=[*in_flight, *pending], parent_run_id=record.id
+    )
+
+
+@click.command("rerun")
+@click.argument("run_id", required=False)
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    help="Only hosts whose latest category is this (repeatable), e.g. network.",
+)
+@run_options
+def rerun_command(
+    run_id: str | None,
+    categories: tuple[str, ...],
+    state_dir: Path,
+    json_lines: bool,
+    **kwargs: Any,
+) -> None:
+    """Run again only the hosts that did not end connected, with the same options."""
+    console = _console()
+    with RunStore.open(state_dir) as store:
+        root = run_id or store.latest_run_id(root_only=True)
+        record = store.get_run(root) if root else None
+        if record is None:
+            raise UsageError(
+                Problem(
+                    str(state_dir),
+                    None,
+                    "RUN_ID",
+                    f"no run {run_id}" if run_id else "no run recorded",
+                )
+            )
+        root = record.root_run_id
+        root_record = store.get_run(root)
+        assert root_record is not None
+        unfinished = store.runs_under(root)[-1]
+        if unfinished.status in ("interrupted", "crashed"):
+            pass  # hosts_to_rerun includes hosts that never finished
+        hosts = store.hosts_to_rerun(root, set(categories) if categories else None)
+    request = RunRequest.from_options(root_record.options)
+    overrides = _azure_overrides(kwargs)
+    request.azure.update(overrides)
+    for key in ("playbook", "forks", "connect_rate", "known_hosts"):
+        if kwargs.get(key) is not None:
+            setattr(request, key, kwargs[key])
+    if kwargs.get("accept_new_host_keys"):
+        request.accept_new_host_keys = True
+    request.limit = kwargs.get("limit")
+    if not hosts:
+        console.print(f"run {root}: every host is connected; nothing to rerun", markup=False)
+        sys.exit(EXIT_OK)
+    executor = _Executor(state_dir, json_lines, console)
+    sys.exit(executor.execute(request, kind="rerun", mode=None, only=hosts, parent_run_id=root))
+
+
+COMMANDS: list[click.Command] = [
+    _make_command("onboard", Mode.ONBOARD, "Connect every host to Azure Arc."),
+    _make_command("preflight", Mode.PREFLIGHT, "Check every host is ready; change nothing."),
+    _make_command("offboard", Mode.OFFBOARD, "Disconnect every host from Azure Arc."),
+    rerun_command,
+]

@@ -50,3 +50,24 @@ class Transport(Protocol):
         """The last ``max_bytes`` of a file, or "" if it does not exist."""
 
     async def close(self) -> None: ...
+
+
+class CappedOutput:
+    """Collects a stream's bytes up to a cap, counting what it drops."""
+
+    def __init__(self, cap: int = OUTPUT_CAP_BYTES) -> None:
+        self._cap = cap
+        self._chunks: list[bytes] = []
+        self._kept = 0
+        self.dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self._cap - self._kept
+        if room > 0:
+            kept = chunk[:room]
+            self._chunks.append(kept)
+            self._kept += len(kept)
+        self.dropped += max(0, len(chunk) - max(room, 0))
+
+    def text(self) -> str:
+        return b"".join(self._chunks).decode("utf-8", errors="replace")

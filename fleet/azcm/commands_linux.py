@@ -1,0 +1,76 @@
+"""Agent commands for Linux hosts, as POSIX shell command lines.
+
+Every operator-supplied value is quoted with :func:`shlex.quote`; the secret never appears here
+(it travels in the ``--config`` file, see :func:`fleet.azcm.commands.connect_config`).
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from fleet.azcm.commands import target_options
+from fleet.inventory.model import ResolvedHost
+
+AGENT_NAME = "azcmagent"
+AGENT_FALLBACK = "/opt/azcmagent/bin/azcmagent"
+LOG_PATH = "/var/opt/azcmagent/log/azcmagent.log"
+SERVICE = "himdsd"
+
+
+class LinuxAgentCommands:
+    log_path = LOG_PATH
+
+    def __init__(self, *, become: bool) -> None:
+        # sudo -n: never prompt; a sudo that wants a password fails at once, and we say so.
+        self._prefix = "sudo -n " if become else ""
+
+    @property
+    def become(self) -> bool:
+        return bool(self._prefix)
+
+    def elevated(self, command: str) -> str:
+        return f"{self._prefix}{command}"
+
+    def check_elevation(self) -> str:
+        return self.elevated("id -u")
+
+    def locate_agent(self) -> str:
+        return f"command -v {AGENT_NAME} || command -v {AGENT_FALLBACK}"
+
+    def version(self, agent: str) -> str:
+        return f"{shlex.quote(agent)} version"
+
+    def show_json(self, agent: str) -> str:
+        # `show` needs no root since agent 1.31, and reading state must not need sudo.
+        return f"{shlex.quote(agent)} show --json"
+
+    def make_private_dir(self) -> str:
+        # mktemp -d creates the directory with mode 0700 for the login user.
+        return "mktemp -d /tmp/arcfleet.XXXXXXXX"
+
+    def config_path(self, private_dir: str) -> str:
+        return f"{private_dir.rstrip('/')}/connect.json"
+
+    def connect(self, agent: str, config_path: str, host: ResolvedHost) -> str:
+        parts = [shlex.quote(agent), "connect", "--config", shlex.quote(config_path), "--verbose"]
+        for flag, value in target_options(host):
+            parts += [flag, shlex.quote(value)]
+        return self.elevated(" ".join(parts))
+
+    def disconnect(self, agent: str, config_path: str | None, *, force_local_only: bool) -> str:
+        parts = [shlex.quote(agent), "disconnect"]
+        if force_local_only:
+            parts.append("--force-local-only")
+        elif config_path:
+            parts += ["--config", shlex.quote(config_path)]
+        parts.append("--verbose")
+        return self.elevated(" ".join(parts))
+
+    def restart_agent_service(self) -> str:
+        return self.elevated(f"systemctl restart {SERVICE}")
+
+    def remove_dir(self, private_dir: str) -> str:
+        return f"rm -rf -- {shlex.quote(private_dir)}"
+
+    def read_tail(self, path: str, max_bytes: int) -> str:
+        return self.elevated(f"tail -c {int(max_bytes)} -- {shlex.quote(path)}")

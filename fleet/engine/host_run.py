@@ -1,0 +1,495 @@
+"""The per-host state machine: preflight -> connect (retry, remediate) -> verify -> collect.
+
+One :class:`HostRun` works one host over one transport session. Every command becomes an
+:class:`~fleet.engine.outcome.Attempt` handed to the sink the moment it finishes; the host ends
+with exactly one :class:`~fleet.engine.outcome.HostOutcome`, whatever happens (including
+cancellation), and the private ``--config`` directory is removed in every outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay
+
+from fleet.azcm import findings
+from fleet.azcm.classifier import classify
+from fleet.azcm.commands import AgentCommands, connect_config
+from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis, Evidence, Remediation
+from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
+from fleet.engine.pacing import TokenBucket
+from fleet.engine.playbook import Mode, Playbook
+from fleet.errors import (
+    ArcfleetError,
+    ConnectionDropped,
+    HostAuthFailed,
+    HostUnreachable,
+    SecretUnavailable,
+)
+from fleet.inventory.model import ResolvedHost
+from fleet.transport.base import CommandResult, Transport
+
+_VERSION = re.compile(r"\d+\.\d+\.\d+(?:\.\d+)?")
+_ELEVATION_DENIED = re.compile(
+    r"a password is required|a terminal is required|not in the sudoers", re.IGNORECASE
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class AgentState:
+    """What ``azcmagent show --json`` said."""
+
+    status: str = ""
+    resource_id: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def connected(self) -> bool:
+        return self.status.lower() == "connected" and bool(self.resource_id)
+
+    @classmethod
+    def parse(cls, text: str) -> AgentState | None:
+        start = text.find("{")
+        if start < 0:
+            return None
+        try:
+            body = json.loads(text[start : text.rfind("}") + 1])
+        except ValueError:
+            return None
+        if not isinstance(body, dict):
+            return None
+        lowered = {str(k).lower(): v for k, v in body.items()}
+        return cls(
+            status=str(lowered.get("status") or ""),
+            resource_id=str(lowered.get("resourceid") or ""),
+            fields=lowered,
+        )
+
+    def matches(self, host: ResolvedHost) -> bool:
+        """Connected to the target the inventory asks for (case-insensitive, as ARM ids are)."""
+        expected = host.azure.expected_resource_id(host.name)
+        if expected is not None:
+            return self.resource_id.lower() == expected.lower()
+        wanted = {
+            "subscriptionid": host.azure.subscription_id,
+            "resourcegroup": host.azure.resource_group,
+            "tenantid": host.azure.tenant_id,
+            "location": host.azure.location,
+        }
+        return all(
+            str(self.fields.get(key, "")).lower() == value.lower()
+            for key, value in wanted.items()
+            if value
+        )
+
+
+class HostFinished(Exception):
+    """Internal: the host has its final diagnosis; unwinds the state machine."""
+
+    def __init__(self, diagnosis: Diagnosis) -> None:
+        super().__init__(diagnosis.category.value)
+        self.diagnosis = diagnosis
+
+
+@dataclass
+class HostContext:
+    """What one host run needs from the fleet run."""
+
+    playbook: Playbook
+    sink: OutcomeSink
+    pacer: TokenBucket
+    sp_secret: str | None
+    transcript_file: str = ""
+
+
+class HostRun:
+    def __init__(
+        self,
+        host: ResolvedHost,
+        transport: Transport,
+        commands: AgentCommands,
+        context: HostContext,
+        *,
+        elevated_commands: AgentCommands | None = None,
+    ) -> None:
+        self.host = host
+        self.transport = transport
+        self.commands = commands
+        self.ctx = context
+        self.playbook = context.playbook
+        self._elevated_commands = elevated_commands
+        self._started = _now()
+        self._steps: list[Attempt] = []
+        self._remediations: list[str] = []
+        self._connect_attempts = 0
+        self._last_exit: int | None = None
+        self._agent_version: str | None = None
+
+    # -- recording -----------------------------------------------------------------------
+
+    def _record(self, attempt: Attempt) -> None:
+        self._steps.append(attempt)
+        self.ctx.sink.attempt_recorded(self.host.name, attempt)
+
+    async def _run(
+        self,
+        stage: str,
+        command: str,
+        *,
+        timeout_s: float | None = None,
+        remediation: str | None = None,
+    ) -> CommandResult:
+        started = _now()
+        result = await self.transport.run(
+            command, timeout_s=timeout_s or self.playbook.deadlines.command_s
+        )
+        self._record(
+            Attempt(
+                stage=stage,
+                command=command,
+                exit_status=result.exit_status,
+                duration_s=result.duration_s,
+                started_at=started,
+                remediation=remediation,
+                stdout=result.stdout,
+                stderr=result.stderr,
+            )
+        )
+        if result.timed_out:
+            raise HostFinished(
+                findings.timed_out(stage, timeout_s or self.playbook.deadlines.command_s)
+            )
+        return result
+
+    def _outcome(self, diagnosis: Diagnosis) -> HostOutcome:
+        return HostOutcome(
+            host=self.host.name,
+            address=self.host.address,
+            transport=self.host.transport.value,
+            os=self.host.os.value,
+            diagnosis=diagnosis,
+            started_at=self._started,
+            finished_at=_now(),
+            attempts=self._connect_attempts,
+            remediations=tuple(self._remediations),
+            exit_code=self._last_exit,
+            transcript_file=self.ctx.transcript_file,
+            steps=tuple(self._steps),
+        )
+
+    # -- the state machine ---------------------------------------------------------------
+
+    async def execute(self) -> HostOutcome:
+        """Run the playbook on the host; always returns an outcome, never raises (but
+        re-raises cancellation after recording nothing: the runner records interruption)."""
+        self.ctx.sink.host_started(self.host.name)
+        try:
+            async with asyncio.timeout(self.playbook.deadlines.host_s):
+                diagnosis = await self._execute()
+        except HostFinished as finished:
+            diagnosis = finished.diagnosis
+        except TimeoutError:
+            diagnosis = findings.timed_out("host", self.playbook.deadlines.host_s)
+        except HostAuthFailed as exc:
+            diagnosis = (
+                findings.host_key_rejected(exc.reason)
+                if "host key" in exc.reason
+                else findings.auth_failed(exc.reason)
+            )
+        except HostUnreachable as exc:
+            diagnosis = findings.unreachable(exc.reason)
+        except ConnectionDropped as exc:
+            diagnosis = findings.unreachable(f"connection dropped: {exc.reason}")
+        except SecretUnavailable as exc:
+            diagnosis = findings.auth_failed(str(exc))
+        finally:
+            await self._close()
+        return self._outcome(diagnosis)
+
+    async def _close(self) -> None:
+        with contextlib.suppress(ArcfleetError, OSError, asyncio.CancelledError):
+            await asyncio.shield(self.transport.close())
+
+    async def _execute(self) -> Diagnosis:
+        await self.transport.open()
+        agent = await self._preflight()
+        state = await self._agent_state(agent)
+        mode = self.playbook.mode
+        if mode is Mode.OFFBOARD:
+            return await self._offboard(agent, state)
+        if state is not None and state.connected:
+            if state.matches(self.host):
+                return findings.already_connected(state.resource_id)
+            wanted = self.host.azure.expected_resource_id(self.host.name) or "(inventory target)"
+            if mode is Mode.PREFLIGHT or not self.playbook.allow_reconnect:
+                return findings.resource_conflict_elsewhere(state.resource_id, wanted)
+            await self._disconnect(agent, force_local_only=False)
+        if mode is Mode.PREFLIGHT:
+            return _preflight_ready(self._agent_version)
+        return await self._connect_with_retries(agent)
+
+    async def _preflight(self) -> str:
+        result = await self._run("preflight", self.commands.check_elevation())
+        elevated = result.exit_status == 0 and result.stdout.strip() == "0"
+        if not elevated:
+            denied = _ELEVATION_DENIED.search(result.stderr + result.stdout)
+            if denied:
+                raise HostFinished(findings.elevation_required(denied.group(0)))
+            if self._elevated_commands is not None and self.playbook.escalate_with_sudo:
+                self.commands = self._elevated_commands
+                self._elevated_commands = None
+                self._remediations.append(Remediation.RERUN_ELEVATED.value)
+                return await self._preflight()
+            raise HostFinished(
+                findings.elevation_required(
+                    "the login user is not root and the inventory does not set become"
+                    if self._elevated_commands is not None
+                    else f"elevation check printed {result.stdout.strip()!r}"
+                )
+            )
+        located = await self._run("preflight", self.commands.locate_agent())
+        paths = [line.strip() for line in located.stdout.splitlines() if line.strip()]
+        if located.exit_status != 0 or not paths:
+            raise HostFinished(findings.agent_missing(located.stderr.strip() or "not on PATH"))
+        agent = paths[0]
+        version = await self._run("preflight", self.commands.version(agent))
+        match = _VERSION.search(version.stdout)
+        self._agent_version = match.group(0) if match else None
+        return agent
+
+    async def _agent_state(self, agent: str) -> AgentState | None:
+        for _ in range(2):
+            result = await self._run("preflight", self.commands.show_json(agent))
+            state = AgentState.parse(result.stdout) if result.exit_status == 0 else None
+            if state is not None:
+                return state
+            diagnosis = classify(self._evidence(result))
+            if not await self._remediate(diagnosis):
+                return None  # connect will say what is wrong, with the agent's own words
+        return None
+
+    def _evidence(self, result: CommandResult, log_tail: str = "") -> Evidence:
+        return Evidence(
+            exit_status=result.exit_status,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            log_tail=log_tail,
+            agent_version=self._agent_version,
+        )
+
+    # -- connect -------------------------------------------------------------------------
+
+    def _wait(self, state: RetryCallState) -> float:
+        diagnosis: Diagnosis = state.outcome.result() if state.outcome else None  # type: ignore[assignment]
+        if diagnosis is not None and diagnosis.extra.get("remediated") == "yes":
+            return 0.5  # the fix was applied; try again at once
+        if diagnosis is not None and diagnosis.retry_after_s:
+            return min(diagnosis.retry_after_s, self.playbook.backoff.max_s * 5)
+        backoff = self.playbook.backoff
+        ceiling = min(
+            backoff.max_s, backoff.initial_s * backoff.multiplier ** (state.attempt_number - 1)
+        )
+        return random.uniform(0, ceiling)  # full jitter: spreads a fleet's retries apart
+
+    @staticmethod
+    def _should_retry(diagnosis: Diagnosis) -> bool:
+        return (
+            diagnosis.action.kind is ActionKind.RETRY or diagnosis.extra.get("remediated") == "yes"
+        )
+
+    async def _connect_with_retries(self, agent: str) -> Diagnosis:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.playbook.attempts)
+            | stop_after_delay(self.playbook.deadlines.host_s),
+            wait=self._wait,
+            retry=lambda state: bool(
+                state.outcome
+                and not state.outcome.failed
+                and self._should_retry(state.outcome.result())
+            ),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+            reraise=True,
+        )
+        diagnosis: Diagnosis | None = None
+        async for attempt in retrying:
+            with attempt:
+                diagnosis = await self._connect_once(agent)
+            if attempt.retry_state.outcome is None or not attempt.retry_state.outcome.failed:
+                attempt.retry_state.set_result(diagnosis)
+        assert diagnosis is not None
+        return _strip_internal(diagnosis)
+
+    async def _connect_once(self, agent: str) -> Diagnosis:
+        await self.ctx.pacer.acquire()
+        self._connect_attempts += 1
+        made = await self._run("connect", self.commands.make_private_dir())
+        private_dir = made.stdout.strip().splitlines()[-1] if made.stdout.strip() else ""
+        if made.exit_status != 0 or not private_dir:
+            return Diagnosis(
+                category=Category.HOST_PREREQUISITE,
+                action=Action(ActionKind.FAIL_HOST),
+                name="no private temporary directory",
+                cause="mktemp could not create a private directory for the --config file",
+                fix="check that /tmp (or the Windows temp folder) exists and is writable",
+                evidence_line=made.stderr.strip()[-300:],
+                rule="host:mktemp",
+            )
+        config = self.commands.config_path(private_dir)
+        try:
+            await self.transport.put_file(
+                config, connect_config(self.host, self.ctx.sp_secret), private=True
+            )
+            result = await self._run(
+                "connect",
+                self.commands.connect(agent, config, self.host),
+                timeout_s=self.playbook.deadlines.agent_connect_s,
+            )
+        finally:
+            await self._remove_private_dir(private_dir)
+        self._last_exit = result.exit_status
+        log_tail = ""
+        if result.exit_status != 0:
+            log_tail = await self._collect_log()
+        diagnosis = classify(self._evidence(result, log_tail))
+        self._steps[-1] = replace(self._steps[-1], diagnosis=diagnosis)
+        if diagnosis.category is Category.CONNECTED:
+            return await self._verify(agent, diagnosis)
+        if diagnosis.code == "AZCM0067":
+            # Connected already (maybe by a connect that finished before a crash): check where.
+            state = await self._agent_state(agent)
+            if state is not None and state.connected and state.matches(self.host):
+                return findings.already_connected(state.resource_id)
+        if diagnosis.action.kind is ActionKind.REMEDIATE and await self._remediate(diagnosis):
+            return replace(diagnosis, extra={**diagnosis.extra, "remediated": "yes"})
+        if diagnosis.action.kind is ActionKind.REMEDIATE:
+            # The fix is not allowed or was already tried: the host fails with the fix to apply.
+            return replace(diagnosis, action=Action(ActionKind.FAIL_HOST))
+        return diagnosis
+
+    async def _remove_private_dir(self, private_dir: str) -> None:
+        """Remove the config directory even while the host task is being cancelled."""
+        command = self.commands.remove_dir(private_dir)
+        cleanup = asyncio.ensure_future(self._run("cleanup", command))
+        try:
+            await asyncio.shield(cleanup)
+        except asyncio.CancelledError:
+            await asyncio.wait({cleanup}, timeout=self.playbook.deadlines.command_s)
+            raise
+        except (HostFinished, ArcfleetError):
+            pass  # reported by the outcome; the transcript holds the failed rm
+
+    async def _collect_log(self) -> str:
+        try:
+            return await self.transport.read_tail(
+                self.commands.log_path, self.playbook.log_tail_bytes, elevated=True
+            )
+        except ArcfleetError:
+            return ""
+
+    async def _verify(self, agent: str, connected: Diagnosis) -> Diagnosis:
+        if not self.playbook.verify:
+            return connected
+        result = await self._run("verify", self.commands.show_json(agent))
+        state = AgentState.parse(result.stdout)
+        if state is not None and state.connected and state.matches(self.host):
+            return findings.connected(state.resource_id)
+        detail = (
+            f"show says status={state.status!r} resourceId={state.resource_id!r}"
+            if state
+            else f"show --json gave no state (exit {result.exit_status})"
+        )
+        return findings.verify_failed(detail)
+
+    async def _remediate(self, diagnosis: Diagnosis) -> bool:
+        """Apply the diagnosis's named fix once per host per run, if the playbook allows it."""
+        remedy = diagnosis.action.remediation
+        if diagnosis.action.kind is not ActionKind.REMEDIATE or remedy is None:
+            return False
+        if remedy.value in self._remediations or not self.playbook.allows(remedy):
+            return False
+        self._remediations.append(remedy.value)
+        if remedy is Remediation.RESTART_AGENT_SERVICE:
+            result = await self._run(
+                "remediate", self.commands.restart_agent_service(), remediation=remedy.value
+            )
+            return result.exit_status == 0
+        if remedy is Remediation.WAIT_FOR_HIMDS:
+            await asyncio.sleep(min(10.0, self.playbook.backoff.initial_s * 2))
+            return True
+        if remedy is Remediation.DISCONNECT_LOCAL:
+            return await self._disconnect(None, force_local_only=True)
+        return False
+
+    async def _disconnect(self, agent: str | None, *, force_local_only: bool) -> bool:
+        agent = agent or "azcmagent"
+        if force_local_only:
+            result = await self._run(
+                "remediate",
+                self.commands.disconnect(agent, None, force_local_only=True),
+                remediation=Remediation.DISCONNECT_LOCAL.value,
+            )
+            return result.exit_status == 0
+        made = await self._run("disconnect", self.commands.make_private_dir())
+        private_dir = made.stdout.strip()
+        config = self.commands.config_path(private_dir)
+        try:
+            await self.transport.put_file(
+                config, connect_config(self.host, self.ctx.sp_secret), private=True
+            )
+            result = await self._run(
+                "disconnect",
+                self.commands.disconnect(agent, config, force_local_only=False),
+                timeout_s=self.playbook.deadlines.agent_connect_s,
+            )
+        finally:
+            await self._remove_private_dir(private_dir)
+        self._last_exit = result.exit_status
+        if result.exit_status != 0:
+            raise HostFinished(classify(self._evidence(result, await self._collect_log())))
+        return True
+
+    async def _offboard(self, agent: str, state: AgentState | None) -> Diagnosis:
+        if state is not None and not state.connected:
+            return _disconnected("the host was not connected; nothing to do")
+        await self._disconnect(agent, force_local_only=False)
+        return _disconnected("disconnected from Azure Arc")
+
+
+def _strip_internal(diagnosis: Diagnosis) -> Diagnosis:
+    if "remediated" not in diagnosis.extra:
+        return diagnosis
+    extra = {k: v for k, v in diagnosis.extra.items() if k != "remediated"}
+    return replace(diagnosis, extra=extra)
+
+
+def _preflight_ready(agent_version: str | None) -> Diagnosis:
+    return Diagnosis(
+        category=Category.SKIPPED,
+        action=Action(ActionKind.NONE),
+        name="preflight passed",
+        cause=f"preflight only: reachable, elevated, agent {agent_version or 'present'}, "
+        "not connected; nothing was changed",
+        fix="run `arcfleet onboard` to connect it",
+        rule="preflight:ready",
+    )
+
+
+def _disconnected(cause: str) -> Diagnosis:
+    return Diagnosis(
+        category=Category.DISCONNECTED,
+        action=Action(ActionKind.NONE),
+        name="disconnected",
+        cause=cause,
+        rule="offboard",
+    )

@@ -1,0 +1,116 @@
+"""Playbooks: the workflow and the policy of a run, as data.
+
+A playbook says what to do to each host (``mode``), how hard to try (attempts, backoff,
+deadlines), which documented fixes may be applied automatically, when to stop starting new hosts
+(the circuit breaker), and how fast to start connects (pacing). CLI flags override it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fleet.azcm.diagnosis import Remediation
+from fleet.errors import PlaybookError, Problem
+
+
+class Mode(StrEnum):
+    ONBOARD = "onboard"  # preflight, connect, verify
+    PREFLIGHT = "preflight"  # checks only, changes nothing
+    OFFBOARD = "offboard"  # disconnect
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Backoff(_Strict):
+    initial_s: float = Field(2.0, gt=0)
+    max_s: float = Field(60.0, gt=0)
+    multiplier: float = Field(2.0, ge=1)
+
+
+class Deadlines(_Strict):
+    connect_timeout_s: float = Field(15.0, gt=0)  # opening the SSH/WinRM session
+    command_s: float = Field(60.0, gt=0)  # any preflight, verify or cleanup command
+    agent_connect_s: float = Field(660.0, gt=0)  # azcmagent connect itself (10 min inside)
+    host_s: float = Field(1800.0, gt=0)  # everything for one host, retries included
+
+
+class Breaker(_Strict):
+    # Hosts failing with the same fail_run cause before no new host is started; 0 disables.
+    threshold: int = Field(3, ge=0)
+
+
+class Pacing(_Strict):
+    forks: int = Field(50, ge=1, le=5000)
+    # Token bucket for starting `azcmagent connect` (each one is ARM writes). ARM allows a burst
+    # of 200 and 10 writes/s per service principal; stay well inside. rate 0 = unpaced.
+    connect_rate_per_s: float = Field(5.0, ge=0)
+    connect_burst: int = Field(100, ge=1)
+
+
+class Playbook(_Strict):
+    name: str
+    description: str = ""
+    mode: Mode = Mode.ONBOARD
+    attempts: int = Field(4, ge=1, le=50)  # azcmagent connect attempts per host
+    backoff: Backoff = Backoff()
+    deadlines: Deadlines = Deadlines()
+    remediations: tuple[Remediation, ...] = (
+        Remediation.RESTART_AGENT_SERVICE,
+        Remediation.WAIT_FOR_HIMDS,
+    )
+    # Replace a connection to another target (disconnect, then connect). Off by default: an
+    # existing connection may belong to someone else.
+    allow_reconnect: bool = False
+    # Use `sudo -n` on hosts whose inventory did not set become, when azcmagent needs root.
+    escalate_with_sudo: bool = False
+    verify: bool = True
+    log_tail_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
+    breaker: Breaker = Breaker()
+    pacing: Pacing = Pacing()
+
+    def allows(self, remediation: Remediation) -> bool:
+        return remediation in self.remediations
+
+
+BUILTIN = ("onboard", "preflight", "offboard", "reconnect")
+
+
+def _builtin_text(name: str) -> str:
+    return resources.files("fleet.engine").joinpath("playbooks", f"{name}.yaml").read_text("utf-8")
+
+
+def load_playbook(ref: str | Path | None) -> Playbook:
+    """A playbook by built-in name (``onboard``) or by file path; default ``onboard``."""
+    label = str(ref) if ref is not None else "onboard"
+    try:
+        if ref is None or str(ref) in BUILTIN:
+            text = _builtin_text(label)
+        else:
+            text = Path(ref).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlaybookError(Problem(label, None, None, f"cannot read playbook: {exc}")) from None
+    return parse_playbook(text, label)
+
+
+def parse_playbook(text: str, label: str) -> Playbook:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PlaybookError(Problem(label, None, None, f"not valid YAML: {exc}")) from None
+    if not isinstance(raw, dict):
+        raise PlaybookError(Problem(label, None, None, "a playbook is a YAML mapping"))
+    try:
+        return Playbook.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            Problem(label, None, ".".join(str(p) for p in err["loc"]) or None, err["msg"])
+            for err in exc.errors()
+        ]
+        raise PlaybookError(problems) from None

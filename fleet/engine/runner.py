@@ -1,0 +1,158 @@
+"""The fleet run: bounded concurrency, pacing, the circuit breaker and interruption.
+
+``forks`` workers take hosts in inventory order. A host's outcome reaches the sinks (run store,
+transcripts, display) the moment it is known. When the breaker opens or the operator interrupts,
+no new host starts; hosts never started are recorded as ``skipped`` (breaker) or ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+
+from fleet.azcm import findings
+from fleet.azcm.diagnosis import Diagnosis
+from fleet.engine.breaker import CircuitBreaker
+from fleet.engine.host_run import HostContext, HostRun
+from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
+from fleet.engine.pacing import TokenBucket
+from fleet.engine.playbook import Playbook
+from fleet.engine.secrets import SecretBook
+from fleet.inventory.model import OsFamily, ResolvedHost
+from fleet.transport.factory import TransportFactory, commands_for
+
+log = structlog.get_logger("fleet.engine")
+
+
+@dataclass
+class FanoutSink:
+    """Hands every event to several sinks; one failing sink does not stop the others."""
+
+    sinks: list[OutcomeSink] = field(default_factory=list)
+
+    def host_started(self, host: str) -> None:
+        for sink in self.sinks:
+            sink.host_started(host)
+
+    def attempt_recorded(self, host: str, attempt: Attempt) -> None:
+        for sink in self.sinks:
+            sink.attempt_recorded(host, attempt)
+
+    def outcome_recorded(self, outcome: HostOutcome) -> None:
+        for sink in self.sinks:
+            sink.outcome_recorded(outcome)
+
+
+@dataclass
+class RunOptions:
+    playbook: Playbook
+    forks: int
+    connect_rate_per_s: float
+    connect_burst: int
+    transcript_path: dict[str, str] = field(default_factory=dict)
+
+
+class FleetRun:
+    def __init__(
+        self,
+        hosts: Sequence[ResolvedHost],
+        options: RunOptions,
+        *,
+        factory: TransportFactory,
+        secrets: SecretBook,
+        sink: OutcomeSink,
+    ) -> None:
+        self.hosts = list(hosts)
+        self.options = options
+        self.factory = factory
+        self.secrets = secrets
+        self.sink = sink
+        self.breaker = CircuitBreaker(options.playbook.breaker.threshold)
+        self.pacer = TokenBucket(options.connect_rate_per_s, options.connect_burst)
+        self.outcomes: dict[str, HostOutcome] = {}
+        self.in_flight: dict[str, asyncio.Task[HostOutcome]] = {}
+        self.interrupted = False
+
+    def request_stop(self) -> None:
+        """Ctrl-C: start nothing new, cancel what runs (each host cleans up its config file)."""
+        if self.interrupted:
+            return
+        self.interrupted = True
+        log.warning("run interrupted", in_flight=len(self.in_flight))
+        for task in self.in_flight.values():
+            task.cancel()
+
+    def _record(self, outcome: HostOutcome) -> None:
+        self.outcomes[outcome.host] = outcome
+        self.sink.outcome_recorded(outcome)
+        self.breaker.record(outcome.diagnosis)
+
+    def _unstarted(self, host: ResolvedHost, diagnosis: Diagnosis) -> HostOutcome:
+        now = datetime.now(UTC)
+        return HostOutcome(
+            host=host.name,
+            address=host.address,
+            transport=host.transport.value,
+            os=host.os.value,
+            diagnosis=diagnosis,
+            started_at=now,
+            finished_at=now,
+        )
+
+    def _host_run(self, host: ResolvedHost) -> HostRun:
+        playbook = self.options.playbook
+        password = self.secrets.winrm_password(host) if host.transport.value == "winrm" else None
+        transport = self.factory.transport_for(host, winrm_password=password)
+        commands = commands_for(host)
+        escalate = (
+            commands_for(host, elevated=True)
+            if host.os is OsFamily.LINUX and not host.ssh.become
+            else None
+        )
+        context = HostContext(
+            playbook=playbook,
+            sink=self.sink,
+            pacer=self.pacer,
+            sp_secret=self.secrets.sp_secret(host),
+            transcript_file=self.options.transcript_path.get(host.name, ""),
+        )
+        return HostRun(host, transport, commands, context, elevated_commands=escalate)
+
+    async def _worker(self, queue: deque[ResolvedHost]) -> None:
+        while queue and not self.interrupted and not self.breaker.open:
+            host = queue.popleft()
+            task = asyncio.create_task(self._host_run(host).execute(), name=host.name)
+            self.in_flight[host.name] = task
+            try:
+                outcome = await task
+            except asyncio.CancelledError:
+                if not self.interrupted:
+                    raise  # the worker itself is being cancelled
+                outcome = self._unstarted(host, findings.interrupted())
+            finally:
+                self.in_flight.pop(host.name, None)
+            self._record(outcome)
+
+    async def run(self) -> list[HostOutcome]:
+        queue: deque[ResolvedHost] = deque(self.hosts)
+        workers = min(self.options.forks, max(1, len(queue)))
+        try:
+            await asyncio.gather(*(self._worker(queue) for _ in range(workers)))
+        finally:
+            self.factory.close()
+        for host in queue:  # never started
+            if self.interrupted:
+                diagnosis = findings.interrupted()
+            elif self.breaker.trip is not None:
+                diagnosis = findings.skipped(self.breaker.trip.reason)
+            else:
+                diagnosis = findings.skipped("not started")
+            self._record(self._unstarted(host, diagnosis))
+        if self.breaker.trip is not None:
+            log.error("circuit breaker open", reason=self.breaker.trip.reason)
+        return [self.outcomes[h.name] for h in self.hosts if h.name in self.outcomes]

@@ -1,0 +1,59 @@
+"""Per-host transcripts: every command, its exit status and output, redacted, in one file per host.
+
+The transcript is what an operator opens instead of logging in to the host.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from fleet.engine.outcome import Attempt, HostOutcome
+from fleet.redact import redact
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class TranscriptWriter:
+    """An OutcomeSink that appends each step to ``<run folder>/transcripts/<host>.log``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.folder = run_dir / "transcripts"
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def path_for(self, host: str) -> Path:
+        return self.folder / f"{_UNSAFE.sub('_', host)}.log"
+
+    def _append(self, host: str, text: str) -> None:
+        path = self.path_for(host)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8", errors="replace") as handle:
+            handle.write(redact(text))
+
+    def host_started(self, host: str) -> None:
+        self._append(host, f"# host {host}\n")
+
+    def attempt_recorded(self, host: str, attempt: Attempt) -> None:
+        lines = [
+            f"\n[{attempt.started_at.isoformat(timespec='seconds')}] {attempt.stage}"
+            + (f" (remediation {attempt.remediation})" if attempt.remediation else ""),
+            f"$ {attempt.command}",
+            f"exit status: {attempt.exit_status}  ({attempt.duration_s:.2f}s)",
+        ]
+        if attempt.stdout:
+            lines += ["--- stdout", attempt.stdout.rstrip("\n")]
+        if attempt.stderr:
+            lines += ["--- stderr", attempt.stderr.rstrip("\n")]
+        if attempt.diagnosis is not None:
+            d = attempt.diagnosis
+            lines.append(f"=> {d.category.value} {d.code or ''} {d.action} {d.evidence_line}")
+        self._append(host, "\n".join(lines) + "\n")
+
+    def outcome_recorded(self, outcome: HostOutcome) -> None:
+        d = outcome.diagnosis
+        self._append(
+            outcome.host,
+            f"\n# outcome: {outcome.status.value} / {d.category.value} {d.code or ''}\n"
+            f"# cause: {d.cause}\n# fix: {d.fix}\n",
+        )

@@ -1,0 +1,232 @@
+"""SSH transport on asyncssh: one connection per host, reused for every step.
+
+Host keys are verified against a known_hosts file by default. Trust on first use happens only when
+the operator asked for it (``accept_new_host_keys``), and even then a host whose key is on file
+with a different value is refused. A command that passes its deadline is signalled (TERM) and its
+channel closed, so nothing is left running on the host: without a PTY, sshd would otherwise let it
+run on, orphaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+
+from fleet.errors import ConnectionDropped, HostAuthFailed, HostUnreachable
+from fleet.inventory.model import ResolvedHost
+from fleet.transport.base import OUTPUT_CAP_BYTES, CappedOutput, CommandResult
+
+KEEPALIVE_INTERVAL_S = 15
+DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts").expanduser()
+
+
+@dataclass
+class HostKeyPolicy:
+    """Where host keys are checked, and whether unknown hosts may be added."""
+
+    known_hosts: Path = DEFAULT_KNOWN_HOSTS
+    accept_new: bool = False
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    def is_known(self, address: str, port: int) -> bool:
+        if not self.known_hosts.exists():
+            return False
+        try:
+            entries = asyncssh.read_known_hosts(str(self.known_hosts))
+        except (OSError, ValueError):
+            return False
+        host_keys, ca_keys, *_ = entries.match(address, address, port)
+        return bool(host_keys or ca_keys)
+
+    async def remember(self, address: str, port: int, key: asyncssh.SSHKey) -> None:
+        name = address if port == 22 else f"[{address}]:{port}"
+        line = f"{name} {key.export_public_key('openssh').decode().strip()}\n"
+        async with self._lock:
+            self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+            with self.known_hosts.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+
+
+def _parse_hop(hop: str) -> tuple[str | None, str, int]:
+    user, _, rest = hop.rpartition("@")
+    host, _, port = rest.partition(":")
+    return (user or None), host, int(port) if port else 22
+
+
+class SshTransport:
+    """Transport over one asyncssh connection (and its jump hosts, outermost first)."""
+
+    def __init__(
+        self,
+        host: ResolvedHost,
+        *,
+        policy: HostKeyPolicy,
+        connect_timeout_s: float | None = None,
+    ) -> None:
+        self.host = host
+        self.host_name = host.name
+        self._policy = policy
+        self._settings = host.ssh
+        self._timeout = connect_timeout_s or host.ssh.connect_timeout_s
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._hops: list[asyncssh.SSHClientConnection] = []
+
+    def _known_hosts_arg(self) -> str | None:
+        path = self._settings.known_hosts or self._policy.known_hosts
+        if self._policy.accept_new and not self._policy.is_known(self.host.address, self.host.port):
+            return None  # first contact, allowed by the operator: learn the key below
+        return str(path)
+
+    def _options(self, **extra: object) -> dict[str, object]:
+        options: dict[str, object] = {
+            "username": self._settings.user,
+            "connect_timeout": self._timeout,
+            "login_timeout": self._timeout,
+            "keepalive_interval": KEEPALIVE_INTERVAL_S,
+            "keepalive_count_max": 3,
+            "config": None,  # the inventory, not ~/.ssh/config, says how to reach hosts
+        }
+        if self._settings.key_file:
+            options["client_keys"] = [str(self._settings.key_file)]
+            options["agent_path"] = None
+        options.update(extra)
+        return options
+
+    async def open(self) -> None:
+        tunnel: asyncssh.SSHClientConnection | None = None
+        try:
+            for hop in self._settings.jump_hosts:
+                user, address, port = _parse_hop(hop)
+                hop_conn = await asyncssh.connect(
+                    address,
+                    port,
+                    **self._options(
+                        username=user or self._settings.user,
+                        known_hosts=str(self._settings.known_hosts or self._policy.known_hosts),
+                        tunnel=tunnel,
+                    ),
+                )
+                self._hops.append(hop_conn)
+                tunnel = hop_conn
+            known_hosts = self._known_hosts_arg()
+            self._conn = await asyncssh.connect(
+                self.host.address,
+                self.host.port,
+                **self._options(known_hosts=known_hosts, tunnel=tunnel),
+            )
+            if known_hosts is None:
+                key = self._conn.get_server_host_key()
+                if key is not None:
+                    await self._policy.remember(self.host.address, self.host.port, key)
+        except asyncssh.HostKeyNotVerifiable as exc:
+            await self.close()
+            raise HostAuthFailed(self.host_name, f"host key not verified: {exc.reason}") from None
+        except asyncssh.PermissionDenied as exc:
+            await self.close()
+            raise HostAuthFailed(self.host_name, f"login refused: {exc.reason}") from None
+        except (asyncssh.DisconnectError, asyncssh.ConnectionLost) as exc:
+            await self.close()
+            raise HostUnreachable(self.host_name, f"SSH handshake failed: {exc.reason}") from None
+        except socket.gaierror as exc:
+            await self.close()
+            reason = f"name does not resolve: {exc.strerror}"
+            raise HostUnreachable(self.host_name, reason) from None
+        except TimeoutError:
+            await self.close()
+            raise HostUnreachable(
+                self.host_name, f"no SSH answer within {self._timeout:g}s"
+            ) from None
+        except OSError as exc:
+            await self.close()
+            raise HostUnreachable(self.host_name, exc.strerror or str(exc)) from None
+
+    def _require(self) -> asyncssh.SSHClientConnection:
+        if self._conn is None:
+            raise ConnectionDropped(self.host_name, "session is not open")
+        return self._conn
+
+    async def run(self, command: str, *, timeout_s: float) -> CommandResult:
+        conn = self._require()
+        started = time.monotonic()
+        out, err = CappedOutput(OUTPUT_CAP_BYTES), CappedOutput(OUTPUT_CAP_BYTES)
+        try:
+            process = await conn.create_process(command, encoding=None)
+        except (
+            asyncssh.ChannelOpenError,
+            asyncssh.DisconnectError,
+            asyncssh.ConnectionLost,
+            OSError,
+        ) as exc:
+            raise ConnectionDropped(self.host_name, f"cannot start command: {exc}") from None
+
+        async def pump(reader: asyncssh.SSHReader[bytes], sink: CappedOutput) -> None:
+            while chunk := await reader.read(65536):
+                sink.add(chunk)
+
+        timed_out = False
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(pump(process.stdout, out), pump(process.stderr, err)), timeout_s
+            )
+            await asyncio.wait_for(process.wait_closed(), max(1.0, timeout_s / 10))
+        except TimeoutError:
+            timed_out = True
+        except (asyncssh.DisconnectError, asyncssh.ConnectionLost, OSError) as exc:
+            raise ConnectionDropped(self.host_name, f"session lost during command: {exc}") from None
+        except asyncio.CancelledError:
+            self._stop(process)
+            raise
+        if timed_out:
+            self._stop(process)
+        return CommandResult(
+            command=command,
+            exit_status=None if timed_out else process.exit_status,
+            stdout=out.text(),
+            stderr=err.text(),
+            duration_s=time.monotonic() - started,
+            timed_out=timed_out,
+            truncated_bytes=out.dropped + err.dropped,
+        )
+
+    @staticmethod
+    def _stop(process: asyncssh.SSHClientProcess[bytes]) -> None:
+        # TERM first: OpenSSH honours the signal request; closing the channel covers servers
+        # that do not.
+        with contextlib.suppress(OSError, asyncssh.Error):
+            process.send_signal("TERM")
+        process.close()
+
+    async def put_file(self, path: str, content: bytes, *, private: bool = True) -> None:
+        conn = self._require()
+        attrs = asyncssh.SFTPAttrs(permissions=0o600 if private else 0o644)
+        try:
+            async with conn.start_sftp_client() as sftp:
+                async with sftp.open(path, "wb", attrs) as remote:
+                    await remote.write(content)
+                if private:
+                    await sftp.chmod(path, 0o600)
+        except (asyncssh.SFTPError, asyncssh.ChannelOpenError) as exc:
+            raise ConnectionDropped(self.host_name, f"cannot write {path}: {exc}") from None
+
+    async def read_tail(self, path: str, max_bytes: int, *, elevated: bool = False) -> str:
+        prefix = "sudo -n " if elevated and self._settings.become else ""
+        result = await self.run(
+            f"{prefix}tail -c {int(max_bytes)} -- {shlex.quote(path)}", timeout_s=30
+        )
+        return result.stdout if result.exit_status == 0 else ""
+
+    async def close(self) -> None:
+        for conn in [self._conn, *reversed(self._hops)]:
+            if conn is not None:
+                conn.close()
+                with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
+                    await asyncio.wait_for(conn.wait_closed(), 5)
+        self._conn = None
+        self._hops = []
