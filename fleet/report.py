@@ -75,7 +75,7 @@ def report_rows(store: RunStore, root_run_id: str, *, all_hosts: bool = False) -
                 host=entry.host, address=entry.address, transport=entry.transport, os=entry.os,
                 status=HostStatus.INTERRUPTED.value, category=Category.INTERRUPTED.value,
                 azcm_code=None, exit_code=None, cause=cause,
-                fix=f"arcfleet rerun {root_run_id} (checks the agent state before connecting)",
+                fix="rerun it (arcfleet rerun): the agent state is checked before connecting",
                 attempts=0, remediations=(), message="", correlation_id="", resource_id=None,
                 log_file="", started_at=entry.started_at or "", finished_at="",
                 duration_s=None, run_id=run_id,
@@ -218,8 +218,12 @@ def write_private(path: Path, text: str) -> None:
 
 def write_report(store: RunStore, root_run_id: str, path: Path, *, fmt: str = "csv",
                  all_hosts: bool = False, bom: bool = False) -> int:
-    """Write one report file for a root run; return the number of host rows written."""
-    rows = report_rows(store, root_run_id, all_hosts=all_hosts)
+    """Write one report file for a root run; return the number of host rows written.
+
+    CSV and JSON list the hosts that did not end connected unless ``all_hosts``; JUnit always
+    lists every host (a connected host is a passing test case).
+    """
+    rows = report_rows(store, root_run_id, all_hosts=all_hosts or fmt == "junit")
     run = store.get_run(root_run_id)
     write_private(path, render(rows, fmt, suite_name=f"arcfleet {root_run_id}",
                                timestamp=run.started_at if run else "", bom=bom))

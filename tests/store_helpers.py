@@ -2,7 +2,8 @@
 
 Also runnable as a child process: ``python -m tests.store_helpers write STATE_DIR COUNT`` starts a
 run of COUNT hosts and records them one by one, printing ``committed <host>`` after each outcome
-is committed, so a parent can kill it at any moment and check what survived.
+is committed, so a parent can kill it at any moment and check what survived. An optional
+PAUSE_AT makes it print ``paused`` after that many hosts and wait for a line on stdin.
 """
 
 from __future__ import annotations
@@ -97,12 +98,15 @@ def start(store: RunStore, names: list[str], *, kind: str = "onboard",
     return record.id
 
 
-def _write(state_dir: Path, count: int) -> None:
+def _write(state_dir: Path, count: int, pause_at: int = -1) -> None:
     names = [f"h{i:05d}" for i in range(count)]
     with RunStore.open(state_dir) as store:
         run_id = start(store, names)
         print(f"run {run_id}", flush=True)
-        for name in names:
+        for index, name in enumerate(names):
+            if index == pause_at:  # hold with the store open until the parent says go
+                print("paused", flush=True)
+                sys.stdin.readline()
             store.host_started(run_id, name)
             store.record_attempt(run_id, name, attempt())
             store.record_outcome(run_id, outcome(name, Category.NETWORK, cause="no route"))
@@ -113,4 +117,4 @@ def _write(state_dir: Path, count: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "write":
-        _write(Path(sys.argv[2]), int(sys.argv[3]))
+        _write(Path(sys.argv[2]), int(sys.argv[3]), *(int(a) for a in sys.argv[4:5]))

@@ -70,13 +70,15 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
     with _open_existing(state_dir) as store:
         root = _resolve_root(store, state_dir, run_id)
         rows = report_rows(store, root, all_hosts=all_hosts)
+        # JUnit always lists every host: a connected host is a passing test case.
+        junit_rows = report_rows(store, root, all_hosts=True) if fmt == "junit" else rows
         run = store.get_run(root)
         started = run.started_at if run else ""
         to_stdout = fmt is not None and output is None
         if csv_file is not None:
             write_private(csv_file, render(rows, "csv", bom=bom))
         if output is not None or to_stdout:
-            text = render(rows, fmt or "csv", suite_name=f"arcfleet {root}", timestamp=started,
+            text = render(junit_rows, fmt or "csv", suite_name=f"arcfleet {root}", timestamp=started,
                           bom=bom)
             if output is not None:
                 write_private(output, text)
@@ -85,9 +87,9 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
         # With the report on stdout the summary goes to stderr, so stdout stays parseable.
         console = _console(stderr=to_stdout)
         console.print(summary(store, root, state_dir=state_dir))
-        for path in (csv_file, output):
+        for path, count in ((csv_file, len(rows)), (output, len(junit_rows))):
             if path is not None:
-                console.print(f"wrote {redact(str(path))} ({len(rows)} host row(s))")
+                console.print(f"wrote {redact(str(path))} ({count} host row(s))")
 
 
 def _duration(seconds: float | None) -> str:
