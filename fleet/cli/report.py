@@ -78,8 +78,8 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
         if csv_file is not None:
             write_private(csv_file, render(rows, "csv", bom=bom))
         if output is not None or to_stdout:
-            text = render(junit_rows, fmt or "csv", suite_name=f"arcfleet {root}", timestamp=started,
-                          bom=bom)
+            text = render(junit_rows, fmt or "csv", suite_name=f"arcfleet {root}",
+                          timestamp=started, bom=bom)
             if output is not None:
                 write_private(output, text)
             else:
