@@ -331,11 +331,15 @@ class RunStore:
     # ---- opening
 
     @classmethod
-    def open(cls, state_dir: Path, *, create: bool = True) -> RunStore:
+    def open(cls, state_dir: Path, *, create: bool = True,
+             synchronous: str = "NORMAL") -> RunStore:
         """Open (creating and migrating as needed) the store in ``state_dir``.
 
         With ``create=False`` a missing store is a :class:`StoreError` and nothing is created.
+        ``synchronous`` is SQLite's setting: NORMAL (default) or FULL (also survives power loss).
         """
+        if synchronous not in ("NORMAL", "FULL"):
+            raise StoreError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         state_dir = Path(state_dir)
         db_path = state_dir / DB_NAME
         if not create and not db_path.exists():
@@ -358,7 +362,7 @@ class RunStore:
                         raise StoreError(f"{db_path}: cannot switch to WAL mode (got {mode})")
                     # NORMAL in WAL mode survives a killed process (the WAL is in the OS cache);
                     # only a power loss can drop the last commits. bench/store_sync.py measures.
-                    conn.execute("PRAGMA synchronous = NORMAL")
+                    conn.execute(f"PRAGMA synchronous = {synchronous}")
                     conn.execute("PRAGMA foreign_keys = ON")
                     migrate(conn)
                 except BaseException:

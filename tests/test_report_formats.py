@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,9 @@ TRICKY = 'fatal: "quoted", comma,\nsecond line — Größe 日本語'
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> RunStore:
+def store(tmp_path: Path) -> Iterator[RunStore]:
     opened = RunStore.open(tmp_path / "state")
-    yield opened  # type: ignore[misc]
+    yield opened
     opened.close()
 
 

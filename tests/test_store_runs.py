@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,9 @@ from tests.store_helpers import attempt, outcome, start
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> RunStore:
+def store(tmp_path: Path) -> Iterator[RunStore]:
     opened = RunStore.open(tmp_path / "state")
-    yield opened  # type: ignore[misc]
+    yield opened
     opened.close()
 
 
@@ -274,3 +275,11 @@ def test_failed_migration_rolls_back(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
     conn.close()
+
+
+def test_synchronous_full_or_normal_only(tmp_path: Path) -> None:
+    with RunStore.open(tmp_path, synchronous="FULL") as store:
+        run_id = start(store, ["a"])
+        store.record_outcome(run_id, outcome("a", Category.CONNECTED))
+    with pytest.raises(StoreError, match="synchronous"):
+        RunStore.open(tmp_path, synchronous="OFF")
