@@ -433,6 +433,12 @@ class RunStore:
         """Record a new run and its planned hosts (all pending); create its folder."""
         if kind not in RUN_KINDS:
             raise StoreError(f"unknown run kind {kind!r} (expected one of {sorted(RUN_KINDS)})")
+        repeats = kind in ("rerun", "resume")
+        if repeats != (parent_run_id is not None):
+            raise StoreError(
+                f"a {kind} run {'needs' if repeats else 'takes no'} parent_run_id"
+                " (only rerun and resume repeat an earlier run)"
+            )
         root_run_id: str | None = None
         if parent_run_id is not None:
             parent = self.get_run(parent_run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -70,11 +71,15 @@ def test_concurrent_reader_while_a_process_writes(tmp_path: Path) -> None:
         lines.append(line)
     # The writer holds its connection open mid-run: the CLI, in a third process, reads it.
     out = subprocess.run(
-        [sys.executable, "-m", "fleet", "report", run_id, "--state-dir", str(tmp_path)],
+        [sys.executable, "-m", "fleet", "report", run_id, "--state-dir", str(tmp_path),
+         "--format", "json", "--all"],
         capture_output=True, text=True, cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr
-    assert "1000 host(s)" not in out.stdout and "3000 host(s)" in out.stdout
+    mid = json.loads(out.stdout)
+    assert [h["category"] for h in mid[:1000]] == ["network"] * 1000
+    assert {h["status"] for h in mid[1000:]} == {"interrupted"} and len(mid) == 3000
+    assert "still running" in mid[-1]["cause"]
     child.stdin.write("go\n")
     child.stdin.flush()
     seen: list[int] = []

@@ -55,7 +55,11 @@ def test_unknown_kind_status_or_parent_is_a_store_error(store: RunStore) -> None
         start(store, ["a"], kind="deploy")
     with pytest.raises(StoreError, match="parent"):
         start(store, ["a"], kind="rerun", parent_run_id="20990101-000000-dead")
+    with pytest.raises(StoreError, match="rerun run needs parent_run_id"):
+        start(store, ["a"], kind="rerun")
     run_id = start(store, ["a"])
+    with pytest.raises(StoreError, match="onboard run takes no parent_run_id"):
+        start(store, ["a"], kind="onboard", parent_run_id=run_id)
     with pytest.raises(StoreError, match="status"):
         store.finish_run(run_id, "done")
 
