@@ -230,9 +230,14 @@ def write_report(store: RunStore, root_run_id: str, path: Path, *, fmt: str = "c
     return len(rows)
 
 
-def write_failures_csv(store: RunStore, root_run_id: str, *, bom: bool = False) -> Path:
-    """The run folder's ``failures.csv`` (hosts not connected); return its path."""
-    path = store.run_folder(root_run_id) / "failures.csv"
+def write_failures_csv(store: RunStore, root_run_id: str, *, run_id: str | None = None,
+                       bom: bool = False) -> Path:
+    """Write ``failures.csv`` (root hosts not connected, reruns included); return its path.
+
+    It goes into the folder of ``run_id`` (the run just finished, e.g. a rerun), by default the
+    root run's folder.
+    """
+    path = store.run_folder(run_id or root_run_id) / "failures.csv"
     write_report(store, root_run_id, path, fmt="csv", bom=bom)
     return path
 

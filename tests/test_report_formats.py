@@ -142,6 +142,11 @@ def test_failures_csv_in_run_folder_is_private(store: RunStore) -> None:
     assert path == store.state_dir / "runs" / root / "failures.csv"
     assert path.stat().st_mode & 0o777 == 0o600
     assert len(_parse_csv(path.read_text(encoding="utf-8"))) == 5
+    rerun = start(store, ["cred"], kind="rerun", parent_run_id=root)
+    store.record_outcome(rerun, outcome("cred", Category.CONNECTED))
+    rerun_path = write_failures_csv(store, root, run_id=rerun)
+    assert rerun_path.parent == store.state_dir / "runs" / rerun
+    assert len(_parse_csv(rerun_path.read_text(encoding="utf-8"))) == 4
 
 
 def test_unfinished_host_is_reported_interrupted(store: RunStore) -> None:
