@@ -1,0 +1,767 @@
+"""The run store: a durable journal of runs, hosts, attempts and outcomes in SQLite.
+
+One database file, ``<state_dir>/arcfleet.db``, in WAL mode so a report can read while a run
+writes. Every call that records something is one transaction committed before it returns, so a
+run killed at any moment loses at most the steps that were in flight. Every text goes through
+:func:`fleet.redact.redact` before it reaches the file.
+
+Run model: a *first* run (onboard, preflight, offboard) is its own root. A ``rerun`` or ``resume``
+names the run it repeats as its parent and shares the parent's root. The final state of a fleet
+is each root host's latest outcome across the root and all runs under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from fleet.engine.outcome import Attempt, HostOutcome, HostStatus
+from fleet.errors import StoreError
+from fleet.redact import redact, redact_value
+
+DB_NAME: Final = "arcfleet.db"
+RUNS_DIR: Final = "runs"
+BUSY_TIMEOUT_MS: Final = 15_000
+
+RUN_KINDS: Final = frozenset({"onboard", "preflight", "offboard", "rerun", "resume"})
+RUN_STATUSES: Final = frozenset({"running", "finished", "interrupted", "crashed"})
+HOST_STATES: Final = ("pending", "in_flight", "done")
+
+_PRIVATE_UMASK: Final = 0o077
+
+
+# --------------------------------------------------------------------------- schema migrations
+# MIGRATIONS[i] takes a database at user_version i to i + 1, inside one transaction. Statements
+# run one by one (never executescript, which commits on its own).
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    statements = [
+        """CREATE TABLE runs (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            parent_run_id TEXT REFERENCES runs(id),
+            root_run_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,
+            command_line TEXT NOT NULL,
+            inventory_paths TEXT NOT NULL,
+            inventory_digest TEXT NOT NULL,
+            playbook TEXT NOT NULL,
+            options TEXT NOT NULL,
+            pid INTEGER,
+            hostname TEXT
+        )""",
+        "CREATE INDEX runs_root ON runs(root_run_id, seq)",
+        """CREATE TABLE run_hosts (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            host TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            address TEXT NOT NULL,
+            transport TEXT NOT NULL,
+            os TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            started_at TEXT,
+            PRIMARY KEY (run_id, host)
+        )""",
+        """CREATE TABLE outcomes (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            host TEXT NOT NULL,
+            address TEXT NOT NULL,
+            transport TEXT NOT NULL,
+            os TEXT NOT NULL,
+            status TEXT NOT NULL,
+            category TEXT NOT NULL,
+            azcm_code TEXT,
+            exit_code INTEGER,
+            cause TEXT NOT NULL,
+            fix TEXT NOT NULL,
+            message TEXT NOT NULL,
+            correlation_id TEXT NOT NULL,
+            resource_id TEXT,
+            attempts INTEGER NOT NULL,
+            remediations TEXT NOT NULL,
+            transcript_file TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            duration_s REAL NOT NULL,
+            rule TEXT NOT NULL,
+            action TEXT NOT NULL,
+            PRIMARY KEY (run_id, host)
+        )""",
+        "CREATE INDEX outcomes_host ON outcomes(host)",
+        """CREATE TABLE attempts (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            host TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            stage TEXT NOT NULL,
+            command TEXT NOT NULL,
+            exit_status INTEGER,
+            category TEXT,
+            azcm_code TEXT,
+            duration_s REAL NOT NULL,
+            remediation TEXT,
+            started_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, host, seq)
+        )""",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: Final[tuple[Migration, ...]] = (_migrate_v1,)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Bring ``conn`` (autocommit mode) to ``len(migrations)``; return the resulting version.
+
+    Each step runs in its own ``BEGIN IMMEDIATE`` transaction and re-reads the version inside it,
+    so two processes opening a fresh store at once do not both apply a step.
+    """
+    target = len(migrations)
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > target:
+                raise StoreError(
+                    f"the run store has schema version {version}, newer than this arcfleet "
+                    f"understands ({target}); use a newer arcfleet or another --state-dir"
+                )
+            if version == target:
+                conn.execute("COMMIT")
+                return version
+            migrations[version](conn)
+            # PRAGMA takes no parameters; the value is an int we computed.
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    folder: Path  # state_dir/runs/<id>/: transcripts, failures.csv, run log
+    kind: str
+    parent_run_id: str | None
+    root_run_id: str
+    started_at: str
+    finished_at: str | None
+    status: str  # running | finished | interrupted | crashed (a dead writer reads as crashed)
+    command_line: list[str]
+    inventory_paths: list[str]
+    inventory_digest: str
+    playbook: str
+    options: dict[str, object]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: str
+    kind: str
+    parent_run_id: str | None
+    root_run_id: str
+    started_at: str
+    finished_at: str | None
+    duration_s: float | None
+    status: str
+    hosts: int
+    counts: dict[str, int]  # HostStatus value -> hosts of this run with that outcome
+    unfinished: int  # hosts of this run without an outcome
+
+
+@dataclass(frozen=True)
+class OutcomeRow:
+    """One host's outcome as stored; the fields are the report columns plus ``run_id``."""
+
+    host: str
+    address: str
+    transport: str
+    os: str
+    status: str
+    category: str
+    azcm_code: str | None
+    exit_code: int | None
+    cause: str
+    fix: str
+    attempts: int
+    remediations: tuple[str, ...]
+    message: str
+    correlation_id: str
+    resource_id: str | None
+    log_file: str
+    started_at: str
+    finished_at: str
+    duration_s: float | None
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    run_id: str
+    host: str
+    seq: int
+    stage: str
+    command: str
+    exit_status: int | None
+    category: str | None
+    azcm_code: str | None
+    duration_s: float
+    remediation: str | None
+    started_at: str
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """A host as planned in a run."""
+
+    host: str
+    address: str
+    transport: str
+    os: str
+    state: str
+    started_at: str | None = None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def utc_iso(moment: datetime | None = None) -> str:
+    """ISO 8601 in UTC with milliseconds; naive datetimes are taken as UTC."""
+    moment = moment or datetime.now(UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _jsonable(value: object) -> Any:
+    """Options as JSON: unknown types (Path, enums, sets) become strings or lists."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def _dumps(value: object) -> str:
+    # Redact the values first (escaping in JSON could hide a secret from a textual pass), then
+    # the text once more for anything that slipped through.
+    return redact(json.dumps(redact_value(_jsonable(value)), ensure_ascii=False, sort_keys=True))
+
+
+def _opt(text: str | None) -> str | None:
+    return None if text is None else redact(text)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _private_umask() -> Iterator[None]:
+    old = os.umask(_PRIVATE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) owner-only; tighten it if it already exists."""
+    with _private_umask():
+        path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class RunStore:
+    """The durable record of runs. Thread-safe: one connection guarded by a lock."""
+
+    def __init__(self, state_dir: Path, conn: sqlite3.Connection) -> None:
+        self.state_dir = state_dir
+        self.db_path = state_dir / DB_NAME
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._host = socket.gethostname()
+
+    # ---- opening
+
+    @classmethod
+    def open(cls, state_dir: Path, *, create: bool = True,
+             synchronous: str = "NORMAL") -> RunStore:
+        """Open (creating and migrating as needed) the store in ``state_dir``.
+
+        With ``create=False`` a missing store is a :class:`StoreError` and nothing is created.
+        ``synchronous`` is SQLite's setting: NORMAL (default) or FULL (also survives power loss).
+        """
+        if synchronous not in ("NORMAL", "FULL"):
+            raise StoreError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        state_dir = Path(state_dir)
+        db_path = state_dir / DB_NAME
+        if not create and not db_path.exists():
+            raise StoreError(f"{state_dir}: no run store here (no runs recorded yet)")
+        try:
+            if create:
+                make_private_dir(state_dir)
+                make_private_dir(state_dir / RUNS_DIR)
+            # The -wal and -shm files take the database file's mode; the umask covers the
+            # moment before the database file exists.
+            with _private_umask():
+                conn = sqlite3.connect(
+                    db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                    check_same_thread=False,
+                )
+                try:
+                    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    if str(mode).lower() != "wal":
+                        raise StoreError(f"{db_path}: cannot switch to WAL mode (got {mode})")
+                    # NORMAL in WAL mode survives a killed process (the WAL is in the OS cache);
+                    # only a power loss can drop the last commits. bench/store_sync.py measures.
+                    conn.execute(f"PRAGMA synchronous = {synchronous}")
+                    conn.execute("PRAGMA foreign_keys = ON")
+                    migrate(conn)
+                except BaseException:
+                    conn.close()
+                    raise
+            if db_path.exists():
+                db_path.chmod(0o600)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{db_path}: {exc}") from exc
+        return cls(state_dir, conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One committed transaction; sqlite errors become StoreError."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.db_path}: {exc}") from exc
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                cursor = self._conn.execute(sql, params)
+                cursor.row_factory = sqlite3.Row
+                return list(cursor.fetchall())
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.db_path}: {exc}") from exc
+
+    def run_folder(self, run_id: str) -> Path:
+        return self.state_dir / RUNS_DIR / run_id
+
+    # ---- writing
+
+    def start_run(
+        self,
+        *,
+        kind: str,
+        command_line: list[str],
+        inventory_paths: list[str],
+        inventory_digest: str,
+        playbook: str,
+        options: dict[str, object],
+        hosts: list[tuple[str, str, str, str]],
+        parent_run_id: str | None = None,
+    ) -> RunRecord:
+        """Record a new run and its planned hosts (all pending); create its folder."""
+        if kind not in RUN_KINDS:
+            raise StoreError(f"unknown run kind {kind!r} (expected one of {sorted(RUN_KINDS)})")
+        repeats = kind in ("rerun", "resume")
+        if repeats != (parent_run_id is not None):
+            raise StoreError(
+                f"a {kind} run {'needs' if repeats else 'takes no'} parent_run_id"
+                " (only rerun and resume repeat an earlier run)"
+            )
+        root_run_id: str | None = None
+        if parent_run_id is not None:
+            parent = self.get_run(parent_run_id)
+            if parent is None:
+                raise StoreError(f"parent run {parent_run_id} is not in {self.db_path}")
+            root_run_id = parent.root_run_id
+        started = utc_iso()
+        for _ in range(20):
+            run_id = new_run_id()
+            try:
+                with self._write() as conn:
+                    conn.execute(
+                        "INSERT INTO runs (id, parent_run_id, root_run_id, kind, started_at,"
+                        " status, command_line, inventory_paths, inventory_digest, playbook,"
+                        " options, pid, hostname) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?,"
+                        " ?, ?, ?)",
+                        (
+                            run_id, parent_run_id, root_run_id or run_id, kind, started,
+                            _dumps(list(command_line)), _dumps(list(inventory_paths)),
+                            redact(inventory_digest), redact(playbook), _dumps(options),
+                            os.getpid(), self._host,
+                        ),
+                    )
+                    conn.executemany(
+                        "INSERT INTO run_hosts (run_id, host, position, address, transport, os)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        [
+                            (run_id, redact(name), index, redact(address), redact(transport),
+                             redact(os_name))
+                            for index, (name, address, transport, os_name) in enumerate(hosts)
+                        ],
+                    )
+            except StoreError as exc:
+                if isinstance(exc.__cause__, sqlite3.IntegrityError) and "runs.id" in str(exc):
+                    continue  # two runs in the same second drew the same suffix
+                raise
+            make_private_dir(self.run_folder(run_id))
+            record = self.get_run(run_id)
+            assert record is not None
+            return record
+        raise StoreError("could not allocate a unique run id")
+
+    def host_started(self, run_id: str, host: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE run_hosts SET state = 'in_flight', started_at = ?"
+                " WHERE run_id = ? AND host = ? AND state != 'done'",
+                (utc_iso(), run_id, redact(host)),
+            )
+
+    def record_attempt(self, run_id: str, host: str, attempt: Attempt) -> None:
+        diagnosis = attempt.diagnosis
+        with self._write() as conn:
+            seq = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM attempts WHERE run_id = ? AND host = ?",
+                (run_id, redact(host)),
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO attempts (run_id, host, seq, stage, command, exit_status, category,"
+                " azcm_code, duration_s, remediation, started_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id, redact(host), seq, redact(attempt.stage), redact(attempt.command),
+                    attempt.exit_status,
+                    diagnosis.category.value if diagnosis else None,
+                    _opt(diagnosis.code) if diagnosis else None,
+                    float(attempt.duration_s), _opt(attempt.remediation),
+                    utc_iso(attempt.started_at),
+                ),
+            )
+
+    def record_outcome(self, run_id: str, outcome: HostOutcome) -> None:
+        """Store a host's outcome and mark it done; committed before this returns."""
+        d = outcome.diagnosis
+        host = redact(outcome.host)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO outcomes (run_id, host, address, transport, os, status,"
+                " category, azcm_code, exit_code, cause, fix, message, correlation_id,"
+                " resource_id, attempts, remediations, transcript_file, started_at, finished_at,"
+                " duration_s, rule, action)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id, host, redact(outcome.address), redact(outcome.transport),
+                    redact(outcome.os), outcome.status.value, d.category.value, _opt(d.code),
+                    outcome.exit_code, redact(d.cause), redact(d.fix), redact(d.evidence_line),
+                    redact(" ".join(d.correlation_ids)), _opt(d.resource_id), outcome.attempts,
+                    _dumps(list(outcome.remediations)), redact(outcome.transcript_file),
+                    utc_iso(outcome.started_at), utc_iso(outcome.finished_at),
+                    outcome.duration_s, redact(d.rule), str(d.action),
+                ),
+            )
+            updated = conn.execute(
+                "UPDATE run_hosts SET state = 'done' WHERE run_id = ? AND host = ?",
+                (run_id, host),
+            ).rowcount
+            if not updated:  # a host the plan did not list: keep the store consistent
+                position = conn.execute(
+                    "SELECT COALESCE(MAX(position), -1) + 1 FROM run_hosts WHERE run_id = ?",
+                    (run_id,),
+                ).fetchone()[0]
+                conn.execute(
+                    "INSERT INTO run_hosts (run_id, host, position, address, transport, os,"
+                    " state, started_at) VALUES (?, ?, ?, ?, ?, ?, 'done', ?)",
+                    (run_id, host, position, redact(outcome.address),
+                     redact(outcome.transport), redact(outcome.os),
+                     utc_iso(outcome.started_at)),
+                )
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        if status not in RUN_STATUSES:
+            raise StoreError(
+                f"unknown run status {status!r} (expected one of {sorted(RUN_STATUSES)})"
+            )
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?",
+                (status, utc_iso(), run_id),
+            )
+
+    # ---- reading
+
+    def _effective_status(self, row: sqlite3.Row) -> str:
+        status = str(row["status"])
+        if (
+            status == "running"
+            and row["pid"] is not None
+            and row["hostname"] == self._host
+            and not _pid_alive(int(row["pid"]))
+        ):
+            return "crashed"
+        return status
+
+    def _run_record(self, row: sqlite3.Row) -> RunRecord:
+        return RunRecord(
+            id=row["id"],
+            folder=self.run_folder(row["id"]),
+            kind=row["kind"],
+            parent_run_id=row["parent_run_id"],
+            root_run_id=row["root_run_id"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            status=self._effective_status(row),
+            command_line=json.loads(row["command_line"]),
+            inventory_paths=json.loads(row["inventory_paths"]),
+            inventory_digest=row["inventory_digest"],
+            playbook=row["playbook"],
+            options=json.loads(row["options"]),
+        )
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return self._run_record(rows[0]) if rows else None
+
+    def resolve_run_id(self, prefix: str) -> str | None:
+        """The run whose id is ``prefix`` or, failing that, the only one starting with it."""
+        if self.get_run(prefix) is not None:
+            return prefix
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._read("SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\'", (escaped + "%",))
+        return str(rows[0]["id"]) if len(rows) == 1 else None
+
+    def latest_run_id(self, root_only: bool = True) -> str | None:
+        where = "WHERE parent_run_id IS NULL" if root_only else ""
+        rows = self._read(f"SELECT id FROM runs {where} ORDER BY seq DESC LIMIT 1")
+        return str(rows[0]["id"]) if rows else None
+
+    def runs_under(self, root_run_id: str) -> list[RunRecord]:
+        """The root run and every rerun/resume under it, in run order."""
+        rows = self._read(
+            "SELECT * FROM runs WHERE root_run_id = ? ORDER BY seq", (root_run_id,)
+        )
+        return [self._run_record(row) for row in rows]
+
+    def list_runs(self) -> list[RunSummary]:
+        runs = self._read("SELECT * FROM runs ORDER BY seq")
+        counts = self._read(
+            "SELECT run_id, status, COUNT(*) AS n FROM outcomes GROUP BY run_id, status"
+        )
+        planned = self._read(
+            "SELECT h.run_id, COUNT(*) AS n, SUM(o.host IS NULL) AS unfinished FROM run_hosts h"
+            " LEFT JOIN outcomes o ON o.run_id = h.run_id AND o.host = h.host"
+            " GROUP BY h.run_id"
+        )
+        by_run: dict[str, dict[str, int]] = {}
+        for row in counts:
+            by_run.setdefault(row["run_id"], {})[row["status"]] = int(row["n"])
+        sizes = {row["run_id"]: (int(row["n"]), int(row["unfinished"] or 0)) for row in planned}
+        result = []
+        for row in runs:
+            started = _parse_iso(row["started_at"])
+            finished = _parse_iso(row["finished_at"])
+            duration = (finished - started).total_seconds() if started and finished else None
+            per_status = {status.value: 0 for status in HostStatus}
+            per_status.update(by_run.get(row["id"], {}))
+            hosts, unfinished = sizes.get(row["id"], (0, 0))
+            result.append(
+                RunSummary(
+                    id=row["id"], kind=row["kind"], parent_run_id=row["parent_run_id"],
+                    root_run_id=row["root_run_id"], started_at=row["started_at"],
+                    finished_at=row["finished_at"], duration_s=duration,
+                    status=self._effective_status(row), hosts=hosts, counts=per_status,
+                    unfinished=unfinished,
+                )
+            )
+        return result
+
+    def run_hosts(self, run_id: str) -> list[HostEntry]:
+        rows = self._read(
+            "SELECT * FROM run_hosts WHERE run_id = ? ORDER BY position", (run_id,)
+        )
+        return [
+            HostEntry(
+                host=row["host"], address=row["address"], transport=row["transport"],
+                os=row["os"], state=row["state"], started_at=row["started_at"],
+            )
+            for row in rows
+        ]
+
+    @staticmethod
+    def _outcome_row(row: sqlite3.Row) -> OutcomeRow:
+        return OutcomeRow(
+            host=row["host"], address=row["address"], transport=row["transport"], os=row["os"],
+            status=row["status"], category=row["category"], azcm_code=row["azcm_code"],
+            exit_code=row["exit_code"], cause=row["cause"], fix=row["fix"],
+            attempts=int(row["attempts"]),
+            remediations=tuple(str(r) for r in json.loads(row["remediations"])),
+            message=row["message"], correlation_id=row["correlation_id"],
+            resource_id=row["resource_id"], log_file=row["transcript_file"],
+            started_at=row["started_at"], finished_at=row["finished_at"],
+            duration_s=row["duration_s"], run_id=row["run_id"],
+        )
+
+    def final_outcomes(self, root_run_id: str) -> dict[str, OutcomeRow]:
+        """Each root host's latest outcome across the root run and its reruns/resumes.
+
+        Latest means from the latest run (run order), then the latest ``finished_at``. Hosts
+        with no outcome anywhere are absent. The dict follows the root run's host order.
+        """
+        rows = self._read(
+            "SELECT o.* FROM outcomes o JOIN runs r ON r.id = o.run_id"
+            " WHERE r.root_run_id = ? ORDER BY r.seq, o.finished_at",
+            (root_run_id,),
+        )
+        latest: dict[str, OutcomeRow] = {}
+        for row in rows:
+            latest[row["host"]] = self._outcome_row(row)  # later rows overwrite earlier ones
+        return {
+            entry.host: latest[entry.host]
+            for entry in self.run_hosts(root_run_id)
+            if entry.host in latest
+        }
+
+    def hosts_to_rerun(
+        self, root_run_id: str, categories: set[str] | None = None
+    ) -> list[str]:
+        """Root hosts not (already) connected at last look, in the root run's order.
+
+        Hosts that never got an outcome (pending or in flight when a run died) are included
+        only when ``categories`` is None.
+        """
+        final = self.final_outcomes(root_run_id)
+        result = []
+        for entry in self.run_hosts(root_run_id):
+            row = final.get(entry.host)
+            if row is None:
+                if categories is None:
+                    result.append(entry.host)
+            elif row.status != HostStatus.SUCCESS.value and (
+                categories is None or row.category in categories
+            ):
+                result.append(entry.host)
+        return result
+
+    def unfinished_hosts(self, run_id: str) -> tuple[list[str], list[str]]:
+        """(in_flight, pending) hosts of ``run_id`` that have no outcome in it."""
+        rows = self._read(
+            "SELECT h.host, h.state FROM run_hosts h LEFT JOIN outcomes o"
+            " ON o.run_id = h.run_id AND o.host = h.host"
+            " WHERE h.run_id = ? AND o.host IS NULL ORDER BY h.position",
+            (run_id,),
+        )
+        in_flight = [row["host"] for row in rows if row["state"] == "in_flight"]
+        pending = [row["host"] for row in rows if row["state"] != "in_flight"]
+        return in_flight, pending
+
+    def host_history(self, host: str) -> list[OutcomeRow]:
+        rows = self._read(
+            "SELECT o.* FROM outcomes o JOIN runs r ON r.id = o.run_id"
+            " WHERE o.host = ? ORDER BY r.seq, o.finished_at",
+            (redact(host),),
+        )
+        return [self._outcome_row(row) for row in rows]
+
+    def attempts_for(self, run_id: str, host: str) -> list[AttemptRow]:
+        rows = self._read(
+            "SELECT * FROM attempts WHERE run_id = ? AND host = ? ORDER BY seq",
+            (run_id, redact(host)),
+        )
+        return [
+            AttemptRow(
+                run_id=row["run_id"], host=row["host"], seq=row["seq"], stage=row["stage"],
+                command=row["command"], exit_status=row["exit_status"],
+                category=row["category"], azcm_code=row["azcm_code"],
+                duration_s=row["duration_s"], remediation=row["remediation"],
+                started_at=row["started_at"],
+            )
+            for row in rows
+        ]
+
+
+class RunStoreSink:
+    """The durable :class:`~fleet.engine.outcome.OutcomeSink`: every call is one commit."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+
+    def host_started(self, host: str) -> None:
+        self.store.host_started(self.run_id, host)
+
+    def attempt_recorded(self, host: str, attempt: Attempt) -> None:
+        self.store.record_attempt(self.run_id, host, attempt)
+
+    def outcome_recorded(self, outcome: HostOutcome) -> None:
+        self.store.record_outcome(self.run_id, outcome)
