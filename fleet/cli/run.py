@@ -238,7 +238,7 @@ class _Executor:
                 store.finish_run(record.id, status)
                 close_run_log()
             root = record.root_run_id
-            csv_path = write_failures_csv(store, root)
+            csv_path = write_failures_csv(store, root, run_id=record.id)
             self.console.print(summary(store, root, state_dir=self.state_dir))
             self.console.print(f"failures CSV: {csv_path}", markup=False, highlight=False)
         if fleet.interrupted:
