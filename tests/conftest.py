@@ -1,0 +1,46 @@
+"""Shared pytest fixtures. Each section is self-contained; add new sections below."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+# --------------------------------------------------------------------------- real OpenSSH (sec)
+# A private sshd fleet on 127.50.1.0/24 plus a bastion on 127.50.9.1, started once per session
+# and shared (tests must not change its host keys; start their own group for that). See
+# tests/realsshd.py. Skipped, with the reason, where sshd is missing or we are not root.
+
+from tests import realsshd  # noqa: E402
+
+SSHD_FLEET_FIRST = "127.50.1.1"
+SSHD_FLEET_SIZE = 64
+SSHD_BASTION = "127.50.9.1"
+
+
+@pytest.fixture(scope="session")
+def sshd_lab() -> Iterator[realsshd.SshdLab]:
+    """User, keys, shim, sudo, and the shared fleet (``sshd_lab.groups[0]``) + bastion."""
+    reason = realsshd.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    lab = realsshd.SshdLab.create()
+    try:
+        lab.serve(realsshd.addresses(SSHD_FLEET_FIRST, SSHD_FLEET_SIZE))
+        lab.serve_bastion(SSHD_BASTION)
+        yield lab
+    finally:
+        lab.close()
+
+
+@pytest.fixture(scope="session")
+def sshd_fleet(sshd_lab: realsshd.SshdLab) -> realsshd.SshdGroup:
+    """The shared sshd group: 64 addresses from 127.50.1.1, one port."""
+    return sshd_lab.groups[0]
+
+
+@pytest.fixture
+def sshd_scenario(sshd_lab: realsshd.SshdLab) -> Iterator[realsshd.SshdLab]:
+    """The lab, with the scenario reset to all-success after the test."""
+    yield sshd_lab
+    sshd_lab.set_scenario("default: success\n")
