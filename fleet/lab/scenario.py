@@ -175,14 +175,16 @@ def parse_scenario(value: object, *, file: str = "<scenario>", host: str | None 
         raise bad(f"unknown scenario {name!r} (known: {known})") from None
     body.pop("count", None)
     values: dict[str, Any] = {}
-    types: dict[str, type | tuple[type, ...]] = {"code": str, "fail_times": int, "retry_after_s": int, "latency_s": (int, float),
-             "output_bytes": int, "message": str}
+    types: dict[str, type | tuple[type, ...]] = {
+        "code": str, "fail_times": int, "retry_after_s": int, "latency_s": (int, float),
+        "output_bytes": int, "message": str}
     for key, raw in body.items():
         if key not in types:
             raise bad(f"unknown key {key!r}", f"{field_name}.{key}")
         if not isinstance(raw, types[key]) or isinstance(raw, bool):
             raise bad(f"invalid value {raw!r}", f"{field_name}.{key}")
-        values[key] = float(raw) if key == "latency_s" and isinstance(raw, int | float) else raw
+        values[key] = (float(raw) if key == "latency_s" and isinstance(raw, int | float)
+                       else raw)
     scenario = Scenario(kind, **values)
     if kind is ScenarioKind.AZCM and (scenario.code is None or not _CODE_RE.match(scenario.code)):
         raise bad("scenario 'azcm' needs code: AZCMnnnn", f"{field_name}.code")
