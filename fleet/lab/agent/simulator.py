@@ -487,6 +487,9 @@ async def _connect(host: LabHost, console: _Console, flags: dict[str, str | bool
     if host.state.connected:
         raise _Failure("AZCM0067", code_info("AZCM0067").reason,
                        "Failed to connect the machine to Azure")
+    if host.scenario.kind is ScenarioKind.HANG:
+        console.info("Connecting machine to Azure... This might take a few minutes.")
+        await asyncio.Event().wait()  # never set: runs until cancelled
     missing = [name for name in ("subscription-id", "resource-group", "location")
                if not _str(flags, name)]
     has_sp = bool(_str(flags, "service-principal-id"))
@@ -537,8 +540,6 @@ async def _connect(host: LabHost, console: _Console, flags: dict[str, str | bool
                    f"Microsoft.HybridCompute/machines/{name}")
     console.info("Creating resource in Azure...",
                  f"Correlation ID={correlation} Resource ID={resource_id}")
-    if host.scenario.kind is ScenarioKind.HANG:
-        await asyncio.Event().wait()  # never set: runs until cancelled
     _raise_if(_scenario_failure(host, flags, name, "create"))
     console.progress(60)
     console.progress(80)
