@@ -41,7 +41,7 @@ class LabTarget:
     location: str = "westeurope"
     cloud: str = "AzureCloud"
     client_id: str = "00000000-0000-0000-0000-000000000000"
-    secret: str = ""
+    secret: str = ""  # "" = any secret is accepted (a shim without a target file)
 
 
 @dataclass
@@ -138,6 +138,9 @@ class LabHost:
     latency_s: float = 0.0
     #: where the shim persists this host's state; None = in memory only
     state_file: Path | None = None
+    #: path prefixes that are read from the real filesystem (the shim on a real host, where
+    #: arcfleet's ``--config`` file lives in the real /tmp)
+    real_prefixes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.fs_root.mkdir(parents=True, exist_ok=True)
@@ -205,6 +208,8 @@ class LabHost:
         ``/var/x`` -> ``<fs_root>/var/x``; ``C:\\ProgramData\\x`` -> ``<fs_root>/C/ProgramData/x``.
         ``..`` cannot climb out of ``fs_root``.
         """
+        if self.real_prefixes and host_path.startswith(self.real_prefixes):
+            return Path(host_path)
         parts: tuple[str, ...]
         if len(host_path) >= 2 and host_path[1] == ":":
             win = PureWindowsPath(host_path)

@@ -380,7 +380,7 @@ def _check_credentials(host: LabHost, flags: dict[str, str | bool]) -> None:
         if not host.local_path(cert).is_file():
             raise _Failure("AZCM0023", f"open {cert}: no such file or directory")
         return
-    if _str(flags, "service-principal-secret") != target.secret:
+    if target.secret and _str(flags, "service-principal-secret") != target.secret:
         raise _Failure("AZCM0041", _aad_wrong_secret(client), stage)
 
 
