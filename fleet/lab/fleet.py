@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 import asyncssh
 import yaml
 
-from fleet.lab.host import LabHost, LabTarget
+from fleet.lab.host import LAB_CLIENT_ID, LAB_SUBSCRIPTION_ID, LAB_TENANT_ID, LabHost, LabTarget
 from fleet.lab.scenario import Scenario, ScenarioKind, ScenarioPlan
 from fleet.lab.shell import LOGIN_USER
 from fleet.lab.ssh_server import LabSshServer
@@ -31,9 +31,6 @@ from fleet.lab.ssh_server import LabSshServer
 T = TypeVar("T")
 
 DEFAULT_SUBNET = "127.77"
-TENANT_ID = "7a3c2f10-5b1e-4d2a-9c6f-0e8b4a1d2c3e"
-SUBSCRIPTION_ID = "3f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"
-CLIENT_ID = "c0ffee00-1234-4abc-8def-00000000a11e"
 WINRM_USER = "arcadmin"
 
 
@@ -80,7 +77,7 @@ class LabFleet:
                                else self.work_dir / "inventory.yaml")
         self.secret = secrets.token_urlsafe(24)
         self.winrm_password = secrets.token_urlsafe(18)
-        self.target = LabTarget(TENANT_ID, SUBSCRIPTION_ID, client_id=CLIENT_ID,
+        self.target = LabTarget(LAB_TENANT_ID, LAB_SUBSCRIPTION_ID, client_id=LAB_CLIENT_ID,
                                 secret=self.secret)
         plan = plan or ScenarioPlan(default=Scenario())
         total = hosts + windows

@@ -37,20 +37,13 @@ def dialled_address(environ: dict[str, str] | os._Environ[str]) -> str:
 
 
 def _target(root: Path) -> LabTarget:
-    from fleet.lab.fleet import CLIENT_ID, SUBSCRIPTION_ID, TENANT_ID
-
     path = root / "target.json"
     body: dict[str, str] = {}
     if path.exists():
         body = {str(k): str(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
-    return LabTarget(
-        tenant_id=body.get("tenant_id", TENANT_ID),
-        subscription_id=body.get("subscription_id", SUBSCRIPTION_ID),
-        resource_group=body.get("resource_group", "rg-arclab"),
-        location=body.get("location", "westeurope"),
-        client_id=body.get("client_id", CLIENT_ID),
-        secret=body.get("secret", ""),
-    )
+    known = {"tenant_id", "subscription_id", "resource_group", "location", "cloud",
+             "client_id", "secret"}
+    return LabTarget(**{k: v for k, v in body.items() if k in known})
 
 
 def build_host(environ: dict[str, str] | os._Environ[str]) -> LabHost:
