@@ -114,6 +114,9 @@ class _Console:
         status = info.exit_status(failure.code)
         if failure.stage:
             self.error(failure.stage, failure.reason)
+        else:
+            self._log("error", failure.reason)
+            self._console(f"ERROR   {failure.reason}", diagnostic=True)
         self._log("info", f"Exit Code:  {failure.code}: {info.name}")
         self._log("info", "For troubleshooting, see https://aka.ms/arc/azcmerror")
         self._log("fatal", failure.reason)
@@ -122,9 +125,9 @@ class _Console:
             body = {"status": "Failed", "error": {"code": failure.code, "name": info.name,
                                                   "message": failure.reason}}
             self.out.append(json.dumps(body))
-        self._console(f"FATAL   {line}", diagnostic=True) if not self.json_mode else None
-        if self.json_mode:
-            self.err.append(f"FATAL   {line}: {failure.reason}")
+            self.err.append(f"FATAL   {line}")
+        else:
+            self._console(f"FATAL   {line}", diagnostic=True)
         return status
 
     def result(self, status: int) -> AgentResult:
