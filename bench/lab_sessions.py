@@ -62,11 +62,16 @@ def winrm_all(work: Path, hosts: list[dict[str, Any]], threads: int) -> int:
     import winrm  # type: ignore[import-untyped,unused-ignore]
 
     password = (work / "winrm_password").read_text().strip()
+    # The same PowerShell arcfleet sends (the lab's PowerShell understands arcfleet's forms).
+    from fleet.azcm.commands_windows import WindowsAgentCommands  # type: ignore[import-not-found,unused-ignore]
+
+    agent = r"C:\Program Files\AzureConnectedMachineAgent\azcmagent.exe"
+    script = str(WindowsAgentCommands().version(agent))
 
     def one(host: dict[str, Any]) -> bool:
         session = winrm.Session(f"http://{host['address']}:{host['port']}/wsman",
                                 auth=("arcadmin", password), transport="basic")
-        return int(session.run_cmd("azcmagent", ["version"]).status_code) == 0
+        return int(session.run_ps(script).status_code) == 0
 
     with ThreadPoolExecutor(threads) as pool:
         return sum(pool.map(one, hosts))

@@ -279,3 +279,21 @@ def test_default_mix_is_safe_for_a_circuit_breaker() -> None:
                  ScenarioKind.NO_SUCH_HOST, ScenarioKind.AGENT_MISSING,
                  ScenarioKind.SUDO_PASSWORD):
         assert 1 <= kinds.count(kind) <= 2
+
+
+def test_windows_hosts_when_the_winrm_server_is_in_the_tree(tmp_path: Path) -> None:
+    pytest.importorskip("fleet.lab.winrm_server", reason="WinRM lab server not merged yet")
+    commands = pytest.importorskip("fleet.azcm.commands_windows")
+    import winrm  # type: ignore[import-untyped,unused-ignore]
+
+    with LabFleet.in_thread(tmp_path, hosts=1, windows=1, subnet=SUBNET) as lab:
+        inventory = yaml.safe_load(lab.inventory_path.read_text())
+        entry = inventory["hosts"]["lab-0002"]
+        assert entry == {"address": "127.20.1.1", "port": lab.winrm_port, "transport": "winrm"}
+        assert inventory["defaults"]["winrm"]["password"] == {"file": "winrm_password"}
+        session = winrm.Session(f"http://{entry['address']}:{entry['port']}/wsman",
+                                auth=("arcadmin", lab.winrm_password), transport="basic")
+        agent = r"C:\Program Files\AzureConnectedMachineAgent\azcmagent.exe"
+        result = session.run_ps(commands.WindowsAgentCommands().version(agent))
+        assert result.status_code == 0
+        assert lab.hosts["lab-0002"].os == "windows"
