@@ -236,6 +236,10 @@ def test_in_thread_lab_and_inventory(tmp_path: Path) -> None:
         assert lab.secret_file.read_text().strip() == lab.secret
         assert lab.secret not in lab.inventory_path.read_text()
 
+        expected = json.loads(lab.expected_file.read_text())
+        assert expected["lab-0003"]["expected_category"] == "unreachable"
+        assert expected["lab-0001"] == {"scenario": "success", "expected_category": "connected",
+                                        "first_attempt_category": "connected"}
         lab.set_scenario("lab-0002", Scenario(ScenarioKind.WRONG_SECRET))
 
         async def client() -> tuple[int | None, int | None]:

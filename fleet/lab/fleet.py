@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import os
 import secrets
 import socket
@@ -230,6 +231,25 @@ class LabFleet:
         _write_private(self.winrm_password_file, self.winrm_password.encode() + b"\n")
         self.inventory_path.parent.mkdir(parents=True, exist_ok=True)
         self.inventory_path.write_text(self.inventory_yaml(), encoding="utf-8")
+        self.expected_file.write_text(json.dumps(self.expected(), indent=2), encoding="utf-8")
+
+    @property
+    def expected_file(self) -> Path:
+        return self.work_dir / "expected.json"
+
+    def expected(self) -> dict[str, dict[str, str]]:
+        """Per host: its scenario and the categories arcfleet should give it (first attempt and
+        final), for demos and tests that run arcfleet in another process."""
+        result: dict[str, dict[str, str]] = {}
+        for name, host in self.hosts.items():
+            result[name] = {"scenario": host.scenario.describe(),
+                            "expected_category": host.scenario.expected_category().value,
+                            "first_attempt_category":
+                                host.scenario.first_attempt_category().value}
+        for name in self.unreachable:
+            result[name] = {"scenario": "unreachable", "expected_category": "unreachable",
+                            "first_attempt_category": "unreachable"}
+        return dict(sorted(result.items()))
 
     def inventory_yaml(self) -> str:
         base = self.inventory_path.parent
