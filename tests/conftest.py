@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import realsshd
+
 # --------------------------------------------------------------------------- real OpenSSH (sec)
 # A private sshd fleet on 127.50.1.0/24 plus a bastion on 127.50.9.1, started once per session
 # and shared (tests must not change its host keys; start their own group for that). See
 # tests/realsshd.py. Skipped, with the reason, where sshd is missing or we are not root.
-
-from tests import realsshd  # noqa: E402
 
 SSHD_FLEET_FIRST = "127.50.1.1"
 SSHD_FLEET_SIZE = 64

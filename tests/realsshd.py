@@ -62,7 +62,9 @@ CLIENT_ID = "c0ffee00-1234-4abc-8def-00000000a11e"
 SP_SECRET = "sshd-lab-secret-7f3a9c2e1b"
 
 # Variables the lab's azcmagent shim reads; sudo must keep them.
-LAB_ENV_KEEP = ("SSH_CONNECTION", "ARCFLEET_LAB_ROOT", "ARCFLEET_LAB_SCENARIO", "ARCFLEET_FAKE_SUDO")
+LAB_ENV_KEEP = (
+    "SSH_CONNECTION", "ARCFLEET_LAB_ROOT", "ARCFLEET_LAB_SCENARIO", "ARCFLEET_FAKE_SUDO",
+)
 
 
 def unavailable_reason() -> str | None:
