@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests import realsshd
+from tests import netfaults, realsshd
 
 # --------------------------------------------------------------------------- real OpenSSH (sec)
 # A private sshd fleet on 127.50.1.0/24 plus a bastion on 127.50.9.1, started once per session
@@ -44,3 +44,22 @@ def sshd_scenario(sshd_lab: realsshd.SshdLab) -> Iterator[realsshd.SshdLab]:
     """The lab, with the scenario reset to all-success after the test."""
     yield sshd_lab
     sshd_lab.set_scenario("default: success\n")
+
+
+# --------------------------------------------------------------------------- network faults (sec)
+# A private network namespace (only lo) with an nftables fault table; see tests/netfaults.py.
+
+
+@pytest.fixture(scope="session")
+def netns_unavailable() -> str | None:
+    """Why namespaces/nftables cannot be used here (checked once), or None."""
+    return netfaults.unavailable_reason()
+
+
+@pytest.fixture
+def fault_ns(netns_unavailable: str | None) -> Iterator[netfaults.FaultNamespace]:
+    """A fresh namespace, deleted after the test whatever happens."""
+    if netns_unavailable:
+        pytest.skip(netns_unavailable)
+    with netfaults.FaultNamespace.create() as namespace:
+        yield namespace

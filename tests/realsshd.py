@@ -151,20 +151,29 @@ def free_port(address: str) -> int:
 
 
 def wait_listening(endpoints: Iterable[tuple[str, int]], process: subprocess.Popen[bytes],
-                   log: Path, timeout_s: float = START_TIMEOUT_S) -> None:
-    """Block until every endpoint accepts TCP, or fail with sshd's own log."""
+                   log: Path, timeout_s: float = START_TIMEOUT_S, *, probe: bool = True) -> None:
+    """Block until every endpoint listens, or fail with sshd's own log.
+
+    ``probe``: check with a TCP connect; otherwise (an sshd in another network namespace) wait
+    for sshd's "Server listening on A port P." log lines.
+    """
     pending = list(endpoints)
     deadline = time.monotonic() + timeout_s
     while pending:
         if process.poll() is not None:
             raise RuntimeError(f"sshd exited with {process.returncode}: {log.read_text()}")
         address, port = pending[0]
-        try:
-            with socket.create_connection((address, port), timeout=0.5):
+        if not probe:
+            if f"Server listening on {address} port {port}." in log.read_text(errors="replace"):
                 pending.pop(0)
                 continue
-        except OSError:
-            pass
+        else:
+            try:
+                with socket.create_connection((address, port), timeout=0.5):
+                    pending.pop(0)
+                    continue
+            except OSError:
+                pass
         if time.monotonic() > deadline:
             raise RuntimeError(f"sshd not listening on {address}:{port}: {log.read_text()}")
         time.sleep(0.02)
@@ -371,11 +380,16 @@ class SshdLab:
 
     def serve(self, hosts: Sequence[str], *, port: int | None = None,
               host_key: asyncssh.SSHKey | None = None, forwarding: bool = False,
-              log_level: str = "INFO", remember_keys: bool = True) -> SshdGroup:
+              log_level: str = "INFO", remember_keys: bool = True,
+              netns: str | None = None) -> SshdGroup:
         """Start ceil(len(hosts)/16) sshd processes serving ``hosts`` on one port.
 
         ``remember_keys`` adds the host key for every address to the lab's known_hosts.
+        ``netns``: run the sshd inside that network namespace (see tests/netfaults.py); then
+        ``port`` is required, and clients must run in the namespace too.
         """
+        if netns is not None and port is None:
+            raise ValueError("an sshd in a namespace needs an explicit port")
         port = port or free_port(hosts[0])
         key = host_key or asyncssh.generate_private_key("ssh-ed25519")
         tag = f"{hosts[0]}-{port}"
@@ -395,11 +409,14 @@ class SshdLab:
             _run([str(SSHD), "-t", "-f", str(config)])
             with log.open("wb") as log_handle:
                 # -D: stay in the foreground (a child we can stop); -e: log to stderr.
-                process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],
+                prefix = ["ip", "netns", "exec", netns] if netns else []
+                # (ip netns exec execs sshd: the pid stays sshd's, so stop() reaches it)
+                process = subprocess.Popen([*prefix, str(SSHD), "-D", "-e", "-f", str(config)],
                                            stdout=subprocess.DEVNULL, stderr=log_handle,
                                            stdin=subprocess.DEVNULL)
             group.processes.append(process)
-            wait_listening(((address, port) for address in chunk), process, log)
+            wait_listening(((address, port) for address in chunk), process, log,
+                           probe=netns is None)
         if remember_keys:
             self.remember(group)
         return group
