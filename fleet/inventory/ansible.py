@@ -601,6 +601,8 @@ def load_vars_dirs(inventory_dir: Path, tree: InventoryTree) -> None:
                 if entry.endswith(ext):
                     stem = entry[: -len(ext)]
                     break
+            if stem in (ALL, UNGROUPED) and kind == "group_vars":
+                tree.group(stem)
             if stem not in known or entry.startswith("."):
                 continue
             target = directory / entry
