@@ -7,8 +7,15 @@ from typing import Any
 
 import pytest
 import yaml
-from _inventory_util import ARC_VARS_INI, ARC_VARS_YAML, CLIENT, load, one_problem, problems_of, \
-    write
+from _inventory_util import (
+    ARC_VARS_INI,
+    ARC_VARS_YAML,
+    CLIENT,
+    load,
+    one_problem,
+    problems_of,
+    write,
+)
 
 from fleet.inventory.model import ResolvedHost, Transport
 
@@ -111,7 +118,7 @@ def test_literal_password_refused(tmp_path: Path, var: str) -> None:
 def test_vault_value_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "inv.yml", "all:\n  hosts:\n    h1:\n      ansible_password: !vault |\n"
                  "        $ANSIBLE_VAULT;1.1;AES256\n        6162\n")
-    problem = [p for p in problems_of(path) if p.field == "ansible_password"][0]
+    problem = next(p for p in problems_of(path) if p.field == "ansible_password")
     assert "vault" in problem.message
 
 
@@ -212,7 +219,7 @@ def test_ini_duplicate_host_in_section(tmp_path: Path) -> None:
 
 def test_yaml_duplicate_host_key(tmp_path: Path) -> None:
     text = "all:\n  hosts:\n    h1: {ansible_port: 1}\n    h1: {ansible_port: 2}\n"
-    problem = [p for p in problems_of(write(tmp_path, "i.yml", text)) if p.host == "h1"][0]
+    problem = next(p for p in problems_of(write(tmp_path, "i.yml", text)) if p.host == "h1")
     assert "twice" in problem.message
 
 

@@ -135,9 +135,9 @@ hosts:
 @pytest.mark.parametrize(
     ("snippet", "field"),
     [
-        ("azure: {service_principal: {client_id: %s, secret: 'S3cr3t-Literal'}}" % CLIENT,
+        ("azure: {service_principal: {client_id: " + CLIENT + ", secret: 'S3cr3t-Literal'}}",
          "azure.service_principal.secret"),
-        ("azure: {service_principal: {client_id: %s, client_secret: 'S3cr3t-Literal'}}" % CLIENT,
+        ("azure: {service_principal: {client_id: " + CLIENT + ", client_secret: 'S3cr3t-Literal'}}",
          "azure.service_principal"),
         ("winrm: {password: 'S3cr3t-Literal'}", "winrm.password"),
         ("winrm: {password: {value: 'S3cr3t-Literal'}}", "winrm.password"),
@@ -155,7 +155,8 @@ def test_literal_secret_refused_without_echo(tmp_path: Path, snippet: str, field
 
 
 def test_yaml_syntax_error_does_not_echo_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "inv.yaml", "arcfleet: 1\nhosts:\n  h1: {winrm: {password: 'S3cr3t-Lit\n")
+    text = "arcfleet: 1\nhosts:\n  h1: {winrm: {password: 'S3cr3t-Lit\n"
+    path = write(tmp_path, "inv.yaml", text)
     problem = one_problem(path)
     assert "S3cr3t" not in str(problem)
     assert problem.file == str(path) and "line" in problem.message
@@ -164,8 +165,8 @@ def test_yaml_syntax_error_does_not_echo_line(tmp_path: Path) -> None:
 def test_env_fallback_without_service_principal(tmp_path: Path) -> None:
     text = (
         "arcfleet: 1\ndefaults:\n  ssh: {user: arc}\n  azure: {resource_group: rg, "
-        "location: westeurope}\nhosts:\n  h1: {}\n  h2: {azure: {tenant_id: %s}}\n"
-        % "99999999-2222-3333-4444-555555555555"
+        "location: westeurope}\nhosts:\n  h1: {}\n  h2: {azure: {tenant_id: "
+        "99999999-2222-3333-4444-555555555555}}\n"
     )
     path = write(tmp_path, "inv.yaml", text)
     env = {"AZURE_CLIENT_ID": CLIENT, "AZURE_CLIENT_SECRET": "not-read-here",
@@ -197,8 +198,8 @@ def test_env_fallback_bad_guid_reported(tmp_path: Path) -> None:
 
 def test_missing_service_principal_everywhere(tmp_path: Path) -> None:
     text = arcfleet("hosts:\n  h1: {}\n").replace(
-        f"    service_principal:\n      client_id: {CLIENT}\n      secret: {{env: ARC_SP_SECRET}}\n",
-        "")
+        f"    service_principal:\n      client_id: {CLIENT}\n"
+        "      secret: {env: ARC_SP_SECRET}\n", "")
     problem = one_problem(write(tmp_path, "inv.yaml", text))
     assert (problem.host, problem.field) == ("h1", "azure.service_principal")
 

@@ -12,8 +12,8 @@ WIN = "transport: winrm, winrm: {user: u, password: {env: PW}}"
 # (host settings in flow YAML, expected field, a word the message must contain)
 HOST_RULES = [
     ("azure: {tags: {'a/b': x}}", "azure.tags", "forbidden"),
-    ("azure: {tags: {ok: '%s'}}" % ("v" * 257), "azure.tags", "256"),
-    ("azure: {tags: {%s}}" % ", ".join(f"t{i}: v" for i in range(51)), "azure.tags", "50"),
+    ("azure: {tags: {ok: '" + "v" * 257 + "'}}", "azure.tags", "256"),
+    ("azure: {tags: {" + ", ".join(f"t{i}: v" for i in range(51)) + "}}", "azure.tags", "50"),
     ("azure: {tags: {'': v}}", "azure.tags", "empty"),
     ("azure: {tags: {a: \"it's\"}}", "azure.tags", "forbidden"),
     ("azure: {cloud: AzureMoon}", "azure.cloud", "AzureCloud"),
@@ -25,7 +25,7 @@ HOST_RULES = [
     ("azure: {resource_name: 'web.example'}", "azure.resource_name", "hyphens"),
     ("azure: {resource_name: 'web-'}", "azure.resource_name", "end"),
     ("azure: {resource_name: web_}", "azure.resource_name", "end"),
-    ("azure: {resource_name: %s}" % ("a" * 55), "azure.resource_name", "54"),
+    ("azure: {resource_name: " + "a" * 55 + "}", "azure.resource_name", "54"),
     ("azure: {location: atlantis}", "azure.location", "AZCM0020"),
     ("azure: {location: usgovvirginia}", "azure.location", "AzureCloud"),
     ("azure: {resource_group: 'rg/bad'}", "azure.resource_group", "resource group"),
@@ -33,11 +33,11 @@ HOST_RULES = [
     ("azure: {private_link_scope: /subscriptions/x}", "azure.private_link_scope", "ARM"),
     ("azure: {gateway_id: 'gw1'}", "azure.gateway_id", "ARM"),
     ("azure: {proxy_url: 'proxy:3128'}", "azure.proxy_url", "http"),
-    ("azure: {service_principal: {client_id: %s}}" % CLIENT, "azure.service_principal",
+    ("azure: {service_principal: {client_id: " + CLIENT + "}}", "azure.service_principal",
      "exactly one"),
-    ("azure: {service_principal: {client_id: %s, secret: {env: A}, certificate_file: c}}"
-     % CLIENT, "azure.service_principal", "exactly one"),
-    ("azure: {service_principal: {client_id: %s, secret: {env: A, file: f}}}" % CLIENT,
+    ("azure: {service_principal: {client_id: " + CLIENT
+     + ", secret: {env: A}, certificate_file: c}}", "azure.service_principal", "exactly one"),
+    ("azure: {service_principal: {client_id: " + CLIENT + ", secret: {env: A, file: f}}}",
      "azure.service_principal.secret", "exactly one"),
     ("ssh: {user: ''}", "ssh.user", "empty"),
     ("ssh: {jump_hosts: ['a b']}", "ssh.jump_hosts", "jump host"),

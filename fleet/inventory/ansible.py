@@ -30,6 +30,7 @@ from fleet.inventory.tree import (
 from fleet.inventory.yamlio import VaultValue, load_yaml
 
 MAX_RANGE_HOSTS = 100_000
+MAX_LINE = 65_536
 _MAX_DEPTH = 64
 _RANGE_RE = re.compile(r"\[([0-9]+|[a-zA-Z]):([0-9]+|[a-zA-Z])(?::([0-9]+))?\]")
 _LOOKUP_RE = re.compile(
@@ -121,6 +122,9 @@ def _cert_validation(conv: _Conversion, var: str, value: Any) -> None:
 
 
 def _ssh_args(conv: _Conversion, var: str, value: Any) -> None:
+    if len(_text(value)) > MAX_LINE:
+        conv.error(var, f"is longer than {MAX_LINE} characters")
+        return
     try:
         tokens = shlex.split(_text(value))
     except ValueError:
@@ -391,6 +395,9 @@ def load_ini(text: str, path: Path, source: str, tree: InventoryTree) -> None:
         if not line or line[0] in "#;":
             continue
         where = f"line {lineno}"
+        if len(line) > MAX_LINE:
+            tree.problem(source, None, where, f"line is longer than {MAX_LINE} characters")
+            continue
         if line.startswith("["):
             match = _SECTION_RE.match(line)
             if not match:
@@ -415,9 +422,8 @@ def load_ini(text: str, path: Path, source: str, tree: InventoryTree) -> None:
                 continue
             group_vars.setdefault(section, {})[key.strip()] = _unquote(value.strip())
             continue
-        try:
-            tokens = shlex.split(line, comments=True)
-        except ValueError:
+        tokens = _split_words(line)
+        if tokens is None:
             tree.problem(source, None, where, "cannot split the line (unbalanced quotes)")
             continue
         if not tokens:
@@ -437,6 +443,16 @@ def load_ini(text: str, path: Path, source: str, tree: InventoryTree) -> None:
         node.layers.append(layer)
         if priority is not None:
             node.priority = priority
+
+
+def _split_words(line: str) -> list[str] | None:
+    """Shell-like words, '#' starts a comment; None for unbalanced quotes."""
+    if not any(c in line for c in "'\"\\"):
+        return line.split("#", 1)[0].split()  # shlex is slow; most lines need none of it
+    try:
+        return shlex.split(line, comments=True)
+    except ValueError:
+        return None
 
 
 def _unquote(value: str) -> str:

@@ -25,7 +25,9 @@ _GLOB_CHARS = set("*?[")
 def _split(pattern: str, known: set[str]) -> list[str]:
     if "," in pattern:
         return [t.strip() for t in pattern.split(",") if t.strip()]
-    if pattern in known or pattern.startswith(("@", "~")):
+    if pattern in known or pattern.startswith("~"):
+        return [pattern]
+    if pattern.startswith("@") and Path(pattern[1:]).is_file():
         return [pattern]
     # ':' separates terms, except inside an IPv6 address that names a host.
     terms = [t.strip() for t in re.split(r":(?=[&!]?[^:])", pattern) if t.strip()]
