@@ -236,3 +236,13 @@ def test_bad_value_names_ansible_variable(tmp_path: Path) -> None:
     problem = one_problem(write(tmp_path, "h2", f"{ARC_VARS_INI}\n[g]\nh1\n[g:vars]\n"
                                 "arc_resource_group=bad/rg\n"))
     assert problem.field == "[g:vars] arc_resource_group" and problem.file.endswith("h2")
+
+
+def test_inventory_directory(tmp_path: Path) -> None:
+    write(tmp_path, "inv/01-hosts.ini", "[web]\nw1\n")
+    write(tmp_path, "inv/02-more.yml", "all:\n  children:\n    db:\n      hosts:\n        d1:\n")
+    write(tmp_path, "inv/group_vars/all.yml", yaml.safe_dump(ARC_VARS_YAML))
+    write(tmp_path, "inv/notes.md", "# not an inventory [\n")
+    inv = load(tmp_path / "inv")
+    assert [h.name for h in inv.hosts] == ["w1", "d1"]
+    assert inv.by_name()["d1"].azure.location == "westeurope"

@@ -27,9 +27,9 @@ inventory_option = click.option(
     "inventories",
     multiple=True,
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Inventory file: arcfleet YAML, Ansible INI or Ansible YAML. Repeat to merge files "
-    "(a later file's settings win).",
+    type=click.Path(path_type=Path),
+    help="Inventory file (arcfleet YAML, Ansible INI or Ansible YAML) or Ansible inventory "
+    "directory. Repeat to merge (a later file's settings win).",
 )
 
 limit_option = click.option(

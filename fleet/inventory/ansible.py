@@ -233,7 +233,8 @@ def _sp_field(name: str) -> Callable[[_Conversion, str, Any], None]:
             target["secret"] = {"file": _text(value)}
         else:
             target[name] = _text(value) if name == "client_id" else value
-        conv.labels[f"azure.service_principal.{name.split('_')[0]}"] = var
+        spec_field = "secret" if name.startswith("secret") else name
+        conv.labels[f"azure.service_principal.{spec_field}"] = var
         conv.labels.setdefault("azure.service_principal", var)
 
     return apply

@@ -36,6 +36,8 @@ COMMAND_LINE = "<command line>"
 MAX_FILE_BYTES = 64 * 1024 * 1024
 _INI_SECTION_LINE = re.compile(r"^\[[^\]\n]+\][ \t]*(?:[#;].*)?$", re.MULTILINE)
 _YAML_EXTENSIONS = (".yml", ".yaml", ".json")
+# What Ansible skips in an inventory directory.
+_IGNORED_SUFFIXES = ("~", ".orig", ".bak", ".cfg", ".retry", ".pyc", ".pyo", ".md", ".rst")
 
 
 @dataclass
@@ -66,12 +68,21 @@ def detect_format(text: str, path: Path) -> str:
     return "ansible-ini"
 
 
+def _directory_files(directory: Path) -> list[Path]:
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:
+        return []
+    return [
+        entry for entry in entries
+        if entry.is_file() and not entry.name.startswith(".")
+        and not entry.name.endswith(_IGNORED_SUFFIXES)
+    ]
+
+
 def _read(path: Path, tree: InventoryTree) -> str | None:
     source = str(path)
     try:
-        if path.is_dir():
-            tree.problem(source, None, None, "is a directory; give an inventory file")
-            return None
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             tree.problem(source, None, None, f"is {size} bytes; inventories are limited to "
@@ -139,14 +150,24 @@ def load_inventory(
     tree = InventoryTree()
     if not paths:
         raise InventoryError(Problem(COMMAND_LINE, None, "-i", "no inventory file given"))
-    for path in paths:
-        _load_file(Path(path), tree)
-    seen_dirs: set[Path] = set()
-    for path in paths:
-        directory = Path(path).parent.resolve()
-        if directory not in seen_dirs:
-            seen_dirs.add(directory)
-            load_vars_dirs(directory, tree)
+    vars_dirs: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            # An Ansible inventory directory: every file in it, in name order.
+            files = _directory_files(path)
+            if not files:
+                tree.problem(str(path), None, None, "directory holds no inventory file")
+            for file in files:
+                _load_file(file, tree)
+            directory = path.resolve()
+        else:
+            _load_file(path, tree)
+            directory = path.parent.resolve()
+        if directory not in vars_dirs:
+            vars_dirs.append(directory)
+    for directory in vars_dirs:
+        load_vars_dirs(directory, tree)
     problems = tree.problems
     overrides = _overrides(azure_overrides, problems)
     fallback = EnvironmentFallback.read(os.environ if env is None else env, problems)
