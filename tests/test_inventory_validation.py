@@ -126,9 +126,13 @@ def test_resource_name_collision_same_group(tmp_path: Path) -> None:
 
 
 def test_invalid_host_name_as_resource_name(tmp_path: Path) -> None:
-    path = write(tmp_path, "inv.yaml", arcfleet("hosts:\n  'bad name!': {address: 10.0.0.1}\n"))
+    path = write(tmp_path, "inv.yaml", arcfleet("hosts:\n  'bad!name': {address: 10.0.0.1}\n"))
     problem = one_problem(path)
-    assert (problem.host, problem.field) == ("bad name!", "azure.resource_name")
+    assert (problem.host, problem.field) == ("bad!name", "azure.resource_name")
+    path = write(tmp_path, "inv2.yaml", arcfleet("hosts:\n  'two words': {azure: "
+                                                 "{resource_name: ok}}\n"))
+    problem = one_problem(path)
+    assert (problem.host, problem.field) == ("two words", "name")
 
 
 def test_all_problems_reported_at_once(tmp_path: Path) -> None:
@@ -158,3 +162,11 @@ def test_empty_inventory(tmp_path: Path) -> None:
 def test_group_cycle(tmp_path: Path) -> None:
     path = write(tmp_path, "hosts", "[a:children]\nb\n[b:children]\na\n[a]\nh1\n")
     assert any("cycle" in p.message for p in problems_of(path))
+
+
+def test_control_characters_never_reach_the_terminal(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts", "[web]\n\x1b[31mevil\x07 ansible_port=x\n")
+    problems = problems_of(path)
+    text = "\n".join(str(p) for p in problems)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "\\x1b[31mevil\\x07" in text

@@ -29,7 +29,7 @@ from fleet.inventory.arcfleet_yaml import load_arcfleet
 from fleet.inventory.model import ResolvedHost
 from fleet.inventory.resolve import EnvironmentFallback, Resolver
 from fleet.inventory.spec import AzureSpec
-from fleet.inventory.tree import InventoryTree, validation_problems
+from fleet.inventory.tree import InventoryTree, clean_problems, validation_problems
 from fleet.inventory.yamlio import load_yaml
 
 COMMAND_LINE = "<command line>"
@@ -177,20 +177,10 @@ def load_inventory(
     if not tree.hosts and not problems:
         problems.append(Problem(", ".join(tree.sources), None, None, "no hosts in the inventory"))
     if problems:
-        raise InventoryError(_unique(problems))
+        raise InventoryError(clean_problems(problems))
     digest = hashlib.sha256()
     for _source, raw in tree.contents:
         digest.update(len(raw).to_bytes(8, "big"))
         digest.update(raw)
     return Inventory(hosts=hosts, groups=resolver.group_members(), sources=list(tree.sources),
                      digest=digest.hexdigest())
-
-
-def _unique(problems: list[Problem]) -> list[Problem]:
-    seen: set[Problem] = set()
-    out: list[Problem] = []
-    for problem in problems:
-        if problem not in seen:
-            seen.add(problem)
-            out.append(problem)
-    return out

@@ -146,3 +146,29 @@ def _label_for(path: str, labels: dict[str, str]) -> str:
             return labels[probe]
         probe = probe.rpartition(".")[0]
     return path
+
+
+def printable(text: str) -> str:
+    """Control characters (ANSI escapes, NUL, CR) shown escaped, so a hostile inventory cannot
+    drive the terminal through an error message."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+def clean_problems(problems: list[Problem]) -> list[Problem]:
+    """Problems made safe to print, duplicates dropped, order kept."""
+    seen: set[Problem] = set()
+    out: list[Problem] = []
+    for raw in problems:
+        problem = Problem(
+            file=printable(raw.file),
+            host=printable(raw.host) if raw.host is not None else None,
+            field=printable(raw.field) if raw.field is not None else None,
+            message=printable(raw.message),
+        )
+        if problem not in seen:
+            seen.add(problem)
+            out.append(problem)
+    return out
