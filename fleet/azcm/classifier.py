@@ -30,6 +30,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from fleet.azcm.catalog import (
     MANAGE_URL,
@@ -56,6 +57,7 @@ from fleet.azcm.patterns import (
 )
 
 MAX_STREAM = 1024 * 1024
+MAX_LINES = 20_000
 #: lines kept before the log's last fatal line (the same run's context), and after it
 LOG_BEFORE = 40
 LOG_AFTER = 5
@@ -87,7 +89,17 @@ class Line:
     text: str  # ANSI-stripped, control characters removed, capped
     source: str  # stdout | stderr | installer | json | log
     index: int
-    severe: bool  # an error/fatal line, an ``Exit Code:`` line, or a JSON result
+    json: bool = False
+
+    @cached_property
+    def keyword(self) -> bool:
+        """Whether any pattern could match (see :data:`KEYWORDS_RE`)."""
+        return bool(KEYWORDS_RE.search(self.text))
+
+    @cached_property
+    def severe(self) -> bool:
+        """An error/fatal line, an ``Exit Code:`` line, or a JSON result."""
+        return self.json or bool(_SEVERE_RE.search(self.text))
 
 
 @dataclass
@@ -99,16 +111,23 @@ class _Scan:
 def _clean(raw: str) -> str:
     if len(raw) > MAX_LINE * 2:
         raw = raw[: MAX_LINE * 2]
-    text = _ANSI_RE.sub("", raw)
-    text = _CONTROL_RE.sub("", text).strip()
-    return text[:MAX_LINE]
+    if not raw.isprintable():  # fast path: most lines have no escapes or control characters
+        raw = _CONTROL_RE.sub("", _ANSI_RE.sub("", raw))
+    return raw.strip()[:MAX_LINE]
 
 
 def _split(text: str, source: str, start: int = 0) -> Iterator[Line]:
-    for offset, raw in enumerate(_SPLIT_RE.split(text)):
+    """Cleaned, non-empty lines; progress-bar redraws are dropped, and only the last
+    :data:`MAX_LINES` lines are kept (the end of an output is where failures are)."""
+    raws = _SPLIT_RE.split(text)
+    first = max(0, len(raws) - MAX_LINES)
+    for offset in range(first, len(raws)):
+        raw = raws[offset]
+        if "%" in raw and _PROGRESS_RE.match(raw):
+            continue
         clean = _clean(raw)
-        if clean:
-            yield Line(clean, source, start + offset, bool(_SEVERE_RE.search(clean)))
+        if clean and not _PROGRESS_RE.match(clean):
+            yield Line(clean, source, start + offset)
 
 
 def _tail(text: str, limit: int) -> str:
@@ -155,7 +174,7 @@ def _json_lines(objects: Iterable[object], source: str) -> Iterator[Line]:
         for m, text in enumerate(_flatten(obj)):
             clean = _clean(text)
             if clean:
-                yield Line(clean, source, n * 10_000 + m, True)
+                yield Line(clean, source, n * 10_000 + m, json=True)
 
 
 def _log_window(log: str) -> str:
@@ -220,7 +239,7 @@ class _PatternHit:
 def _best_pattern(lines: list[Line], codes: set[str]) -> _PatternHit | None:
     best: _PatternHit | None = None
     for line in lines:
-        if not KEYWORDS_RE.search(line.text):
+        if not line.keyword:
             continue
         for rank, pattern in enumerate(PATTERNS):
             if best is not None and rank > best.rank:
@@ -502,7 +521,7 @@ def _classify(evidence: Evidence) -> Diagnosis:
         extra["raw"] = _raw(all_lines)
 
     pattern_lines = [hit.line] if hit else []
-    extra.update(_details(pattern_lines + all_lines))
+    extra.update(_details(pattern_lines + [ln for ln in all_lines if ln.keyword]))
     retry_after = _retry_after(all_lines) if diagnosis.category is Category.THROTTLED else None
     return Diagnosis(
         category=diagnosis.category, action=diagnosis.action, code=diagnosis.code,
