@@ -296,10 +296,29 @@ def test_log_prefers_last_fatal_line_of_the_last_run() -> None:
 
 
 def test_log_code_contradicting_the_exit_status_is_ignored() -> None:
-    log = _log(['level=info msg="Exit Code:  AZCM0044: Resource Already Exists"',
-                'level=fatal msg="exists"'])
+    log = _log(['level=info msg="Exit Code:  AZCM0041: Failed to Get Access Token"',
+                'level=fatal msg="Invalid client secret is provided RequestCorrelationId:abc"'])
     got = classify(Evidence(61, stdout="", log_tail=log))
     assert got.code == "AZCM0061" and got.category is Category.AGENT_SERVICE
+    assert got.correlation_ids == ()
+    # the same log agrees with exit 41, so there it is the evidence
+    agreed = classify(Evidence(41, stdout="", log_tail=log))
+    assert (agreed.category, agreed.correlation_ids) == (Category.CREDENTIALS, ("abc",))
+
+
+def test_pasted_output_of_several_runs_is_read_as_the_last_run() -> None:
+    first = render("logrus", "Invalid client secret is provided", "AZCM0041", "x")
+    second = render("logrus", "dial tcp 1.2.3.4:443: i/o timeout", "AZCM0026", "Network Error")
+    got = classify(Evidence(None, stdout=first + second))
+    assert (got.code, got.rule) == ("AZCM0026", "pattern:network_timeout")
+
+
+def test_log_without_fatal_line_uses_its_last_lines() -> None:
+    lines = ['level=info msg="Exit Code:  AZCM0045: Failed to Update Public Key"']
+    lines += [f'level=debug msg="poll {n}"' for n in range(300)]
+    lines += ['level=info msg="Exit Code:  AZCM0075: Unable to Obtain Cloud Configuration"']
+    got = classify(Evidence(None, log_tail=_log(lines)))
+    assert got.code == "AZCM0075"
 
 
 def test_success_with_fatal_code_is_not_connected() -> None:

@@ -46,7 +46,6 @@ from fleet.azcm.patterns import (
     ACTION_RE,
     CODE_RE,
     CORRELATION_RE,
-    KEYWORDS_RE,
     MAX_LINE,
     NAMESPACE_RE,
     PATTERNS,
@@ -54,6 +53,7 @@ from fleet.azcm.patterns import (
     RETRY_AFTER_RE,
     SUCCESS_RE,
     MessagePattern,
+    may_match,
 )
 
 MAX_STREAM = 1024 * 1024
@@ -93,8 +93,8 @@ class Line:
 
     @cached_property
     def keyword(self) -> bool:
-        """Whether any pattern could match (see :data:`KEYWORDS_RE`)."""
-        return bool(KEYWORDS_RE.search(self.text))
+        """Whether any pattern could match (see :func:`~fleet.azcm.patterns.may_match`)."""
+        return may_match(self.text.lower())
 
     @cached_property
     def severe(self) -> bool:
@@ -210,6 +210,18 @@ def _log_window(log: str) -> str:
     return _tail(window, LOG_WINDOW_CHARS)
 
 
+_FATAL_RE = re.compile(
+    r"level=\"?(?:fatal|panic)\b|^(?:FATAL|PANIC)\b|\"level\"\s{0,3}:\s{0,3}\"fatal", re.IGNORECASE
+)
+
+
+def _last_run(lines: list[Line]) -> list[Line]:
+    """A fatal line ends an azcmagent run, so the lines after the one-but-last fatal line are the
+    last run's (a pasted log, or a log tail, holds several runs)."""
+    fatal = [n for n, ln in enumerate(lines) if not ln.json and _FATAL_RE.search(ln.text)]
+    return lines[fatal[-2] + 1 :] if len(fatal) >= 2 else lines
+
+
 def _scan_run(evidence: Evidence) -> _Scan:
     scan = _Scan()
     stdout = _tail(evidence.stdout or "", MAX_STREAM)
@@ -219,7 +231,8 @@ def _scan_run(evidence: Evidence) -> _Scan:
         scan.lines.extend(_json_lines(scan.json_objects, "json"))
     else:
         scan.lines.extend(_split(stdout, "stdout"))
-    scan.lines.extend(_split(stderr, "stderr", 1_000_000))
+    scan.lines = _last_run(scan.lines)
+    scan.lines.extend(_last_run(list(_split(stderr, "stderr", 1_000_000))))
     if evidence.installer_output:
         installer = _json_documents(_tail(evidence.installer_output, MAX_STREAM))
         if installer:
@@ -452,17 +465,19 @@ def classify(evidence: Evidence) -> Diagnosis:
 
 def _classify(evidence: Evidence) -> Diagnosis:
     run = _scan_run(evidence)
-    log_lines = list(_split(_log_window(evidence.log_tail or ""), "log", 3_000_000))
-    all_lines = run.lines + log_lines
-    version = _agent_version(evidence, all_lines)
+    log_lines = _last_run(list(_split(_log_window(evidence.log_tail or ""), "log", 3_000_000)))
+    version = _agent_version(evidence, run.lines + log_lines)
     exit_status = evidence.exit_status
 
     run_code = _best_code(_codes(run.lines))
     log_code = _best_code(_codes(log_lines))
     exit_entry = _exit_entry(exit_status, version)
-    if run_code is None and log_code is not None and exit_entry is not None \
-            and log_code.code != exit_entry.code:
-        log_code = None  # an older run's code: this run's exit status says otherwise
+    this_run = run_code.code if run_code else (exit_entry.code if exit_entry else None)
+    if log_code is not None and this_run is not None and log_code.code != this_run:
+        # the log's last failure is an older run's: this run's output or exit status says
+        # otherwise, so none of the log's lines (messages, ids) describe this run
+        log_code, log_lines = None, []
+    all_lines = run.lines + log_lines
     code_hit = run_code or log_code
     found_codes = {h.code for h in (code_hit,) if h} | ({exit_entry.code} if exit_entry else set())
 

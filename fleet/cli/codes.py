@@ -161,7 +161,9 @@ def _explain_file(
     for label, value in rows:
         # markup off: output text is data, and may contain [brackets]
         table.add_row(label, redact(value))
-    console.print(table, markup=False)
+    with console.capture() as captured:
+        console.print(table, markup=False)
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 @click.command("codes")
