@@ -80,8 +80,10 @@ _VERSION_RE = re.compile(r"Agent ?Version\"?\s{0,40}[:=]\s{0,8}\"?(\d{1,4}\.\d{1
                          re.IGNORECASE)
 _LOG_FATAL_MARKERS = ("level=fatal", "FATAL[", '"level":"fatal"', "level=panic")
 _LOG_ERROR_MARKERS = ("level=error", "ERROR[", '"level":"error"')
-_WINDOWS_HINTS = ("install_windows_azcmagent", "msiexec", ".msi", "powershell", "c:\\")
-_LINUX_HINTS = ("install_linux_azcmagent", "/opt/azcmagent", "/var/opt/azcmagent", "apt", "dpkg")
+_WINDOWS_HINTS = ("install_windows_azcmagent", "msiexec", ".msi", "powershell", "c:\\",
+                  "%programdata%", "$env:")
+_LINUX_HINTS = ("install_linux_azcmagent", "/opt/azcmagent", "/var/opt/azcmagent", "/var/lib/dpkg",
+                "apt-get", "systemctl", "sudo")
 
 
 @dataclass(frozen=True)
@@ -482,7 +484,7 @@ def _classify(evidence: Evidence) -> Diagnosis:
     found_codes = {h.code for h in (code_hit,) if h} | ({exit_entry.code} if exit_entry else set())
 
     correlation = _correlation_ids(all_lines)
-    resource_id = _resource_id(run.lines or log_lines, run.json_objects)
+    resource_id = _resource_id(run.lines, run.json_objects) or _resource_id(log_lines, [])
     extra: dict[str, str] = {}
     if exit_status is not None:
         extra["exit_status"] = str(exit_status)
@@ -537,7 +539,7 @@ def _classify(evidence: Evidence) -> Diagnosis:
 
     pattern_lines = [hit.line] if hit else []
     extra.update(_details(pattern_lines + [ln for ln in all_lines if ln.keyword]))
-    retry_after = _retry_after(all_lines) if diagnosis.category is Category.THROTTLED else None
+    retry_after = _retry_after(all_lines)
     return Diagnosis(
         category=diagnosis.category, action=diagnosis.action, code=diagnosis.code,
         name=diagnosis.name, cause=diagnosis.cause, fix=diagnosis.fix, doc_url=diagnosis.doc_url,

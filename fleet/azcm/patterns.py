@@ -25,6 +25,7 @@ from fleet.azcm.catalog import (
     PRIVATE_LINK_URL,
     PROVIDERS_URL,
     PROXY_URL,
+    REFRESH_TOKEN,
     RESTART,
     THROTTLING_URL,
     TROUBLESHOOT_URL,
@@ -216,6 +217,14 @@ PATTERNS: tuple[MessagePattern, ...] = (
        "Correct tenant_id (and the cloud, if the tenant is sovereign).",
        "AADSTS90002: Tenant '11111111-2222-3333-4444-555555555555' not found."),
     # --- ARM ----------------------------------------------------------------------------------
+    _p("arm_token_rejected",
+       r"(?:Expired|Invalid)AuthenticationToken|access token (?:has )?expired",
+       ("authenticationtoken", "token has expired", "token expired"), C.CREDENTIALS,
+       REFRESH_TOKEN,
+       "ARM rejected the access token passed with --access-token (expired or not for ARM).",
+       "Mint a fresh token for https://management.azure.com/ and retry the host.",
+       "Code: ExpiredAuthenticationToken Message: The access token expiry UTC time is earlier "
+       "than current UTC time.", code="AZCM0012"),
     _p("arm_provider_not_registered",
        r"MissingSubscriptionRegistration|(?:is not|isn't) registered to use namespace",
        ("missingsubscriptionregistration", "registered to use namespace"),
