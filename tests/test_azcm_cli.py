@@ -98,3 +98,14 @@ def test_missing_file_is_an_input_error() -> None:
     out = arcfleet("codes", "--explain", "/nonexistent/azcmagent.log")
     assert out.returncode == 2
     assert "/nonexistent/azcmagent.log" in out.stderr
+
+
+def test_explain_detects_installer_json(tmp_path: Path) -> None:
+    body = {"status": "failed", "error": {"code": "AZCM0159", "message": "busy"}}
+    file = tmp_path / "install-output.json"
+    file.write_text(json.dumps(body))
+    out = arcfleet("codes", "--explain", str(file), "--exit-code", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert (got["code"], got["action"], got["extra"]["source"]) == ("AZCM0159", "retry",
+                                                                    "installer")
