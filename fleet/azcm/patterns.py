@@ -83,15 +83,12 @@ def _p(
 
 
 def _installer(name: str, regex: str, keywords: tuple[str, ...], code: int, sample: str,
-               *, action: Action | None = None) -> MessagePattern:
+               *, platform: str | None = None) -> MessagePattern:
     """An install-script message: its meaning is the catalog entry of the code it reports."""
     full = f"AZCM{code:04d}"
-    platform = "windows" if code in (147, 148, 149, 151, 153, 154, 156, 158, 159, 160) else "linux"
-    if code == 147 and "desired" in regex:
-        platform = "linux"
     entry = lookup(full, platform=platform)
     assert entry is not None, full
-    return _p(name, regex, keywords, entry.category, action or entry.action, entry.cause,
+    return _p(name, regex, keywords, entry.category, entry.action, entry.cause,
               entry.fix, sample, doc_url=entry.doc_url, code=full)
 
 
@@ -150,7 +147,7 @@ PATTERNS: tuple[MessagePattern, ...] = (
                "ubuntu/22.04/packages-microsoft-prod.deb errored"),
     _installer("installer_desired_version", r"desired_?version not found",
                ("version not found",), 147,
-               "install_linux_azcmagent.sh: desired_version not found: 1.99"),
+               "install_linux_azcmagent.sh: desired_version not found: 1.99", platform="linux"),
     _installer("installer_curl_permission", r"curl permission error", ("curl permission",), 157,
                "install_linux_azcmagent.sh: curl permission error"),
     _installer("installer_msi_disk_full", r"Installation failed: \[112\]",
