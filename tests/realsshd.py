@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import shutil
 import socket
@@ -60,6 +61,8 @@ TENANT_ID = "7a3c2f10-5b1e-4d2a-9c6f-0e8b4a1d2c3e"
 SUBSCRIPTION_ID = "3f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"
 CLIENT_ID = "c0ffee00-1234-4abc-8def-00000000a11e"
 SP_SECRET = "sshd-lab-secret-7f3a9c2e1b"
+RESOURCE_GROUP = "rg-sshd-lab"
+LOCATION = "westeurope"
 
 # Variables the lab's azcmagent shim reads; sudo must keep them.
 LAB_ENV_KEEP = (
@@ -259,6 +262,15 @@ class SshdLab:
         scenario_file = root / "scenario.yaml"
         scenario_file.write_text("default: success\n")
         scenario_file.chmod(0o644)
+        # The target the simulator accepts: the one write_inventory() names. With the secret
+        # set, a connect succeeds only if the secret really reached the host's --config file.
+        target = lab_root / "target.json"
+        target.write_text(json.dumps({
+            "tenant_id": TENANT_ID, "subscription_id": SUBSCRIPTION_ID,
+            "resource_group": RESOURCE_GROUP, "location": LOCATION, "cloud": "AzureCloud",
+            "client_id": CLIENT_ID, "secret": SP_SECRET,
+        }))
+        target.chmod(0o644)
         lab = cls(root=root, client_key_file=client_key_file, client_key=client_key,
                   authorized_keys=authorized_keys, known_hosts=known_hosts, shim_dir=shim_dir,
                   lab_root=lab_root, scenario_file=scenario_file, real_sudo=SUDO.exists())
@@ -438,6 +450,12 @@ class SshdLab:
         text = body if isinstance(body, str) else yaml.safe_dump(dict(body), sort_keys=False)
         self.scenario_file.write_text(text)
 
+    def reset_hosts(self, hosts: Iterable[str]) -> None:
+        """Forget the simulated agent state of these addresses (back to their scenario's
+        starting state on the next call)."""
+        for address in hosts:
+            shutil.rmtree(self.lab_root / address, ignore_errors=True)
+
     # -- client side -------------------------------------------------------------------------
 
     def connect_options(self, **extra: Any) -> dict[str, Any]:
@@ -495,8 +513,8 @@ class SshdLab:
                 "azure": {
                     "tenant_id": TENANT_ID,
                     "subscription_id": SUBSCRIPTION_ID,
-                    "resource_group": "rg-sshd-lab",
-                    "location": "westeurope",
+                    "resource_group": RESOURCE_GROUP,
+                    "location": LOCATION,
                     "cloud": "AzureCloud",
                     "service_principal": {"client_id": CLIENT_ID,
                                           "secret": {"file": "sp_secret"}},
