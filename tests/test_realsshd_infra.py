@@ -187,3 +187,22 @@ def test_inventory_file_names_the_lab(sshd_lab: SshdLab, sshd_fleet: SshdGroup,
     assert bastion is not None
     hop = f"{realsshd.TEST_USER}@{bastion.addresses[0]}:{bastion.port}"
     assert all(h.ssh.jump_hosts == (hop,) and h.ssh.become for h in resolved)
+
+
+async def test_a_changed_key_in_the_inventory_known_hosts_is_refused_with_accept_new(
+    sshd_lab: SshdLab, rekeyed: SshdGroup, tmp_path: Path
+) -> None:
+    """The inventory's ssh.known_hosts lists the host with another key; the operator's
+    --known-hosts file (the policy's) does not list it. Trust on first use must not apply:
+    the host is known, with a different key."""
+    previous = asyncssh.generate_private_key("ssh-ed25519")
+    inventory_known = _known_hosts_with(tmp_path / "inventory_known_hosts", rekeyed, previous)
+    operator_known = tmp_path / "operator_known_hosts"
+    operator_known.write_text("")
+    host = _host(sshd_lab, rekeyed.addresses[0], rekeyed.port, known_hosts=inventory_known)
+    transport = SshTransport(host, policy=HostKeyPolicy(known_hosts=operator_known,
+                                                        accept_new=True))
+    with pytest.raises(HostAuthFailed, match="host key"):
+        await transport.open()
+    await transport.close()
+    assert operator_known.read_text() == ""
