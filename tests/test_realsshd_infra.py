@@ -206,3 +206,19 @@ async def test_a_changed_key_in_the_inventory_known_hosts_is_refused_with_accept
         await transport.open()
     await transport.close()
     assert operator_known.read_text() == ""
+
+
+async def test_a_missing_known_hosts_file_is_a_host_key_failure(
+    sshd_lab: SshdLab, sshd_fleet: SshdGroup, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere" / "known_hosts"
+    host = _host(sshd_lab, sshd_fleet.addresses[0], sshd_fleet.port, known_hosts=missing)
+    with pytest.raises(HostAuthFailed, match="host key not verified: no known_hosts file"):
+        await SshTransport(host, policy=HostKeyPolicy(known_hosts=missing)).open()
+    # With trust on first use the file is created and the key learned.
+    trusting = SshTransport(host, policy=HostKeyPolicy(known_hosts=missing, accept_new=True))
+    await trusting.open()
+    await trusting.close()
+    assert sshd_fleet.host_key.export_public_key("openssh").decode().split()[1] in (
+        missing.read_text()
+    )

@@ -112,6 +112,15 @@ class SshTransport:
         return options
 
     async def open(self) -> None:
+        known = self._known_hosts_file()
+        if not known.exists() and (not self._policy.accept_new or self._settings.jump_hosts):
+            # Without this, asyncssh's "No such file" would read as an unreachable host.
+            # Jump hosts are always verified against the file, never learned.
+            raise HostAuthFailed(
+                self.host_name,
+                f"host key not verified: no known_hosts file at {known} "
+                "(add the host keys, or pass --accept-new-host-keys)",
+            )
         tunnel: asyncssh.SSHClientConnection | None = None
         try:
             for hop in self._settings.jump_hosts:
