@@ -41,9 +41,11 @@ def sshd_fleet(sshd_lab: realsshd.SshdLab) -> realsshd.SshdGroup:
 
 @pytest.fixture
 def sshd_scenario(sshd_lab: realsshd.SshdLab) -> Iterator[realsshd.SshdLab]:
-    """The lab, with the scenario reset to all-success after the test."""
+    """The lab; after the test, the scenario is all-success again and every simulated agent
+    is back to its starting state."""
     yield sshd_lab
     sshd_lab.set_scenario("default: success\n")
+    sshd_lab.reset_hosts(path.name for path in sshd_lab.lab_root.iterdir() if path.is_dir())
 
 
 # --------------------------------------------------------------------------- network faults (sec)

@@ -64,6 +64,7 @@ async def test_agent_shim_is_on_the_login_path(sshd_lab: SshdLab, sshd_fleet: Ss
         return str(located.stdout).strip(), str(version.stdout), str(shown.stdout)
 
     chosen = sshd_fleet.addresses[:ADDRESS_COUNT]
+    sshd_lab.reset_hosts(chosen)  # the shared fleet: an earlier test may have connected them
     for located, version, shown in await asyncio.gather(*(probe(a) for a in chosen)):
         assert located == str(sshd_lab.shim_dir / "azcmagent")
         assert version.startswith("azcmagent version ")
