@@ -229,7 +229,9 @@ class SshdLab:
     # -- setup -------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls) -> SshdLab:
+    def create(cls, *, fake_sudo: bool | None = None) -> SshdLab:
+        """Set up the shared parts. ``fake_sudo``: None = real sudo when installed; True
+        forces the fake (to test the fallback itself)."""
         reason = unavailable_reason()
         if reason:
             raise RuntimeError(reason)
@@ -273,7 +275,8 @@ class SshdLab:
         target.chmod(0o644)
         lab = cls(root=root, client_key_file=client_key_file, client_key=client_key,
                   authorized_keys=authorized_keys, known_hosts=known_hosts, shim_dir=shim_dir,
-                  lab_root=lab_root, scenario_file=scenario_file, real_sudo=SUDO.exists())
+                  lab_root=lab_root, scenario_file=scenario_file,
+                  real_sudo=SUDO.exists() if fake_sudo is None else not fake_sudo)
         try:
             lab._write_shims()
             if lab.real_sudo:

@@ -140,6 +140,7 @@ async def _sessions_inside(lab_key: Path, known_hosts: Path, address: str, port:
                        known_hosts)
 
 
+@pytest.mark.sshd
 def test_real_sshd_in_the_namespace_then_faults(
     sshd_lab: SshdLab, fault_ns: FaultNamespace
 ) -> None:

@@ -43,6 +43,8 @@ async def test_login_and_sudo_on_many_addresses(sshd_lab: SshdLab, sshd_fleet: S
             dialled = await c.run("echo $SSH_CONNECTION", check=True)
         return str(user.stdout).strip(), str(root.stdout).strip(), str(dialled.stdout).split()[2]
 
+    # OpenSSH serves at most 16 listen sockets per process: 64 addresses need 4 sshd.
+    assert len(sshd_fleet.processes) == -(-len(sshd_fleet.addresses) // 16)
     chosen = sshd_fleet.addresses[:ADDRESS_COUNT]
     results = await asyncio.gather(*(probe(address) for address in chosen))
     for address, (user, root, dialled) in zip(chosen, results, strict=True):
@@ -223,3 +225,26 @@ async def test_a_missing_known_hosts_file_is_a_host_key_failure(
     assert sshd_fleet.host_key.export_public_key("openssh").decode().split()[1] in (
         missing.read_text()
     )
+
+
+async def test_fake_sudo_fallback_elevates_the_simulator(sshd_lab: SshdLab) -> None:
+    """Where /usr/bin/sudo is missing, the fake sudo must still let `sudo -n` commands run as
+    "root" for the simulator (and only for it: the login user stays unprivileged)."""
+    if not realsshd.lab_shim_available():
+        pytest.skip("the lab's azcmagent simulator (fleet.lab) is not in this tree")
+    fake = SshdLab.create(fake_sudo=True)
+    try:
+        group = fake.serve(["127.50.4.1"])
+        options = fake.connect_options()
+        async with asyncssh.connect("127.50.4.1", group.port, **options) as conn:
+            which = await conn.run("command -v sudo", check=True)
+            root = await conn.run("sudo -n id -u", check=True)
+            user = await conn.run("id -u", check=True)
+            logs = await conn.run("sudo -n azcmagent logs", check=False)
+            unelevated = await conn.run("azcmagent logs", check=False)
+    finally:
+        fake.close()
+    assert str(which.stdout).strip() == str(fake.shim_dir / "sudo")
+    assert str(root.stdout).strip() == "0" and str(user.stdout).strip() != "0"
+    # `azcmagent logs` needs root in the simulator: the fake elevation must make a difference.
+    assert logs.exit_status != unelevated.exit_status, (logs.stderr, unelevated.stderr)
