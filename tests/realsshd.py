@@ -105,13 +105,20 @@ def _world_can_run(path: Path) -> bool:
     return bool(real.stat().st_mode & stat.S_IXOTH)
 
 
+CODE_ROOT = Path(__file__).resolve().parents[1]  # the checkout that holds fleet/
+
+
 def login_user_python() -> tuple[str, list[str]]:
     """An interpreter the test user can run, and the import path it needs for this venv.
 
     The venv's own interpreter often lives under /root (pyenv), which the test user cannot
     traverse; the system python of the same version then runs with the venv's site-packages.
+    Raises RuntimeError (with the reason) when the test user could not run the simulator.
     """
-    paths = [str(Path.cwd()), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    paths = [str(CODE_ROOT), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    for path in paths:
+        if not _world_can_run(Path(path)):
+            raise RuntimeError(f"the test user cannot read {path} (a parent is not o+x)")
     if _world_can_run(Path(sys.executable)):
         return sys.executable, paths
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -223,6 +230,8 @@ class SshdLab:
     scenario_file: Path
     real_sudo: bool
     sudoers_dropin: Path | None = None
+    #: why ``azcmagent`` is not on the login PATH (tests that need it skip with this), or None
+    shim_problem: str | None = None
     groups: list[SshdGroup] = field(default_factory=list)
     bastion: SshdGroup | None = None
 
@@ -288,7 +297,16 @@ class SshdLab:
 
     def _write_shims(self) -> None:
         self.shim_dir.mkdir(mode=0o755)
-        python, paths = login_user_python()
+        if not self.real_sudo:
+            self._write_fake_sudo()
+        if not lab_shim_available():
+            self.shim_problem = "the lab's azcmagent simulator (fleet.lab) is not in this tree"
+            return
+        try:
+            python, paths = login_user_python()
+        except RuntimeError as exc:
+            self.shim_problem = str(exc)
+            return
         # umask 0: files the simulator writes as root stay writable for the login user.
         launcher = self.shim_dir / "azcmagent-launcher.py"
         launcher.write_text(textwrap.dedent("""\
@@ -309,29 +327,30 @@ class SshdLab:
             export PYTHONPATH
             exec {python} {launcher} "$@"
             """)
-        if not self.real_sudo:
-            self._script("sudo", f"""\
-                #!/bin/sh
-                # Fake sudo for tests (no /usr/bin/sudo here): drop sudo's options, run the
-                # command with a fake `id` and ARCFLEET_FAKE_SUDO=1 (read by azcmagent-launcher).
-                while [ $# -gt 0 ]; do
-                  case "$1" in
-                    -u|-g|-p|-C|-h) shift 2 ;;
-                    --) shift; break ;;
-                    -*) shift ;;
-                    *) break ;;
-                  esac
-                done
-                ARCFLEET_FAKE_SUDO=1 PATH={self.shim_dir}/fake-root:$PATH
-                export ARCFLEET_FAKE_SUDO PATH
-                exec "$@"
-                """)
-            fake_root = self.shim_dir / "fake-root"
-            fake_root.mkdir(mode=0o755)
-            self._script("fake-root/id", """\
-                #!/bin/sh
-                if [ "$*" = "-u" ]; then echo 0; else exec /usr/bin/id "$@"; fi
-                """)
+
+    def _write_fake_sudo(self) -> None:
+        self._script("sudo", f"""\
+            #!/bin/sh
+            # Fake sudo for tests (no /usr/bin/sudo here): drop sudo's options, run the
+            # command with a fake `id` and ARCFLEET_FAKE_SUDO=1 (read by azcmagent-launcher).
+            while [ $# -gt 0 ]; do
+              case "$1" in
+                -u|-g|-p|-C|-h) shift 2 ;;
+                --) shift; break ;;
+                -*) shift ;;
+                *) break ;;
+              esac
+            done
+            ARCFLEET_FAKE_SUDO=1 PATH={self.shim_dir}/fake-root:$PATH
+            export ARCFLEET_FAKE_SUDO PATH
+            exec "$@"
+            """)
+        fake_root = self.shim_dir / "fake-root"
+        fake_root.mkdir(mode=0o755)
+        self._script("fake-root/id", """\
+            #!/bin/sh
+            if [ "$*" = "-u" ]; then echo 0; else exec /usr/bin/id "$@"; fi
+            """)
 
     def _script(self, name: str, body: str) -> None:
         path = self.shim_dir / name

@@ -40,9 +40,9 @@ JUMP_HOST_INDEX = 2
 SUCCESS_CATEGORIES = {"connected", "already_connected"}
 
 
-def _needs_engine() -> None:
-    if not realsshd.lab_shim_available():
-        pytest.skip("the lab's azcmagent simulator (fleet.lab) is not in this tree")
+def _needs_engine(lab: SshdLab) -> None:
+    if lab.shim_problem:
+        pytest.skip(lab.shim_problem)
     try:
         import fleet.azcm.classifier
         import fleet.inventory.loader  # noqa: F401
@@ -75,8 +75,8 @@ def _files_containing(root: Path, needle: bytes) -> list[str]:
 def test_onboard_fifty_hosts_through_real_sshd(
     sshd_scenario: SshdLab, sshd_fleet: SshdGroup, tmp_path: Path
 ) -> None:
-    _needs_engine()
     lab = sshd_scenario
+    _needs_engine(lab)
     bastion = lab.bastion
     assert bastion is not None
     served = sshd_fleet.addresses[: HOST_COUNT - 1]
@@ -139,8 +139,8 @@ def test_onboard_fifty_hosts_through_real_sshd(
 def test_onboard_inside_a_namespace_with_blackholed_and_refusing_hosts(
     sshd_scenario: SshdLab, fault_ns: FaultNamespace, tmp_path: Path
 ) -> None:
-    _needs_engine()
     lab = sshd_scenario
+    _needs_engine(lab)
     port = 2298
     healthy, blackholed, refused = realsshd.addresses("127.50.22.1", 3)
     lab.reset_hosts([healthy, blackholed, refused])

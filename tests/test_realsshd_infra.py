@@ -55,8 +55,8 @@ async def test_login_and_sudo_on_many_addresses(sshd_lab: SshdLab, sshd_fleet: S
 
 
 async def test_agent_shim_is_on_the_login_path(sshd_lab: SshdLab, sshd_fleet: SshdGroup) -> None:
-    if not realsshd.lab_shim_available():
-        pytest.skip("the lab's azcmagent simulator (fleet.lab) is not in this tree")
+    if sshd_lab.shim_problem:
+        pytest.skip(sshd_lab.shim_problem)
 
     async def probe(address: str) -> tuple[str, str, str]:
         async with asyncssh.connect(address, sshd_fleet.port, **sshd_lab.connect_options()) as c:
@@ -230,8 +230,8 @@ async def test_a_missing_known_hosts_file_is_a_host_key_failure(
 async def test_fake_sudo_fallback_elevates_the_simulator(sshd_lab: SshdLab) -> None:
     """Where /usr/bin/sudo is missing, the fake sudo must still let `sudo -n` commands run as
     "root" for the simulator (and only for it: the login user stays unprivileged)."""
-    if not realsshd.lab_shim_available():
-        pytest.skip("the lab's azcmagent simulator (fleet.lab) is not in this tree")
+    if sshd_lab.shim_problem:
+        pytest.skip(sshd_lab.shim_problem)
     fake = SshdLab.create(fake_sudo=True)
     try:
         group = fake.serve(["127.50.4.1"])
