@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shlex
 import socket
 import time
@@ -168,7 +169,9 @@ class SshTransport:
             ) from None
         except OSError as exc:
             await self.close()
-            raise HostUnreachable(self.host_name, exc.strerror or str(exc)) from None
+            # asyncio words a refusal "Connect call failed (addr, port)"; the errno says what.
+            reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+            raise HostUnreachable(self.host_name, reason) from None
 
     def _require(self) -> asyncssh.SSHClientConnection:
         if self._conn is None:
