@@ -1,0 +1,609 @@
+"""The azcmagent simulator: one invocation of ``azcmagent ARGS`` on a :class:`LabHost`.
+
+It behaves like the real agent where arcfleet can see it: flags and ``--config`` (a JSON or YAML
+file on the host, keys are flag names, the command line wins), elevation, the agent service,
+persistent connection state, console output (``INFO`` lines, progress bar, ``AZCMnnnn: Name``),
+the verbose log in logrus format, and exit status = the AZCM number. The host's scenario decides
+which failure (if any) a connect runs into.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import yaml
+
+from fleet.lab.agent.catalog import code_info
+from fleet.lab.host import AgentState, ConnectCall, LabHost
+from fleet.lab.scenario import ScenarioKind
+
+AGENT_VERSION = "1.60.03293.2140"
+
+VALUE_FLAGS = {
+    "config", "subscription-id", "resource-group", "location", "tenant-id",
+    "service-principal-id", "service-principal-secret", "service-principal-cert",
+    "access-token", "resource-name", "cloud", "tags", "correlation-id", "private-link-scope",
+    "gateway-id", "automanage-profile", "proxy", "os",
+}
+BOOL_FLAGS = {
+    "verbose", "json", "log-stderr", "no-color", "help", "force-local-only", "use-device-code",
+    "ignore-network-check", "enable-automatic-upgrade", "use-azcli", "enable-pls-check",
+}
+SHORT_FLAGS = {
+    "-s": "subscription-id", "-g": "resource-group", "-l": "location", "-t": "tenant-id",
+    "-i": "service-principal-id", "-p": "service-principal-secret", "-n": "resource-name",
+    "-v": "verbose", "-j": "json", "-h": "help", "-f": "force-local-only",
+}
+REGIONS = {
+    "westeurope", "northeurope", "eastus", "eastus2", "westus", "westus2", "westus3",
+    "centralus", "uksouth", "ukwest", "francecentral", "germanywestcentral", "swedencentral",
+    "southeastasia", "eastasia", "japaneast", "australiaeast", "canadacentral", "brazilsouth",
+}
+CLOUDS = {"AzureCloud", "AzureUSGovernment", "AzureChinaCloud"}
+CONFIG_KEYS = {
+    "proxy.url", "proxy.bypass", "incomingconnections.enabled", "incomingconnections.ports",
+    "extensions.allowlist", "extensions.blocklist", "extensions.enabled",
+    "guestconfiguration.enabled", "config.mode", "automaticupgrade.enabled",
+}
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    exit_status: int
+    stdout: str
+    stderr: str
+
+
+class _Failure(Exception):
+    def __init__(self, code: str, reason: str, stage: str = "") -> None:
+        super().__init__(code)
+        self.code = code
+        self.reason = reason
+        self.stage = stage
+
+
+@dataclass
+class _Console:
+    """Collects console output and the log lines of one invocation."""
+
+    verbose: bool = False
+    json_mode: bool = False
+    log_stderr: bool = False
+    out: list[str] = field(default_factory=list)
+    err: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+    def _log(self, level: str, msg: str, extra: str = "") -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        escaped = msg.replace("\\", "\\\\").replace('"', '\\"')
+        self.log.append(f'time="{stamp}" level={level} msg="{escaped}"{extra}')
+
+    def _console(self, line: str, *, diagnostic: bool) -> None:
+        if self.json_mode and not diagnostic:
+            return
+        (self.err if diagnostic and self.log_stderr else self.out).append(line)
+
+    def info(self, msg: str, extra: str = "") -> None:
+        self._log("info", msg, extra)
+        if not self.json_mode:
+            self.out.append(f"INFO    {msg}{'  ' + extra if extra else ''}")
+
+    def debug(self, msg: str) -> None:
+        self._log("debug", msg)
+        if self.verbose:
+            self._console(f"DEBUG   {msg}", diagnostic=True)
+
+    def error(self, msg: str, detail: str) -> None:
+        self._log("error", msg, f' Error="{detail}"')
+        self._console(f"ERROR   {msg}: {detail}", diagnostic=True)
+
+    def progress(self, pct: int) -> None:
+        if self.json_mode:
+            return
+        width = 15
+        filled = pct * width // 100
+        bar = "=" * width if pct >= 100 else ("=" * max(filled - 1, 0) + ">").ljust(width)
+        self.out.append(f"{pct:>4}% [{bar}]")
+
+    def fail(self, failure: _Failure) -> int:
+        info = code_info(failure.code)
+        status = info.exit_status(failure.code)
+        if failure.stage:
+            self.error(failure.stage, failure.reason)
+        else:
+            self._log("error", failure.reason)
+            self._console(f"ERROR   {failure.reason}", diagnostic=True)
+        self._log("info", f"Exit Code:  {failure.code}: {info.name}")
+        self._log("info", "For troubleshooting, see https://aka.ms/arc/azcmerror")
+        self._log("fatal", failure.reason)
+        line = f"{failure.code}: {info.name}"
+        if self.json_mode:
+            body = {"status": "Failed", "error": {"code": failure.code, "name": info.name,
+                                                  "message": failure.reason}}
+            self.out.append(json.dumps(body))
+            self.err.append(f"FATAL   {line}")
+        else:
+            self._console(f"FATAL   {line}", diagnostic=True)
+        return status
+
+    def result(self, status: int) -> AgentResult:
+        return AgentResult(status, _join(self.out), _join(self.err))
+
+
+def _join(lines: list[str]) -> str:
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _parse(argv: list[str]) -> tuple[list[str], dict[str, str | bool]]:
+    """Positional words and flags. Raises _Failure(AZCM0023) on an unknown flag."""
+    positional: list[str] = []
+    flags: dict[str, str | bool] = {}
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        if word == "--":
+            positional.extend(argv[i:])
+            break
+        if not word.startswith("-") or word == "-":
+            positional.append(word)
+            continue
+        name, eq, inline = word.partition("=")
+        name = SHORT_FLAGS.get(name, name.lstrip("-")) if name.startswith("-") else name
+        if name in BOOL_FLAGS:
+            flags[name] = inline.lower() != "false" if eq else True
+        elif name in VALUE_FLAGS:
+            if eq:
+                flags[name] = inline
+            elif i < len(argv):
+                flags[name] = argv[i]
+                i += 1
+            else:
+                raise _Failure("AZCM0023", f"flag needs an argument: --{name}")
+        else:
+            raise _Failure("AZCM0023", f"unknown flag: {word.partition('=')[0]}")
+    return positional, flags
+
+
+def _read_config(host: LabHost, path: str) -> dict[str, str | bool]:
+    local = host.local_path(path)
+    try:
+        text = local.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        raise _Failure("AZCM0019", f"open {path}: no such file or directory") from None
+    except OSError as exc:
+        raise _Failure("AZCM0019", f"open {path}: {exc.strerror}") from None
+    try:
+        body = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError):
+        raise _Failure("AZCM0023", f"unable to parse the configuration file {path}") from None
+    if not isinstance(body, dict):
+        raise _Failure("AZCM0023", f"the configuration file {path} must hold key-value pairs")
+    result: dict[str, str | bool] = {}
+    for key, value in body.items():
+        if key not in VALUE_FLAGS | BOOL_FLAGS:
+            raise _Failure("AZCM0023", f"unknown key {key!r} in configuration file {path}")
+        result[str(key)] = value if isinstance(value, bool) else str(value)
+    return result
+
+
+async def run_agent(argv: list[str], host: LabHost, *, elevated: bool) -> AgentResult:
+    """Run ``azcmagent`` with ``argv`` (arguments after the program name; a leading program
+    name is tolerated) on ``host``. Cancelling the task stops the simulated process."""
+    args = list(argv)
+    if args and args[0].replace("\\", "/").rsplit("/", 1)[-1] in ("azcmagent", "azcmagent.exe"):
+        args = args[1:]
+    console = _Console()
+    config_path: str | None = None
+    config_existed = False
+    command = ""
+    status: int | None = None  # None while running: a cancelled connect records None
+    try:
+        try:
+            positional, cli_flags = _parse(args)
+            console.verbose = bool(cli_flags.get("verbose"))
+            console.json_mode = bool(cli_flags.get("json"))
+            console.log_stderr = bool(cli_flags.get("log-stderr"))
+            command = positional[0] if positional else ""
+            flags = dict(cli_flags)
+            if isinstance(cli_flags.get("config"), str):
+                config_path = str(cli_flags["config"])
+                config_existed = host.local_path(config_path).is_file()
+                flags = {**_read_config(host, config_path), **cli_flags}
+                console.verbose = bool(flags.get("verbose"))
+            status = await _dispatch(command, positional[1:], flags, host, console, elevated)
+        except _Failure as failure:
+            status = console.fail(failure)
+        return console.result(status)
+    finally:
+        # Written even when cancelled (hang + signal), like the real agent's log.
+        if console.log:
+            host.append_log(console.log)
+        if command == "connect":
+            host.connect_calls.append(
+                ConnectCall(tuple(argv), elevated, config_path, config_existed, status))
+
+
+async def _dispatch(command: str, rest: list[str], flags: dict[str, str | bool], host: LabHost,
+                    console: _Console, elevated: bool) -> int:
+    if flags.get("help") or command in ("", "help"):
+        console.out.append("Azure Connected Machine Agent\n\nUsage:\n  azcmagent [command]\n\n"
+                           "Available Commands:\n  check connect config disconnect logs show "
+                           "version")
+        return 0
+    if command == "version":
+        console.out.append(f"azcmagent version {AGENT_VERSION}")
+        return 0
+    if command == "show":
+        return _show(host, console, flags, rest)
+    if command == "check":
+        return _check(host, console)
+    if command == "config":
+        return _config(host, console, rest, elevated)
+    if command == "logs":
+        return _logs(host, console, elevated)
+    if command == "connect":
+        return await _connect(host, console, flags, elevated)
+    if command == "disconnect":
+        return _disconnect(host, console, flags, elevated)
+    raise _Failure("AZCM0023", f'unknown command "{command}" for "azcmagent"')
+
+
+def _show(host: LabHost, console: _Console, flags: dict[str, str | bool],
+          rest: list[str]) -> int:
+    state = host.state
+    service = "running" if host.service_running else "stopped"
+    body: dict[str, object] = {
+        "resourceName": state.resource_name, "resourceGroup": state.resource_group,
+        "resourceNamespace": "Microsoft.HybridCompute", "resourceId": state.resource_id,
+        "subscriptionId": state.subscription_id, "tenantId": state.tenant_id,
+        "vmId": state.vm_id, "correlationId": state.correlation_id, "location": state.location,
+        "cloud": state.cloud, "agentVersion": AGENT_VERSION,
+        "status": state.status, "lastHeartbeat": state.connected_at,
+        "agentErrorCode": "", "agentErrorDetails": "", "agentErrorTimestamp": "",
+        "httpsProxy": host.agent_config.get("proxy.url", ""),
+        "services": {"himds": service, "arcproxy": service, "extensionservice": service,
+                     "gcarcservice": service},
+    }
+    if rest:
+        body = {k: v for k, v in body.items() if k in rest}
+    if flags.get("json"):
+        console.out.append(json.dumps(body))
+        return 0
+    labels = [
+        ("Resource Name", state.resource_name), ("Resource Group Name", state.resource_group),
+        ("Resource Namespace", "Microsoft.HybridCompute"), ("Resource Id", state.resource_id),
+        ("Subscription ID", state.subscription_id), ("Tenant ID", state.tenant_id),
+        ("VM ID", state.vm_id), ("Correlation ID", state.correlation_id),
+        ("Location", state.location), ("Cloud", state.cloud),
+        ("Agent Version", AGENT_VERSION),
+        ("Agent Logfile", host.log_path.replace("azcmagent.log", "himds.log")),
+        ("Agent Status", state.status), ("Agent Last Heartbeat", state.connected_at),
+        ("Agent Error Code", ""), ("Agent Error Details", ""), ("Agent Error Timestamp", ""),
+        ("Using HTTPS Proxy", host.agent_config.get("proxy.url", "")),
+    ]
+    for label, value in labels:
+        console.out.append(f"{label:<40}: {value}".rstrip())
+    console.out.append("Dependent Service Status")
+    for label in ("Agent Service (himds)", "Azure Arc Proxy (arcproxy)",
+                  "Extension Service (extensionservice)", "GC Service (gcarcservice)"):
+        console.out.append(f"  {label:<38}: {service}")
+    return 0
+
+
+def _check(host: LabHost, console: _Console) -> int:
+    kind = host.scenario.kind
+    blocked = {
+        ScenarioKind.LOGIN_UNREACHABLE: {"login"},
+        ScenarioKind.LOGIN_FORBIDDEN: {"login"},
+        ScenarioKind.NO_SUCH_HOST: {"login"},
+        ScenarioKind.ARM_FORBIDDEN: {"management"},
+        ScenarioKind.TRANSIENT: {"his"},
+    }.get(kind, set())
+    console.info("Testing connectivity to endpoints that are needed to connect to Azure... "
+                 "This might take a few minutes.")
+    console.out.append(f"{'ENDPOINT':<54}|{'REACHABLE':<11}|{'PRIVATE':<9}|{'TLS':<9}|PROXY")
+    for url in ("https://agentserviceapi.guestconfiguration.azure.com",
+                "https://gbl.his.arc.azure.com", "https://login.microsoftonline.com",
+                "https://login.windows.net", "https://management.azure.com",
+                "https://pas.windows.net", "https://westeurope-gas.guestconfiguration.azure.com"):
+        down = any(word in url for word in blocked)
+        reach, tls = ("false", "unknown") if down else ("true", "1.3")
+        console.out.append(f"{url:<54}|{reach:<11}|{'false':<9}|{tls:<9}|not set")
+    return 0
+
+
+def _config(host: LabHost, console: _Console, rest: list[str], elevated: bool) -> int:
+    action = rest[0] if rest else ""
+    if action == "list":
+        console.out.append("Local Configuration Settings")
+        for key in sorted(CONFIG_KEYS):
+            console.out.append(f"  {key:<36}: {host.agent_config.get(key, '')}".rstrip())
+        return 0
+    if action in ("get", "set", "clear") and len(rest) >= 2:
+        key = rest[1]
+        if key not in CONFIG_KEYS:
+            raise _Failure("AZCM0023", f"unknown configuration property {key!r}")
+        if action == "get":
+            console.out.append(host.agent_config.get(key, ""))
+            return 0
+        if not elevated:
+            raise _Failure("AZCM0018", code_info("AZCM0018").reason)
+        if action == "set":
+            if len(rest) < 3:
+                raise _Failure("AZCM0016", "config set needs a property and a value")
+            host.agent_config[key] = rest[2]
+        else:
+            host.agent_config.pop(key, None)
+        host.save()
+        console.info(f"Config property {key} updated")
+        return 0
+    raise _Failure("AZCM0016", "usage: azcmagent config get|set|clear|list [property] [value]")
+
+
+def _logs(host: LabHost, console: _Console, elevated: bool) -> int:
+    if not elevated:
+        raise _Failure("AZCM0018", code_info("AZCM0018").reason)
+    name = f"azcmagent-logs-{time.strftime('%y%m%dT%H%M', time.gmtime())}-{host.name}.zip"
+    (host.local_path("/tmp") / name).write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    console.info(f"Log collection complete. Log file: {name}")
+    return 0
+
+
+def _need_agent_ready(host: LabHost, elevated: bool) -> None:
+    if not elevated:
+        raise _Failure("AZCM0018", code_info("AZCM0018").reason)
+    if not host.service_running:
+        raise _service_stopped()
+
+
+def _service_stopped() -> _Failure:
+    # What a stopped himds looks like: nothing listens on its local port.
+    return _Failure("AZCM0064", 'Get "http://localhost:40342/agentstatus": dial tcp '
+                    "127.0.0.1:40342: connect: connection refused",
+                    "Unable to communicate with the agent service (himds)")
+
+
+def _str(flags: dict[str, str | bool], name: str) -> str:
+    value = flags.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _check_credentials(host: LabHost, flags: dict[str, str | bool]) -> None:
+    target = host.target
+    tenant = _str(flags, "tenant-id")
+    client = _str(flags, "service-principal-id")
+    stage = "Failed to acquire authorization token from SPN"
+    if _str(flags, "access-token"):
+        return
+    if tenant != target.tenant_id:
+        raise _Failure("AZCM0041", _aad_unknown_tenant(tenant), stage)
+    if client != target.client_id:
+        raise _Failure("AZCM0041", _aad_unknown_app(client, tenant), stage)
+    cert = _str(flags, "service-principal-cert")
+    if cert:
+        if not host.local_path(cert).is_file():
+            raise _Failure("AZCM0023", f"open {cert}: no such file or directory")
+        return
+    if target.secret and _str(flags, "service-principal-secret") != target.secret:
+        raise _Failure("AZCM0041", _aad_wrong_secret(client), stage)
+
+
+def _aad_trace() -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())
+    return f" Trace ID: {uuid.uuid4()} Correlation ID: {uuid.uuid4()} Timestamp: {stamp}"
+
+
+def _aad_wrong_secret(client: str) -> str:
+    return ("AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the "
+            "request is the client secret value, not the client secret ID, for a secret added "
+            f"to app '{client}'." + _aad_trace())
+
+
+def _aad_unknown_app(client: str, tenant: str) -> str:
+    return (f"AADSTS700016: Application with identifier '{client}' was not found in the "
+            f"directory '{tenant}'. This can happen if the application has not been installed "
+            "by the administrator of the tenant or consented to by any user in the tenant. You "
+            "may have sent your authentication request to the wrong tenant." + _aad_trace())
+
+
+def _aad_unknown_tenant(tenant: str) -> str:
+    return (f"AADSTS90002: Tenant '{tenant}' not found. Check to make sure you have the correct "
+            "tenant ID and are signing into the correct cloud. Check with your subscription "
+            "administrator, this may happen if there are no active subscriptions for the "
+            "tenant." + _aad_trace())
+
+
+def _scenario_failure(host: LabHost, flags: dict[str, str | bool], name: str,
+                      stage: str) -> _Failure | None:
+    """The failure the host's scenario injects at ``stage`` (network, token, arm, create)."""
+    scenario = host.scenario
+    kind = scenario.kind
+    tenant = _str(flags, "tenant-id") or host.target.tenant_id
+    client = _str(flags, "service-principal-id") or host.target.client_id
+    sub = _str(flags, "subscription-id") or host.target.subscription_id
+    group = _str(flags, "resource-group") or host.target.resource_group
+    scope = (f"/subscriptions/{sub}/resourcegroups/{group}/providers/"
+             f"Microsoft.HybridCompute/machines/{name}")
+    corr = uuid.uuid4()
+    token_stage = "Failed to acquire authorization token from SPN"
+    arm_stage = "Failed to AzcmagentConnect ARM resource"
+    retried = host.connect_attempts <= scenario.fail_times
+    if stage == "network" and kind is ScenarioKind.TRANSIENT and retried:
+        return _Failure("AZCM0026", code_info("AZCM0026").reason,
+                        "Failed to reach the Azure Arc service")
+    if stage == "token":
+        login = f"https://login.microsoftonline.com/{tenant}/oauth2/token?api-version=1.0"
+        table = {
+            ScenarioKind.WRONG_SECRET: _aad_wrong_secret(client),
+            ScenarioKind.EXPIRED_SECRET: (
+                f"AADSTS7000222: The provided client secret keys for app '{client}' are "
+                "expired. Visit the Azure portal to create new keys for your app: "
+                "https://aka.ms/NewClientSecret, or consider using certificate credentials "
+                "for added security: https://aka.ms/certCreds." + _aad_trace()),
+            ScenarioKind.UNKNOWN_APP: _aad_unknown_app(client, tenant),
+            ScenarioKind.UNKNOWN_TENANT: _aad_unknown_tenant(tenant),
+            ScenarioKind.LOGIN_UNREACHABLE: (
+                f"Failed to execute the refresh request. Error = 'Post \\\"{login}\\\": dial "
+                "tcp 40.126.9.7:443: connect: network is unreachable'"),
+            ScenarioKind.LOGIN_FORBIDDEN: (
+                f"Failed to execute the refresh request. Error = 'Post {login}: Forbidden'"),
+            ScenarioKind.NO_SUCH_HOST: (
+                f"Failed to execute the refresh request. Error = 'Post \\\"{login}\\\": dial "
+                "tcp: lookup login.microsoftonline.com: no such host'"),
+        }
+        if kind in table:
+            return _Failure("AZCM0041", table[kind], token_stage)
+    if stage == "arm":
+        if kind is ScenarioKind.RBAC_403:
+            return _Failure("AZCM0042", (
+                f"The client '{client}' with object id '{uuid.uuid5(uuid.NAMESPACE_OID, client)}'"
+                " does not have authorization to perform action "
+                f"'Microsoft.HybridCompute/machines/read' over scope '{scope}' or the scope is "
+                "invalid. If access was recently granted, please refresh your credentials. "
+                "Code: AuthorizationFailed Status Code=403"), "Get ARM Resource Response")
+        if kind is ScenarioKind.UNREGISTERED_PROVIDER:
+            return _Failure("AZCM0042", (
+                f"RequestCorrelationId:{corr} Message: The subscription is not registered to "
+                "use namespace 'Microsoft.HybridCompute'. See https://aka.ms/rps-not-found for "
+                "how to register subscriptions. Code: MissingSubscriptionRegistration "
+                "httpStatusCode:409"), arm_stage)
+        if kind is ScenarioKind.ARM_FORBIDDEN:
+            return _Failure("AZCM0042", (
+                f"Get https://management.azure.com{scope}?api-version=2019-03-18-preview:  "
+                "Forbidden"), arm_stage)
+        if kind is ScenarioKind.THROTTLED and retried:
+            wait = scenario.retry_after_s
+            return _Failure("AZCM0042", (
+                f"RequestCorrelationId:{corr} Message: Number of write requests for "
+                f"subscription '{sub}' actor '{client}' on scope '{scope}' exceeded. Please "
+                f"try again after '{wait}' seconds. Code: SubscriptionRequestsThrottled "
+                f"httpStatusCode:429 Retry-After:{wait}"), arm_stage)
+    if stage == "create" and kind is ScenarioKind.AZCM and scenario.code:
+        info = code_info(scenario.code)
+        return _Failure(scenario.code, scenario.message or info.reason,
+                        "Failed to connect the machine to Azure")
+    return None
+
+
+async def _connect(host: LabHost, console: _Console, flags: dict[str, str | bool],
+                   elevated: bool) -> int:
+    _need_agent_ready(host, elevated)
+    if host.state.connected:
+        raise _Failure("AZCM0067", code_info("AZCM0067").reason,
+                       "Failed to connect the machine to Azure")
+    if host.scenario.kind is ScenarioKind.HANG:
+        console.info("Connecting machine to Azure... This might take a few minutes.")
+        await asyncio.Event().wait()  # never set: runs until cancelled
+    missing = [name for name in ("subscription-id", "resource-group", "location")
+               if not _str(flags, name)]
+    has_sp = bool(_str(flags, "service-principal-id"))
+    if not has_sp and not _str(flags, "access-token"):
+        missing.append("service-principal-id")
+    if has_sp and not _str(flags, "tenant-id"):
+        missing.append("tenant-id")
+    if has_sp and not (_str(flags, "service-principal-secret")
+                       or _str(flags, "service-principal-cert")):
+        missing.append("service-principal-secret")
+    if missing:
+        quoted = '", "'.join(missing)
+        raise _Failure("AZCM0016", f'required flag(s) "{quoted}" not set')
+    location = _str(flags, "location")
+    if location.lower() not in REGIONS:
+        raise _Failure("AZCM0020", f"location '{location}' is not a supported region")
+    cloud = _str(flags, "cloud") or "AzureCloud"
+    if cloud not in CLOUDS:
+        raise _Failure("AZCM0023", f"invalid cloud '{cloud}'")
+    tags = _str(flags, "tags")
+    if tags and any("=" not in pair for pair in tags.split(",")):
+        raise _Failure("AZCM0023", f"invalid tags '{tags}': expected key=value pairs")
+    host.connect_attempts += 1
+    host.save()
+    name = _str(flags, "resource-name") or host.name
+    correlation = _str(flags, "correlation-id") or str(uuid.uuid4())
+
+    console.info(f"Cloud: {cloud}")
+    console.info("Connecting machine to Azure... This might take a few minutes.")
+    console.info("Testing connectivity to endpoints that are needed to connect to Azure... "
+                 "This might take a few minutes.")
+    latency = host.scenario.connect_latency_s + host.latency_s
+    if latency > 0:
+        await asyncio.sleep(latency)
+    _raise_if(_scenario_failure(host, flags, name, "network"))
+    console.debug("All endpoints are available... continue onboarding")
+    console.progress(20)
+    _raise_if(_scenario_failure(host, flags, name, "token"))
+    _check_credentials(host, flags)
+    console.debug("Acquired access token from SPN")
+    console.progress(30)
+    _raise_if(_scenario_failure(host, flags, name, "arm"))
+    if host.scenario.kind is ScenarioKind.HUGE_OUTPUT:
+        _huge(console, host.scenario.output_bytes)
+    sub = _str(flags, "subscription-id")
+    group = _str(flags, "resource-group")
+    resource_id = (f"/subscriptions/{sub}/resourceGroups/{group}/providers/"
+                   f"Microsoft.HybridCompute/machines/{name}")
+    console.info("Creating resource in Azure...",
+                 f"Correlation ID={correlation} Resource ID={resource_id}")
+    _raise_if(_scenario_failure(host, flags, name, "create"))
+    console.progress(60)
+    console.progress(80)
+    console.progress(100)
+    host.state = AgentState(
+        status="Connected", resource_name=name, resource_group=group, subscription_id=sub,
+        tenant_id=_str(flags, "tenant-id"), location=location, cloud=cloud,
+        correlation_id=correlation, vm_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, host.name)),
+        connected_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), tags=tags)
+    host.save()
+    console.info("Connected machine to Azure")
+    tenant = host.state.tenant_id
+    console.info(f"Machine overview page: https://portal.azure.com/#@{tenant}/resource"
+                 f"{resource_id}/overview")
+    if console.json_mode:
+        console.out.append(json.dumps({"status": "Connected", "resourceId": resource_id,
+                                       "portalUrl": f"https://portal.azure.com/#@{tenant}"
+                                       f"/resource{resource_id}/overview"}))
+    return 0
+
+
+def _huge(console: _Console, size: int) -> None:
+    line = "DEBUG   Processing extension metadata chunk " + "x" * 60
+    count = max(size // (len(line) + 8), 1)
+    target = console.err if console.log_stderr else console.out
+    target.extend(f"{line} {n:06d}" for n in range(count))
+
+
+def _raise_if(failure: _Failure | None) -> None:
+    if failure is not None:
+        raise failure
+
+
+def _disconnect(host: LabHost, console: _Console, flags: dict[str, str | bool],
+                elevated: bool) -> int:
+    if not elevated:
+        raise _Failure("AZCM0018", code_info("AZCM0018").reason)
+    if flags.get("force-local-only"):
+        host.state = AgentState()
+        host.save()
+        console.info("Disconnecting local agent configuration only (--force-local-only)")
+        console.info("Successfully disconnected the machine locally")
+        return 0
+    if not host.service_running:
+        raise _service_stopped()
+    if not host.state.connected:
+        raise _Failure("AZCM0063", "the machine is not connected to Azure",
+                       "Failed to disconnect the machine")
+    if not _str(flags, "access-token"):
+        if not _str(flags, "service-principal-id"):
+            raise _Failure("AZCM0016", 'required flag(s) "service-principal-id" not set')
+        _check_credentials(host, {**flags, "tenant-id": _str(flags, "tenant-id")
+                                  or host.state.tenant_id})
+    console.info("Deleting resource from Azure...", f"Resource ID={host.state.resource_id}")
+    host.state = AgentState()
+    host.save()
+    console.info("Disconnected machine from Azure")
+    return 0
