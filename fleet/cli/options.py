@@ -1,0 +1,86 @@
+"""Click options shared by commands that read an inventory (inventory, onboard, ...).
+
+Usage::
+
+    @click.command()
+    @inventory_option
+    @limit_option
+    @azure_override_options
+    def onboard(inventories: tuple[Path, ...], limit: str | None,
+                azure_overrides: dict[str, object]) -> None: ...
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+inventory_option = click.option(
+    "-i",
+    "--inventory",
+    "inventories",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Inventory file (arcfleet YAML, Ansible INI or Ansible YAML) or Ansible inventory "
+    "directory. Repeat to merge (a later file's settings win).",
+)
+
+limit_option = click.option(
+    "-l",
+    "--limit",
+    default=None,
+    metavar="PATTERN",
+    help="Only these hosts: names, groups, globs (web*), a:b or a,b (union), a:&b "
+    "(intersection), a:!b (exclusion), @FILE (one host name per line).",
+)
+
+_OVERRIDES = (
+    ("tenant_id", "--tenant-id", "Azure tenant id (GUID) for every host."),
+    ("subscription_id", "--subscription-id", "Azure subscription id (GUID) for every host."),
+    ("resource_group", "--resource-group", "Resource group for every host."),
+    ("location", "--location", "Azure region for every host, e.g. westeurope."),
+    ("cloud", "--cloud", "AzureCloud, AzureUSGovernment or AzureChinaCloud."),
+)
+
+
+def _parse_tags(values: tuple[str, ...]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter("expected NAME=VALUE", param_hint="--tag")
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+def azure_override_options(func: F) -> F:
+    """Adds --tenant-id/--subscription-id/--resource-group/--location/--cloud/--tag and hands
+    the command one ``azure_overrides`` dict (only the flags given), ready for load_inventory."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        overrides: dict[str, object] = {}
+        for field, _flag, _help in _OVERRIDES:
+            value = kwargs.pop(field, None)
+            if value:
+                overrides[field] = value
+        tags = _parse_tags(kwargs.pop("tags", ()) or ())
+        if tags:
+            overrides["tags"] = tags
+        return func(*args, azure_overrides=overrides, **kwargs)
+
+    decorated: Callable[..., Any] = wrapper
+    decorated = click.option(
+        "--tag", "tags", multiple=True, metavar="NAME=VALUE",
+        help="Azure tag for every host, merged over the inventory's tags. Repeatable.",
+    )(decorated)
+    for field, flag, help_text in reversed(_OVERRIDES):
+        decorated = click.option(flag, field, default=None, help=help_text)(decorated)
+    return decorated  # type: ignore[return-value]

@@ -1,0 +1,196 @@
+"""``load_inventory``: read inventory files of any supported format into one :class:`Inventory`.
+
+The format is recognised from content, not the file name: a YAML mapping with an ``arcfleet`` key
+is the arcfleet format, a YAML mapping of groups (``hosts``/``vars``/``children``) is an Ansible
+YAML inventory, and anything else that is text (``[group]`` sections, bare host lines) is read as
+an Ansible INI inventory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from fleet.errors import InventoryError, Problem
+from fleet.inventory.ansible import (
+    load_ansible_yaml,
+    load_ini,
+    load_vars_dirs,
+    looks_like_ansible_yaml,
+)
+from fleet.inventory.arcfleet_yaml import load_arcfleet
+from fleet.inventory.model import ResolvedHost
+from fleet.inventory.resolve import EnvironmentFallback, Resolver
+from fleet.inventory.spec import AzureSpec
+from fleet.inventory.tree import InventoryTree, validation_problems
+from fleet.inventory.yamlio import load_yaml
+
+COMMAND_LINE = "<command line>"
+MAX_FILE_BYTES = 64 * 1024 * 1024
+_INI_SECTION_LINE = re.compile(r"^\[[^\]\n]+\][ \t]*(?:[#;].*)?$", re.MULTILINE)
+_YAML_EXTENSIONS = (".yml", ".yaml", ".json")
+# What Ansible skips in an inventory directory.
+_IGNORED_SUFFIXES = ("~", ".orig", ".bak", ".cfg", ".retry", ".pyc", ".pyo", ".md", ".rst")
+
+
+@dataclass
+class Inventory:
+    """Every host, ready for the engine, plus what it was read from."""
+
+    hosts: list[ResolvedHost]
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+    digest: str = ""
+
+    def by_name(self) -> dict[str, ResolvedHost]:
+        return {host.name: host for host in self.hosts}
+
+
+def detect_format(text: str, path: Path) -> str:
+    """``arcfleet``, ``ansible-yaml`` or ``ansible-ini`` (``yaml-error`` if YAML is broken)."""
+    if _INI_SECTION_LINE.search(text) and not text.lstrip().startswith(("{", "---")):
+        return "ansible-ini"
+    result = load_yaml(text)
+    if result.error is not None:
+        looks_yaml = path.suffix.lower() in _YAML_EXTENSIONS or re.search(
+            r"^(arcfleet|all)\s*:", text, re.MULTILINE
+        )
+        return "yaml-error" if looks_yaml else "ansible-ini"
+    if isinstance(result.data, dict):
+        return "arcfleet" if "arcfleet" in result.data else "ansible-yaml"
+    return "ansible-ini"
+
+
+def _directory_files(directory: Path) -> list[Path]:
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:
+        return []
+    return [
+        entry for entry in entries
+        if entry.is_file() and not entry.name.startswith(".")
+        and not entry.name.endswith(_IGNORED_SUFFIXES)
+    ]
+
+
+def _read(path: Path, tree: InventoryTree) -> str | None:
+    source = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            tree.problem(source, None, None, f"is {size} bytes; inventories are limited to "
+                         f"{MAX_FILE_BYTES} bytes")
+            return None
+        raw = path.read_bytes()
+    except OSError as exc:
+        tree.problem(source, None, None, f"cannot read: {exc.strerror or exc}")
+        return None
+    tree.contents.append((source, raw))
+    if b"\x00" in raw:
+        tree.problem(source, None, None, "contains NUL bytes; not a text inventory")
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        tree.problem(source, None, None, f"is not UTF-8 text (bad byte at offset {exc.start})")
+        return None
+    return text.removeprefix("\ufeff")
+
+
+def _load_file(path: Path, tree: InventoryTree) -> None:
+    source = str(path)
+    tree.sources.append(source)
+    text = _read(path, tree)
+    if text is None:
+        return
+    kind = detect_format(text, path)
+    if kind == "ansible-ini":
+        load_ini(text, path, source, tree)
+        return
+    result = load_yaml(text)
+    if result.error is not None:
+        tree.problem(source, None, None, result.error)
+        return
+    data: Any = result.data
+    if kind == "arcfleet":
+        load_arcfleet(data, path, source, tree, result.duplicates)
+    elif looks_like_ansible_yaml(data):
+        load_ansible_yaml(data, path, source, tree, result.duplicates)
+    else:
+        tree.problem(source, None, None, "not a recognised inventory: expected `arcfleet: 1` or "
+                     "Ansible groups with hosts/vars/children")
+
+
+def _overrides(raw: Mapping[str, object] | None, problems: list[Problem]) -> dict[str, Any]:
+    cleaned = {k: v for k, v in (raw or {}).items() if v is not None and v != {}}
+    if not cleaned:
+        return {}
+    try:
+        spec = AzureSpec.model_validate(cleaned, context={"base_dir": Path.cwd()})
+    except ValidationError as exc:
+        problems.extend(validation_problems(exc, COMMAND_LINE, None, "", None))
+        return {}
+    return spec.model_dump(exclude_unset=True, exclude_none=True)
+
+
+def load_inventory(
+    paths: Sequence[Path],
+    *,
+    azure_overrides: Mapping[str, object] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Inventory:
+    """Read, merge, resolve and validate; raises :class:`InventoryError` with every problem."""
+    tree = InventoryTree()
+    if not paths:
+        raise InventoryError(Problem(COMMAND_LINE, None, "-i", "no inventory file given"))
+    vars_dirs: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            # An Ansible inventory directory: every file in it, in name order.
+            files = _directory_files(path)
+            if not files:
+                tree.problem(str(path), None, None, "directory holds no inventory file")
+            for file in files:
+                _load_file(file, tree)
+            directory = path.resolve()
+        else:
+            _load_file(path, tree)
+            directory = path.parent.resolve()
+        if directory not in vars_dirs:
+            vars_dirs.append(directory)
+    for directory in vars_dirs:
+        load_vars_dirs(directory, tree)
+    problems = tree.problems
+    overrides = _overrides(azure_overrides, problems)
+    fallback = EnvironmentFallback.read(os.environ if env is None else env, problems)
+    resolver = Resolver(tree, overrides=overrides, env=fallback, problems=problems)
+    resolver.link()
+    hosts = resolver.resolve_all()
+    if not tree.hosts and not problems:
+        problems.append(Problem(", ".join(tree.sources), None, None, "no hosts in the inventory"))
+    if problems:
+        raise InventoryError(_unique(problems))
+    digest = hashlib.sha256()
+    for _source, raw in tree.contents:
+        digest.update(len(raw).to_bytes(8, "big"))
+        digest.update(raw)
+    return Inventory(hosts=hosts, groups=resolver.group_members(), sources=list(tree.sources),
+                     digest=digest.hexdigest())
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    seen: set[Problem] = set()
+    out: list[Problem] = []
+    for problem in problems:
+        if problem not in seen:
+            seen.add(problem)
+            out.append(problem)
+    return out

@@ -1,0 +1,125 @@
+"""Host patterns as Ansible users write them for ``--limit``.
+
+A pattern is a list of terms separated by ``,`` (or ``:``): a host name, a group name, a glob
+(``web*``), ``~regex``, or ``@FILE`` (one host name per line, ``#`` comments). A term prefixed
+with ``&`` intersects, with ``!`` excludes. As in Ansible, unions are taken first, then
+intersections, then exclusions, whatever their order in the pattern.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fleet.errors import InventoryError, Problem
+from fleet.inventory.model import ResolvedHost
+
+if TYPE_CHECKING:
+    from fleet.inventory.loader import Inventory
+
+_GLOB_CHARS = set("*?[")
+
+
+def _split(pattern: str, known: set[str]) -> list[str]:
+    if "," in pattern:
+        return [t.strip() for t in pattern.split(",") if t.strip()]
+    if pattern in known or pattern.startswith("~"):
+        return [pattern]
+    if pattern.startswith("@") and Path(pattern[1:]).is_file():
+        return [pattern]
+    # ':' separates terms, except inside an IPv6 address that names a host.
+    terms = [t.strip() for t in re.split(r":(?=[&!]?[^:])", pattern) if t.strip()]
+    return terms or [pattern]
+
+
+def _from_file(term: str, source_hint: str, inventory: Inventory) -> set[str]:
+    path = Path(term[1:])
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise InventoryError(Problem(str(path), None, source_hint, f"cannot read: {reason}"))\
+            from None
+    names = {h.name for h in inventory.hosts}
+    found: set[str] = set()
+    problems: list[Problem] = []
+    for number, line in enumerate(lines, start=1):
+        name = line.split("#", 1)[0].strip()
+        if not name:
+            continue
+        if name not in names:
+            problems.append(Problem(str(path), name, f"line {number}",
+                                    "host is not in the inventory"))
+        found.add(name)
+    if problems:
+        raise InventoryError(problems)
+    return found
+
+
+def _match(term: str, inventory: Inventory, source_hint: str) -> set[str]:
+    names = [h.name for h in inventory.hosts]
+    if term.startswith("@"):
+        return _from_file(term, source_hint, inventory)
+    if term in inventory.groups:
+        return set(inventory.groups[term])
+    if term in ("*", "all"):
+        return set(names)
+    name_set = set(names)
+    if term in name_set:
+        return {term}
+    found: set[str] = set()
+    if term.startswith("~"):
+        try:
+            regex = re.compile(term[1:])
+        except re.error as exc:
+            raise InventoryError(Problem(source_hint, None, term, f"bad regex: {exc}")) from None
+        found |= {n for n in names if regex.search(n)}
+        for group, members in inventory.groups.items():
+            if regex.search(group):
+                found |= set(members)
+    elif _GLOB_CHARS & set(term):
+        found |= set(fnmatch.filter(names, term))
+        for group in fnmatch.filter(list(inventory.groups), term):
+            found |= set(inventory.groups[group])
+    return found
+
+
+def select_hosts(
+    inventory: Inventory, pattern: str | None, *, source_hint: str = "--limit"
+) -> list[ResolvedHost]:
+    """The hosts a pattern names, in inventory order; a term that matches nothing is an error."""
+    if pattern is None or not pattern.strip():
+        return list(inventory.hosts)
+    known = {h.name for h in inventory.hosts} | set(inventory.groups)
+    unions: set[str] = set()
+    intersections: list[set[str]] = []
+    exclusions: set[str] = set()
+    problems: list[Problem] = []
+    has_union = False
+    for term in _split(pattern.strip(), known):
+        op = term[0] if term[0] in "&!" else ""
+        body = term[len(op):].strip()
+        matched = _match(body, inventory, source_hint) if body else set()
+        if not matched:
+            problems.append(Problem(source_hint, None, term,
+                                    f"pattern '{term}' matches no host in the inventory"))
+            continue
+        if op == "&":
+            intersections.append(matched)
+        elif op == "!":
+            exclusions |= matched
+        else:
+            has_union = True
+            unions |= matched
+    if problems:
+        raise InventoryError(problems)
+    selected = unions if has_union else {h.name for h in inventory.hosts}
+    for group in intersections:
+        selected &= group
+    selected -= exclusions
+    if not selected:
+        raise InventoryError(Problem(source_hint, None, pattern,
+                                     f"pattern '{pattern}' selects no host"))
+    return [h for h in inventory.hosts if h.name in selected]

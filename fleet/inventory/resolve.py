@@ -1,0 +1,349 @@
+"""Flatten an :class:`InventoryTree` into :class:`ResolvedHost` objects and check the result.
+
+Order of application, later wins:
+  defaults -> groups (by depth from the root, then ``ansible_group_priority``, then name)
+  -> host -> AZURE_* environment (only fills what is still empty) -> command-line overrides.
+ssh/winrm/azure blocks merge key by key and ``azure.tags`` merge; a service principal and a secret
+reference are replaced as a whole (mixing one group's secret with another's certificate would
+make a credential nobody wrote).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from fleet.errors import Problem
+from fleet.inventory import rules
+from fleet.inventory.model import Cloud, OsFamily, ResolvedHost, Transport
+from fleet.inventory.regions import REGIONS_BY_CLOUD
+from fleet.inventory.tree import ALL, UNGROUPED, InventoryTree, Layer, error_message
+
+ENVIRONMENT = "<environment>"
+_REPLACED_WHOLE = frozenset({"service_principal", "password", "secret"})
+# Post-merge problems name the Ansible variable too, for hosts from Ansible inventories.
+_ANSIBLE_NAMES = {
+    "ssh.user": "ansible_user",
+    "winrm.user": "ansible_user",
+    "winrm.password": "arc_winrm_password_env",
+    "winrm.auth": "ansible_winrm_transport",
+    "transport": "ansible_connection",
+    "os": "arc_os",
+    "address": "ansible_host",
+    "azure.tenant_id": "arc_tenant_id",
+    "azure.subscription_id": "arc_subscription_id",
+    "azure.resource_group": "arc_resource_group",
+    "azure.location": "arc_location",
+    "azure.resource_name": "arc_resource_name",
+    "azure.service_principal": "arc_sp_client_id",
+}
+_REQUIRED_AZURE = ("tenant_id", "subscription_id", "resource_group", "location")
+
+
+def merge_layer(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    """A new dict: ``layer`` over ``base``; neither input is modified."""
+    out = dict(base)
+    for key, value in layer.items():
+        current = out.get(key)
+        if isinstance(value, dict) and isinstance(current, dict) and key not in _REPLACED_WHOLE:
+            out[key] = merge_layer(current, value)
+        else:
+            out[key] = value
+    return out
+
+
+def derive_resource_name(host_name: str) -> str:
+    """The Azure resource name for a host without one: the name itself if valid, else the first
+    DNS label of a FQDN, or an IP address with its separators turned into hyphens."""
+    if rules.check_resource_name(host_name) is None:
+        return host_name
+    try:
+        ipaddress.ip_address(host_name)
+    except ValueError:
+        return host_name.split(".", 1)[0] if "." in host_name else host_name
+    return re.sub(r"[.:]+", "-", host_name).strip("-")
+
+
+@dataclass
+class EnvironmentFallback:
+    """What azure-identity's EnvironmentCredential variables contribute, read once per load."""
+
+    tenant_id: str | None = None
+    subscription_id: str | None = None
+    service_principal: dict[str, Any] | None = None
+
+    @classmethod
+    def read(cls, env: Mapping[str, str], problems: list[Problem]) -> EnvironmentFallback:
+        found = cls()
+        for var, attr in (("AZURE_TENANT_ID", "tenant_id"),
+                          ("AZURE_SUBSCRIPTION_ID", "subscription_id")):
+            value = env.get(var, "").strip()
+            if not value:
+                continue
+            message = rules.check_guid(value)
+            if message:
+                problems.append(Problem(ENVIRONMENT, None, var, message))
+            else:
+                setattr(found, attr, value)
+        client_id = env.get("AZURE_CLIENT_ID", "").strip()
+        if client_id:
+            message = rules.check_guid(client_id)
+            if message:
+                problems.append(Problem(ENVIRONMENT, None, "AZURE_CLIENT_ID", message))
+            elif env.get("AZURE_CLIENT_SECRET"):
+                found.service_principal = {"client_id": client_id,
+                                           "secret": {"env": "AZURE_CLIENT_SECRET"}}
+            elif env.get("AZURE_CLIENT_CERTIFICATE_PATH", "").strip():
+                found.service_principal = {
+                    "client_id": client_id,
+                    "certificate_file": env["AZURE_CLIENT_CERTIFICATE_PATH"].strip(),
+                }
+        return found
+
+
+class Resolver:
+    def __init__(
+        self, tree: InventoryTree, *, overrides: dict[str, Any], env: EnvironmentFallback,
+        problems: list[Problem],
+    ) -> None:
+        self.tree = tree
+        self.overrides = overrides
+        self.env = env
+        self.problems = problems
+        self.parents: dict[str, list[str]] = {name: [] for name in tree.groups}
+        self.depth: dict[str, int] = {}
+        self.any_service_principal = self._any_service_principal()
+
+    # ------------------------------------------------------------ structure
+
+    def link(self) -> None:
+        tree = self.tree
+        for ref in tree.references:
+            if ref.kind == "host" and ref.name not in tree.hosts:
+                self._problem(ref.source, ref.host, ref.field,
+                              f"names host '{ref.name}', which no inventory file defines")
+            elif ref.kind == "group" and not tree.groups[ref.name].declared:
+                self._problem(ref.source, ref.host, ref.field,
+                              f"names group '{ref.name}', which no inventory file defines")
+        for group in tree.groups.values():
+            for member in group.hosts:
+                host = tree.hosts.get(member)
+                if host is not None and group.name not in host.groups:
+                    host.groups.append(group.name)
+            for child in group.children:
+                self.parents[child].append(group.name)
+        for host in tree.hosts.values():
+            for name in host.groups:
+                group = tree.group(name, declare=False)
+                if host.name not in group.hosts:
+                    group.hosts.append(host.name)
+        for name in tree.groups:
+            self._depth_of(name, ())
+
+    def _depth_of(self, name: str, path: tuple[str, ...]) -> int:
+        if name in self.depth:
+            return self.depth[name]
+        if name in path:
+            cycle = " -> ".join((*path[path.index(name):], name))
+            self._problem(self.tree.sources[0] if self.tree.sources else "<inventory>", None,
+                          f"group {name}", f"groups contain each other in a cycle: {cycle}")
+            return 0
+        if name == ALL:
+            depth = 0
+        else:
+            parents = [p for p in self.parents.get(name, []) if p != ALL]
+            depth = 1 + max((self._depth_of(p, (*path, name)) for p in parents), default=0)
+        self.depth[name] = depth
+        return depth
+
+    def ancestors(self, direct: list[str]) -> list[str]:
+        seen: set[str] = set()
+        stack = list(direct)
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            stack.extend(self.parents.get(name, ()))
+        return sorted(seen, key=lambda g: (self.depth.get(g, 0), self.tree.groups[g].priority, g))
+
+    def group_members(self) -> dict[str, list[str]]:
+        order = {name: index for index, name in enumerate(self.tree.hosts)}
+        memo: dict[str, set[str]] = {}
+
+        def members(name: str, path: frozenset[str]) -> set[str]:
+            if name in memo:
+                return memo[name]
+            found = set(self.tree.groups[name].hosts)
+            for child in self.tree.groups[name].children:
+                if child not in path:
+                    found |= members(child, path | {name})
+            memo[name] = found
+            return found
+
+        out: dict[str, list[str]] = {ALL: list(self.tree.hosts)}
+        for name in self.tree.groups:
+            if name != ALL:
+                out[name] = sorted(members(name, frozenset()), key=order.__getitem__)
+        ungrouped = [h.name for h in self.tree.hosts.values()
+                     if not [g for g in h.groups if g not in (ALL, UNGROUPED)]]
+        if ungrouped:
+            out[UNGROUPED] = sorted(set(ungrouped) | set(out.get(UNGROUPED, [])),
+                                    key=order.__getitem__)
+        return out
+
+    # ------------------------------------------------------------ hosts
+
+    def _any_service_principal(self) -> bool:
+        layers: list[Layer] = list(self.tree.defaults)
+        for group in self.tree.groups.values():
+            layers.extend(group.layers)
+        for host in self.tree.hosts.values():
+            layers.extend(host.layers)
+        return any("service_principal" in layer.values.get("azure", {}) for layer in layers) or \
+            "service_principal" in self.overrides
+
+    def resolve_all(self) -> list[ResolvedHost]:
+        resolved: list[ResolvedHost] = []
+        root = self.tree.groups.get(ALL)
+        ungrouped = self.tree.groups.get(UNGROUPED)
+        for host in self.tree.hosts.values():
+            groups = self.ancestors([g for g in host.groups if g != ALL])
+            layers: list[Layer] = list(self.tree.defaults)
+            if root is not None:
+                layers.extend(root.layers)
+            if not groups and ungrouped is not None:
+                layers.extend(ungrouped.layers)
+            for name in groups:
+                layers.extend(self.tree.groups[name].layers)
+            layers.extend(host.layers)
+            if any(layer.broken for layer in layers):
+                continue  # its errors are already reported; more would only repeat them
+            values: dict[str, Any] = {}
+            for layer in layers:
+                values = merge_layer(values, layer.values)
+            built = self._build(host.name, host.source, host.ansible, values,
+                                tuple(g for g in groups if g not in (ALL, UNGROUPED)))
+            if built is not None:
+                resolved.append(built)
+        self._check_fleet(resolved)
+        return resolved
+
+    def _build(
+        self, name: str, source: str, ansible: bool, values: dict[str, Any],
+        groups: tuple[str, ...],
+    ) -> ResolvedHost | None:
+        before = len(self.problems)
+
+        def problem(field: str, message: str) -> None:
+            label = f"{field} ({_ANSIBLE_NAMES[field]})" if ansible and field in _ANSIBLE_NAMES \
+                else field
+            self._problem(source, name, label, message)
+
+        transport = Transport(values.get("transport", Transport.SSH))
+        winrm = dict(values.get("winrm", {}))
+        ssh = dict(values.get("ssh", {}))
+        scheme = winrm.get("scheme", "https")
+        default_os = OsFamily.WINDOWS if transport is Transport.WINRM else OsFamily.LINUX
+        os_family = OsFamily(values.get("os", default_os))
+        default_port = 22 if transport is Transport.SSH else (5986 if scheme == "https" else 5985)
+        azure = dict(values.get("azure", {}))
+
+        # Environment fills only what every file left empty.
+        if not azure.get("tenant_id") and self.env.tenant_id:
+            azure["tenant_id"] = self.env.tenant_id
+        if not azure.get("subscription_id") and self.env.subscription_id:
+            azure["subscription_id"] = self.env.subscription_id
+        if not self.any_service_principal and self.env.service_principal is not None:
+            azure["service_principal"] = self.env.service_principal
+        # Command-line flags win over files; their tags merge over the host's tags.
+        for key, value in self.overrides.items():
+            if key == "tags":
+                azure["tags"] = {**azure.get("tags", {}), **value}
+            else:
+                azure[key] = value
+        if not azure.get("resource_name"):
+            derived = derive_resource_name(name)
+            message = rules.check_resource_name(derived)
+            if message:
+                problem("azure.resource_name", f"host name '{name}' is not usable as the Azure "
+                        f"resource name ({message}); set azure.resource_name")
+            azure["resource_name"] = derived
+
+        if transport is Transport.SSH:
+            if not ssh.get("user"):
+                problem("ssh.user", "SSH hosts need a user")
+        else:
+            if os_family is not OsFamily.WINDOWS:
+                problem("os", "WinRM reaches Windows hosts only; set os: windows or use ssh")
+            if not winrm.get("user"):
+                problem("winrm.user", "WinRM hosts need a user")
+            if not winrm.get("password"):
+                problem("winrm.password", "WinRM hosts need a password reference "
+                        "({env: NAME} or {file: PATH})")
+            if winrm.get("auth") == "basic" and scheme == "http" and \
+                    not winrm.get("allow_basic_over_http"):
+                problem("winrm.auth", "basic authentication over plain http sends the password "
+                        "readable on the wire; use https, another auth, or set "
+                        "allow_basic_over_http: true for this host")
+        for key in _REQUIRED_AZURE:
+            if not azure.get(key):
+                problem(f"azure.{key}", "required (set it in the inventory or on the command line)")
+        if not azure.get("service_principal"):
+            problem("azure.service_principal", "required: client_id plus secret {env|file} or "
+                    "certificate_file (or AZURE_CLIENT_ID + AZURE_CLIENT_SECRET in the "
+                    "environment when no inventory names one)")
+        location = azure.get("location")
+        cloud = Cloud(azure.get("cloud", Cloud.AZURE))
+        if location and location not in REGIONS_BY_CLOUD[cloud]:
+            problem("azure.location", f"region is not part of cloud {cloud.value} (azcmagent "
+                    "would fail with AZCM0020); set azure.cloud or another location")
+        if len(self.problems) > before:
+            return None
+        try:
+            return ResolvedHost.model_validate({
+                "name": name,
+                "address": values.get("address", name),
+                "port": values.get("port", default_port),
+                "transport": transport,
+                "os": os_family,
+                "groups": groups,
+                "ssh": ssh,
+                "winrm": winrm,
+                "azure": azure,
+                "source": source,
+            })
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False, include_input=False):
+                field = ".".join(str(part) for part in err["loc"])
+                problem(field, error_message(err))
+            return None
+
+    def _check_fleet(self, hosts: list[ResolvedHost]) -> None:
+        by_address: dict[tuple[str, int], ResolvedHost] = {}
+        by_resource: dict[tuple[str, str, str, str], ResolvedHost] = {}
+        for host in hosts:
+            key = (host.address.lower(), host.port)
+            first = by_address.setdefault(key, host)
+            if first is not host:
+                self._problem(host.source, host.name, "address",
+                              f"{host.address}:{host.port} is also host '{first.name}' "
+                              f"({first.source}); one machine, one inventory entry")
+            azure = host.azure
+            resource_key = (azure.cloud.value, (azure.subscription_id or "").lower(),
+                            (azure.resource_group or "").lower(), host.resource_name.lower())
+            owner = by_resource.setdefault(resource_key, host)
+            if owner is not host:
+                self._problem(host.source, host.name, "azure.resource_name",
+                              f"Azure resource name '{host.resource_name}' is also used by host "
+                              f"'{owner.name}' in resource group {azure.resource_group}; the "
+                              "second connect would fail with AZCM0044. Set distinct "
+                              "resource names")
+
+    def _problem(self, source: str, host: str | None, field: str | None, message: str) -> None:
+        self.problems.append(Problem(file=source, host=host, field=field, message=message))

@@ -1,0 +1,148 @@
+"""The merged, not yet resolved inventory: layers of settings attached to defaults, groups, hosts.
+
+Every loader (arcfleet YAML, Ansible INI, Ansible YAML) adds to one :class:`InventoryTree`; several
+``-i`` files add to the same tree in order, so a later file's layer wins and group membership is
+the union. Resolution (:mod:`fleet.inventory.resolve`) then flattens the layers per host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from fleet.errors import Problem
+
+# Implicit Ansible groups: every host is in `all`; hosts in no other group are in `ungrouped`.
+ALL = "all"
+UNGROUPED = "ungrouped"
+
+
+@dataclass
+class Layer:
+    """Settings one place in one file sets (nested dicts in the arcfleet spec's shape)."""
+
+    values: dict[str, Any]
+    source: str
+    # True when this layer had errors: hosts using it skip the checks that would only repeat them.
+    broken: bool = False
+
+
+@dataclass
+class GroupNode:
+    name: str
+    layers: list[Layer] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+    priority: int = 1
+    # False for a name only referenced (arcfleet format requires groups to be defined).
+    declared: bool = False
+
+
+@dataclass
+class HostNode:
+    name: str
+    source: str
+    layers: list[Layer] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    # Came from an Ansible inventory: problems then also name the Ansible variable.
+    ansible: bool = False
+
+
+@dataclass
+class Reference:
+    """A name a file uses that must be defined somewhere (arcfleet format only)."""
+
+    kind: str  # "host" or "group"
+    name: str
+    source: str
+    host: str | None
+    field: str
+
+
+@dataclass
+class InventoryTree:
+    defaults: list[Layer] = field(default_factory=list)
+    groups: dict[str, GroupNode] = field(default_factory=dict)
+    hosts: dict[str, HostNode] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    references: list[Reference] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    # Bytes of every file read (inventory, group_vars, host_vars), in reading order.
+    contents: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def group(self, name: str, *, declare: bool = True) -> GroupNode:
+        node = self.groups.get(name)
+        if node is None:
+            node = self.groups[name] = GroupNode(name)
+        node.declared = node.declared or declare
+        return node
+
+    def host(self, name: str, source: str, *, ansible: bool = False) -> HostNode:
+        node = self.hosts.get(name)
+        if node is None:
+            node = self.hosts[name] = HostNode(name, source, ansible=ansible)
+        else:
+            node.source = source
+            node.ansible = node.ansible or ansible
+        return node
+
+    def add_member(self, group: str, host: str) -> None:
+        node = self.group(group)
+        if host not in node.hosts:
+            node.hosts.append(host)
+        host_node = self.hosts[host]
+        if group not in host_node.groups:
+            host_node.groups.append(group)
+
+    def add_child(self, parent: str, child: str, *, declare: bool = True) -> None:
+        node = self.group(parent)
+        self.group(child, declare=declare)
+        if child not in node.children:
+            node.children.append(child)
+
+    def problem(self, source: str, host: str | None, field_name: str | None, message: str) -> None:
+        self.problems.append(Problem(file=source, host=host, field=field_name, message=message))
+
+
+def error_message(err: Any) -> str:
+    """A pydantic error as one line, without the input value (it might be a secret)."""
+    kind = err.get("type", "")
+    loc = [str(part) for part in err.get("loc", ())]
+    if kind == "extra_forbidden":
+        name = loc[-1] if loc else ""
+        if any(word in name.lower() for word in ("pass", "secret", "token")):
+            from fleet.inventory.spec import LITERAL_SECRET
+
+            return f"unknown field; {LITERAL_SECRET}"
+        return "unknown field (a typo?)"
+    message = str(err.get("msg", "invalid value"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+    return message
+
+
+def validation_problems(
+    exc: ValidationError, source: str, host: str | None, prefix: str, labels: dict[str, str] | None
+) -> list[Problem]:
+    """Turn a pydantic error into problems; ``labels`` maps spec paths to Ansible variables."""
+    out: list[Problem] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        path = ".".join(str(part) for part in err["loc"])
+        shown = path
+        if labels is not None:
+            shown = _label_for(path, labels)
+        full = f"{prefix}{shown}" if shown else prefix.rstrip(".")
+        out.append(Problem(file=source, host=host, field=full or None, message=error_message(err)))
+    return out
+
+
+def _label_for(path: str, labels: dict[str, str]) -> str:
+    probe = path
+    while probe:
+        if probe in labels:
+            return labels[probe]
+        probe = probe.rpartition(".")[0]
+    return path
