@@ -20,7 +20,8 @@ Categories (a fixed vocabulary; reports and the CSV use exactly these strings):
 ``unreachable``        no session could be opened to the host (refused, no route, DNS, timeout).
 ``auth``               the host refused our login or its host key did not verify.
 ``timeout``            a command passed its deadline and was stopped on the host.
-``interrupted``        the operator stopped the run (Ctrl-C) before the host finished.
+``interrupted``        the operator stopped the run (Ctrl-C) before the host finished, or
+                       azcmagent itself was interrupted (AZCM0011; retried).
 ``skipped``            arcfleet chose not to start the host (circuit breaker, limit, resume).
 ``unknown``            no rule matched; the Diagnosis carries the raw evidence.
 ``disconnected``       (offboard only) the host was disconnected, or was not connected.
