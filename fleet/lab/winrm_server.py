@@ -212,6 +212,10 @@ class LabWinrmServer:
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return
+        except asyncio.CancelledError:
+            # Only stop() cancels a connection; ending quietly keeps asyncio's stream callback
+            # from logging the cancellation as an error.
+            return
         except _BadRequest:
             with contextlib.suppress(ConnectionError):
                 _write_response(writer, 400, {}, b"", keep_alive=False)
