@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from fleet.lab.scenario import Scenario, ScenarioKind
 from fleet.lab.winrm_server import FaultMode
 from fleet.transport.base import OUTPUT_CAP_BYTES
 from fleet.transport.winrm import WinrmTransport
-from tests.winrm_support import PASSWORD, SP_SECRET, free_port, winrm_lab
+from tests.winrm_support import PASSWORD, SP_SECRET, WinrmLab, free_port, winrm_lab
 
 CMDS = WindowsAgentCommands()
 
@@ -186,3 +188,67 @@ async def test_output_is_capped_and_the_cut_recorded(tmp_path: Path) -> None:
     assert result.exit_status == 0
     assert result.truncated_bytes > 0
     assert len(result.stdout.encode()) <= OUTPUT_CAP_BYTES
+
+
+def _https(lab: WinrmLab, *, validate: bool) -> WinrmTransport:
+    host = lab.resolved(0)
+    settings = WinrmSettings(user=host.winrm.user, auth="basic", scheme="https",
+                             cert_validation=validate)
+    return WinrmTransport(host.model_copy(update={"winrm": settings}), password=PASSWORD,
+                          executor=lab.executor)
+
+
+async def test_https_validates_the_certificate_by_default(tmp_path: Path) -> None:
+    async with winrm_lab(tmp_path, [ScenarioKind.SUCCESS], tls=True) as lab:
+        with pytest.raises(HostAuthFailed) as caught:
+            await _https(lab, validate=True).open()
+        assert "TLS certificate not trusted" in str(caught.value)
+        assert lab.server.shell_records == {}
+
+
+async def test_https_with_a_trusted_ca_or_validation_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with winrm_lab(tmp_path, [ScenarioKind.SUCCESS], tls=True) as lab:
+        unverified = _https(lab, validate=False)
+        await unverified.open()
+        assert (await unverified.run(CMDS.check_elevation(), timeout_s=10)).exit_status == 0
+        await unverified.close()
+        assert lab.ca_file is not None
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(lab.ca_file))
+        trusted = _https(lab, validate=True)
+        await trusted.open()
+        assert (await trusted.run(CMDS.check_elevation(), timeout_s=10)).exit_status == 0
+        await trusted.close()
+
+
+async def test_auth_without_its_package_is_host_auth_failed(tmp_path: Path) -> None:
+    async with winrm_lab(tmp_path, [ScenarioKind.SUCCESS]) as lab:
+        host = lab.resolved(0)
+        settings = WinrmSettings(user="u", auth="credssp", scheme="http")
+        transport = WinrmTransport(host.model_copy(update={"winrm": settings}),
+                                   password=PASSWORD, executor=lab.executor)
+        with pytest.raises(HostAuthFailed, match="credssp authentication is not available"):
+            await transport.open()
+
+
+async def test_many_hosts_share_two_threads(tmp_path: Path) -> None:
+    scenarios = [ScenarioKind.SUCCESS] * 12
+    async with winrm_lab(tmp_path, scenarios, base=40) as lab:
+        lab.executor.shutdown()
+        with ThreadPoolExecutor(max_workers=2) as executor:
+            transports = [
+                WinrmTransport(lab.resolved(i), password=PASSWORD, executor=executor)
+                for i in range(len(scenarios))
+            ]
+
+            async def one(transport: WinrmTransport) -> int | None:
+                await transport.open()
+                try:
+                    return (await transport.run(CMDS.locate_agent(), timeout_s=20)).exit_status
+                finally:
+                    await transport.close()
+
+            statuses = await asyncio.gather(*(one(t) for t in transports))
+    assert statuses == [0] * len(scenarios)
+    assert all(h.commands for h in lab.hosts)

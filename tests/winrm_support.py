@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -37,6 +40,7 @@ class WinrmLab:
     server: LabWinrmServer
     hosts: list[LabHost]
     executor: ThreadPoolExecutor
+    ca_file: Path | None = None  # the lab's self-signed certificate when it speaks HTTPS
 
     def host(self, index: int) -> LabHost:
         return self.hosts[index]
@@ -60,7 +64,8 @@ class WinrmLab:
             transport=Transport.WINRM,
             os=OsFamily.WINDOWS,
             winrm=WinrmSettings(
-                user=USER, auth="basic", scheme="http", allow_basic_over_http=True
+                user=USER, auth="basic", scheme="https" if self.ca_file else "http",
+                allow_basic_over_http=True,
             ),
             azure=AzureTarget(**target),
             source="inventory.yaml",
@@ -74,7 +79,8 @@ class WinrmLab:
 
 @asynccontextmanager
 async def winrm_lab(
-    tmp_path: Path, scenarios: list[ScenarioKind | Scenario], *, base: int = 1
+    tmp_path: Path, scenarios: list[ScenarioKind | Scenario], *, base: int = 1,
+    tls: bool = False,
 ) -> AsyncIterator[WinrmLab]:
     hosts = []
     for offset, scenario in enumerate(scenarios):
@@ -88,11 +94,17 @@ async def winrm_lab(
         )
         host.set_scenario(scenario if isinstance(scenario, Scenario) else Scenario(scenario))
         hosts.append(host)
-    server = LabWinrmServer(hosts, bind_port=0, users={USER: PASSWORD})
+    context: ssl.SSLContext | None = None
+    ca_file: Path | None = None
+    if tls:
+        ca_file, key_file = self_signed(tmp_path, [h.address for h in hosts])
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(ca_file, key_file)
+    server = LabWinrmServer(hosts, bind_port=0, users={USER: PASSWORD}, ssl_context=context)
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="winrm-test")
     await server.start()
     try:
-        yield WinrmLab(server, hosts, executor)
+        yield WinrmLab(server, hosts, executor, ca_file)
     finally:
         await server.stop()
         executor.shutdown(wait=True, cancel_futures=True)
@@ -104,3 +116,32 @@ def free_port(address: str) -> int:
         sock.bind((address, 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def self_signed(directory: Path, addresses: list[str]) -> tuple[Path, Path]:
+    """A self-signed server certificate for these IP addresses: (cert PEM, key PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "arcfleet lab winrm")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "lab-winrm.crt", directory / "lab-winrm.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return cert_file, key_file

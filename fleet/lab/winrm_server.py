@@ -18,6 +18,7 @@ import binascii
 import contextlib
 import functools
 import re
+import ssl
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -106,13 +107,20 @@ class LabWinrmServer:
     """WS-Man over HTTP for a set of lab hosts, one listening socket per host address.
 
     ``users`` maps user name to password (Basic auth). ``bind_port`` 0 picks a free port on the
-    first address and reuses it for the others; :attr:`port` is the bound port.
+    first address and reuses it for the others; :attr:`port` is the bound port. With
+    ``ssl_context`` the endpoint is HTTPS.
     """
 
     def __init__(
-        self, hosts: Sequence[LabHost], *, bind_port: int, users: dict[str, str]
+        self,
+        hosts: Sequence[LabHost],
+        *,
+        bind_port: int,
+        users: dict[str, str],
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._hosts = list(hosts)
+        self._ssl = ssl_context
         self._bind_port = bind_port
         self._users = dict(users)
         self._servers: list[asyncio.Server] = []
@@ -130,7 +138,8 @@ class LabWinrmServer:
         return self._port
 
     def url(self, address: str) -> str:
-        return f"http://{address}:{self._port}/wsman"
+        scheme = "https" if self._ssl is not None else "http"
+        return f"{scheme}://{address}:{self._port}/wsman"
 
     def set_fault(self, address: str, mode: FaultMode) -> None:
         self.faults[address] = mode
@@ -156,6 +165,7 @@ class LabWinrmServer:
                     host=host.address,
                     port=port,
                     reuse_address=True,
+                    ssl=self._ssl,
                 )
                 self._servers.append(server)
                 if port == 0:
@@ -210,7 +220,8 @@ class LabWinrmServer:
                 await writer.drain()
                 if not keep_alive:
                     return
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ssl.SSLError):
             return
         except asyncio.CancelledError:
             # Only stop() cancels a connection; ending quietly keeps asyncio's stream callback

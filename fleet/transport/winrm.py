@@ -96,6 +96,7 @@ class WinrmTransport:
         password: str,
         executor: ThreadPoolExecutor,
         read_timeout_s: int = 30,
+        long_poll_s: int = 5,
     ) -> None:
         problem = winrm_settings_problem(host)
         if problem is not None:
@@ -106,8 +107,10 @@ class WinrmTransport:
         self._password = password
         self._executor = executor
         self._read_timeout_s = max(int(read_timeout_s), 3)
-        # The long-poll must end before the HTTP read timeout, or a quiet command looks dead.
-        self._max_operation_timeout_s = max(1, min(20, self._read_timeout_s - 2))
+        # One Receive holds an executor thread for up to this long, so it is kept short (WinRM's
+        # own default is 20 s); it must end before the HTTP read timeout, or a quiet command
+        # looks like a dead connection.
+        self._max_operation_timeout_s = max(1, min(int(long_poll_s), self._read_timeout_s - 2))
         self._protocol: Protocol | None = None
         self._shell_id: str | None = None
         self._lock = asyncio.Lock()
