@@ -233,7 +233,7 @@ async def test_auth_without_its_package_is_host_auth_failed(tmp_path: Path) -> N
 
 
 async def test_many_hosts_share_two_threads(tmp_path: Path) -> None:
-    scenarios = [ScenarioKind.SUCCESS] * 12
+    scenarios: list[ScenarioKind | Scenario] = [ScenarioKind.SUCCESS] * 12
     async with winrm_lab(tmp_path, scenarios, base=40) as lab:
         lab.executor.shutdown()
         with ThreadPoolExecutor(max_workers=2) as executor:
