@@ -252,3 +252,25 @@ async def test_many_hosts_share_two_threads(tmp_path: Path) -> None:
             statuses = await asyncio.gather(*(one(t) for t in transports))
     assert statuses == [0] * len(scenarios)
     assert all(h.commands for h in lab.hosts)
+
+
+async def test_ntlm_with_message_encryption(tmp_path: Path) -> None:
+    async with winrm_lab(tmp_path, [ScenarioKind.HANG], ntlm=True) as lab:
+        transport = lab.transport(0)
+        assert lab.resolved(0).winrm.auth == "ntlm"
+        await transport.open()
+        cfg = r"C:\Windows\Temp\cfg.json"
+        await transport.put_file(cfg, connect_config(lab.resolved(0), SP_SECRET))
+        assert lab.host(0).local_path(cfg).read_bytes() == connect_config(
+            lab.resolved(0), SP_SECRET)
+        result = await transport.run(
+            CMDS.connect(WINDOWS_AGENT_PATH, cfg, lab.resolved(0)), timeout_s=1.2
+        )
+        assert result.timed_out and lab.host(0).running == {}
+        assert (await transport.run(CMDS.check_elevation(), timeout_s=10)).exit_status == 0
+        await transport.close()
+        # Every WS-Man message after the handshake was sealed.
+        assert lab.server.encrypted_requests >= 8
+        assert {r.user for r in lab.server.shell_records.values()} == {"labadmin"}
+        with pytest.raises(HostAuthFailed):
+            await lab.transport(0, password="Not-The-Password-1").open()

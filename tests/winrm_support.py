@@ -41,6 +41,7 @@ class WinrmLab:
     hosts: list[LabHost]
     executor: ThreadPoolExecutor
     ca_file: Path | None = None  # the lab's self-signed certificate when it speaks HTTPS
+    ntlm: bool = False
 
     def host(self, index: int) -> LabHost:
         return self.hosts[index]
@@ -64,7 +65,8 @@ class WinrmLab:
             transport=Transport.WINRM,
             os=OsFamily.WINDOWS,
             winrm=WinrmSettings(
-                user=USER, auth="basic", scheme="https" if self.ca_file else "http",
+                user=USER, auth="ntlm" if self.ntlm else "basic",
+                scheme="https" if self.ca_file else "http",
                 allow_basic_over_http=True,
             ),
             azure=AzureTarget(**target),
@@ -81,6 +83,7 @@ class WinrmLab:
 async def winrm_lab(
     tmp_path: Path, scenarios: list[ScenarioKind | Scenario], *, base: int = 1,
     tls: bool = False,
+    ntlm: bool = False,
 ) -> AsyncIterator[WinrmLab]:
     hosts = []
     for offset, scenario in enumerate(scenarios):
@@ -100,11 +103,14 @@ async def winrm_lab(
         ca_file, key_file = self_signed(tmp_path, [h.address for h in hosts])
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(ca_file, key_file)
-    server = LabWinrmServer(hosts, bind_port=0, users={USER: PASSWORD}, ssl_context=context)
+    server = LabWinrmServer(
+        hosts, bind_port=0, users={USER: PASSWORD}, ssl_context=context,
+        ntlm_user_file=tmp_path / "ntlm-users" if ntlm else None,
+    )
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="winrm-test")
     await server.start()
     try:
-        yield WinrmLab(server, hosts, executor, ca_file)
+        yield WinrmLab(server, hosts, executor, ca_file, ntlm)
     finally:
         await server.stop()
         executor.shutdown(wait=True, cancel_futures=True)

@@ -1,9 +1,10 @@
 """The lab's WS-Management endpoint: enough of WinRM's shell resource for pywinrm to run commands.
 
 One listening socket per lab host address, all on the same port; the host is the address the client
-dialled. HTTP/1.1 with keep-alive (pywinrm uses a ``requests`` session), Basic authentication.
-Implements the WinRS ``cmd`` shell resource: Create, Command, Receive (long-poll bounded by the
-request's OperationTimeout), Signal (terminate) and Delete. The command itself is interpreted by
+dialled. HTTP/1.1 with keep-alive (pywinrm uses a ``requests`` session), Basic authentication,
+optionally NTLM with message encryption. Implements the WinRS ``cmd`` shell resource: Create,
+Command, Send, Receive (long-poll bounded by the request's OperationTimeout), Signal (terminate)
+and Delete. The command itself is interpreted by
 :mod:`fleet.lab.winrm_powershell`, which runs the agent simulator for ``azcmagent.exe``.
 
 Fault modes for tests (per host, see :class:`FaultMode`) make Receive answer with a non-timeout
@@ -24,10 +25,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from fleet.lab.host import LabHost
+from fleet.lab.winrm_ntlm import CONTENT_TYPE as ntlm_content_type
+from fleet.lab.winrm_ntlm import NtlmConnection, NtlmError, restore_user_file, use_user_file
 from fleet.lab.winrm_powershell import CommandOutput, WindowsRecord, interpret
 
 _NS_SOAP = "http://www.w3.org/2003/05/soap-envelope"
@@ -108,7 +112,9 @@ class LabWinrmServer:
 
     ``users`` maps user name to password (Basic auth). ``bind_port`` 0 picks a free port on the
     first address and reuses it for the others; :attr:`port` is the bound port. With
-    ``ssl_context`` the endpoint is HTTPS.
+    ``ssl_context`` the endpoint is HTTPS. With ``ntlm_user_file`` (a path the server writes the
+    users to) NTLM is accepted too, with WinRM message encryption over HTTP (see
+    :mod:`fleet.lab.winrm_ntlm`; it sets ``NTLM_USER_FILE`` for the whole process).
     """
 
     def __init__(
@@ -118,9 +124,14 @@ class LabWinrmServer:
         bind_port: int,
         users: dict[str, str],
         ssl_context: ssl.SSLContext | None = None,
+        ntlm_user_file: Path | None = None,
     ) -> None:
         self._hosts = list(hosts)
         self._ssl = ssl_context
+        self._ntlm_user_file = ntlm_user_file
+        self._previous_user_file: str | None = None
+        #: requests that arrived NTLM-sealed (so tests can see encryption was used)
+        self.encrypted_requests = 0
         self._bind_port = bind_port
         self._users = dict(users)
         self._servers: list[asyncio.Server] = []
@@ -157,6 +168,8 @@ class LabWinrmServer:
         ]
 
     async def start(self) -> None:
+        if self._ntlm_user_file is not None:
+            self._previous_user_file = use_user_file(self._ntlm_user_file, self._users)
         port = self._bind_port
         try:
             for host in self._hosts:
@@ -191,6 +204,8 @@ class LabWinrmServer:
         for address, shells in self._shells.items():
             for shell in list(shells.values()):
                 await self._delete_shell(address, shell)
+        if self._ntlm_user_file is not None:
+            restore_user_file(self._previous_user_file)
 
     async def __aenter__(self) -> LabWinrmServer:
         await self.start()
@@ -205,6 +220,7 @@ class LabWinrmServer:
         self, host: LabHost, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self._connections.add(writer)
+        ntlm = NtlmConnection()
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
@@ -214,7 +230,7 @@ class LabWinrmServer:
                 request = await _read_request(reader)
                 if request is None:
                     return
-                status, headers, body = await self._answer(host, request)
+                status, headers, body = await self._answer(host, request, ntlm)
                 keep_alive = request.headers.get("connection", "").lower() != "close"
                 _write_response(writer, status, headers, body, keep_alive=keep_alive)
                 await writer.drain()
@@ -236,19 +252,48 @@ class LabWinrmServer:
             writer.close()
 
     async def _answer(
-        self, host: LabHost, request: _Request
+        self, host: LabHost, request: _Request, ntlm: NtlmConnection
     ) -> tuple[int, dict[str, str], bytes]:
         if request.method != "POST" or request.path.split("?")[0].lower() != "/wsman":
             return 404, {}, b""
-        user = self._authenticate(request.headers.get("authorization", ""))
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        user: str | None = None
+        if self._ntlm_user_file is not None and scheme.lower() in ("ntlm", "negotiate"):
+            try:
+                challenge = ntlm.step(token.strip())
+            except NtlmError:
+                return 401, {"WWW-Authenticate": "NTLM"}, b""
+            if challenge is not None:
+                return 401, {"WWW-Authenticate": f"NTLM {challenge}"}, b""
+            if ntlm.user not in self._users:
+                return 401, {"WWW-Authenticate": "NTLM"}, b""
+            if not request.body:
+                return 200, {}, b""  # the handshake's own empty POST (pywinrm, encryption)
+            user = ntlm.user
+        elif scheme.lower() == "basic":
+            user = self._authenticate(header)
+        elif not header and ntlm.authenticated:
+            user = ntlm.user
         if user is None:
-            return 401, {"WWW-Authenticate": 'Basic realm="WSMAN"'}, b""
+            offer = 'NTLM, Basic realm="WSMAN"' if self._ntlm_user_file else 'Basic realm="WSMAN"'
+            return 401, {"WWW-Authenticate": offer}, b""
+        body = request.body
+        encrypted = "multipart/encrypted" in request.headers.get("content-type", "")
+        if encrypted:
+            try:
+                body = ntlm.decrypt(body)
+            except NtlmError:
+                return 400, {}, b""
+            self.encrypted_requests += 1
         try:
-            envelope = ET.fromstring(request.body)
+            envelope = ET.fromstring(body)
         except ET.ParseError:
             return 400, {}, b""
-        status, body = await self._dispatch(host, user, envelope)
-        return status, {"Content-Type": "application/soap+xml;charset=UTF-8"}, body
+        status, answer = await self._dispatch(host, user, envelope)
+        if encrypted:
+            return status, {"Content-Type": ntlm_content_type}, ntlm.encrypt(answer)
+        return status, {"Content-Type": "application/soap+xml;charset=UTF-8"}, answer
 
     def _authenticate(self, header: str) -> str | None:
         scheme, _, token = header.partition(" ")
