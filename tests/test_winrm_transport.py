@@ -115,7 +115,7 @@ async def test_hang_is_cut_at_the_deadline_and_the_process_is_gone(tmp_path: Pat
         cfg = r"C:\Windows\Temp\cfg.json"
         await transport.put_file(cfg, connect_config(lab.resolved(0), SP_SECRET))
         result = await transport.run(
-            CMDS.connect(WINDOWS_AGENT_PATH, cfg, lab.resolved(0)), timeout_s=1.5
+            CMDS.connect(WINDOWS_AGENT_PATH, cfg, lab.resolved(0)), timeout_s=1.0
         )
         host = lab.host(0)
         assert result.timed_out and result.exit_status is None
@@ -264,7 +264,7 @@ async def test_ntlm_with_message_encryption(tmp_path: Path) -> None:
         assert lab.host(0).local_path(cfg).read_bytes() == connect_config(
             lab.resolved(0), SP_SECRET)
         result = await transport.run(
-            CMDS.connect(WINDOWS_AGENT_PATH, cfg, lab.resolved(0)), timeout_s=1.2
+            CMDS.connect(WINDOWS_AGENT_PATH, cfg, lab.resolved(0)), timeout_s=1.0
         )
         assert result.timed_out and lab.host(0).running == {}
         assert (await transport.run(CMDS.check_elevation(), timeout_s=10)).exit_status == 0

@@ -129,6 +129,8 @@ class WinrmTransport:
 
     async def open(self) -> None:
         async with self._lock:
+            if self._protocol is not None and self._shell_id is not None:
+                return
             try:
                 await self._call(self._open_sync)
             except Exception as exc:
@@ -202,9 +204,11 @@ class WinrmTransport:
                     exit_status = code
                     break
         except asyncio.CancelledError:
-            # The engine gave up on this host: stop the command without waiting for the answer.
-            self._executor.submit(self._abandon_sync, shell_id, command_id)
+            # The engine gave up on this host: stop the command without waiting for the answer
+            # (best effort: the cancelled Receive may still be using the session).
             self._shell_id = None
+            with contextlib.suppress(RuntimeError):  # executor already shut down
+                self._executor.submit(self._abandon_sync, shell_id, command_id)
             raise
         except TransportError:
             raise
