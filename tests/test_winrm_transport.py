@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -274,3 +275,41 @@ async def test_ntlm_with_message_encryption(tmp_path: Path) -> None:
         assert {r.user for r in lab.server.shell_records.values()} == {"labadmin"}
         with pytest.raises(HostAuthFailed):
             await lab.transport(0, password="Not-The-Password-1").open()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition never became true")
+
+
+async def test_cancelled_run_stops_the_command_on_the_host(tmp_path: Path) -> None:
+    async with winrm_lab(tmp_path, [ScenarioKind.HANG]) as lab:
+        transport = lab.transport(0)
+        cfg = r"C:\Windows\Temp\cfg.json"
+        await transport.put_file(cfg, connect_config(lab.resolved(0), SP_SECRET))
+        host = lab.host(0)
+        task = asyncio.create_task(transport.run(
+            CMDS.connect(WINDOWS_AGENT_PATH, cfg, lab.resolved(0)), timeout_s=60))
+        await _until(lambda: bool(host.running))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await _until(lambda: not host.running and not lab.server.open_shells(host.address))
+        await transport.close()
+
+
+async def test_server_gone_mid_command_is_connection_dropped(tmp_path: Path) -> None:
+    async with winrm_lab(tmp_path, [ScenarioKind.HANG]) as lab:
+        transport = lab.transport(0)
+        cfg = r"C:\Windows\Temp\cfg.json"
+        await transport.put_file(cfg, connect_config(lab.resolved(0), SP_SECRET))
+        task = asyncio.create_task(transport.run(
+            CMDS.connect(WINDOWS_AGENT_PATH, cfg, lab.resolved(0)), timeout_s=60))
+        await _until(lambda: bool(lab.host(0).running))
+        await lab.server.stop()
+        with pytest.raises(ConnectionDropped):
+            await task
+        await transport.close()
