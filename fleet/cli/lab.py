@@ -1,7 +1,121 @@
-"""CLI commands: lab (placeholder until its issue lands)."""
+"""CLI commands: ``arcfleet lab up`` (a simulated fleet on loopback) and ``lab agent-shim``."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from fleet.errors import Problem, ScenarioError, UsageError
+from fleet.lab.scenario import (
+    Scenario,
+    ScenarioKind,
+    ScenarioPlan,
+    builtin_plan_path,
+    load_plan,
+)
+
+
+def _plan(value: str) -> ScenarioPlan:
+    """A scenario file, a built-in file name (``mix``) or one scenario name for every host."""
+    path = Path(value)
+    if path.exists():
+        return load_plan(path)
+    builtin = builtin_plan_path(value)
+    if builtin.exists():
+        return load_plan(builtin)
+    if value in {k.value for k in ScenarioKind} and value != ScenarioKind.AZCM.value:
+        return ScenarioPlan(default=Scenario(ScenarioKind(value)))
+    raise ScenarioError(Problem(value, None, "--scenario",
+                                "no such file, built-in scenario file or scenario name"))
+
+
+@click.group("lab")
+def lab_group() -> None:
+    """A simulated fleet on loopback: SSH and WinRM hosts running an azcmagent simulator."""
+
+
+@lab_group.command("up")
+@click.option("--hosts", "linux", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Linux hosts (SSH).")
+@click.option("--windows", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Windows hosts (WinRM).")
+@click.option("--scenario", default="mix", show_default=True,
+              help="Scenario file, 'mix', or one scenario name for all hosts.")
+@click.option("--inventory-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the inventory (default: <work-dir>/inventory.yaml).")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Host filesystems, keys and secrets (default: a temporary directory).")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="SSH port on every host address (0: pick a free one).")
+@click.option("--winrm-port", type=click.IntRange(0, 65535), default=0, show_default=True)
+@click.option("--subnet", default="127.77", show_default=True,
+              help="Host addresses are <subnet>.x.y.")
+@click.option("--latency", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Extra seconds every connect takes.")
+@click.option("--unreachable", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Extra inventory hosts at addresses where nothing listens.")
+def lab_up(linux: int, windows: int, scenario: str, inventory_out: Path | None,
+           work_dir: Path | None, port: int, winrm_port: int, subnet: str, latency: float,
+           unreachable: int) -> None:
+    """Serve a lab fleet in the foreground until Ctrl-C or SIGTERM."""
+    from fleet.lab.fleet import LabFleet
+
+    plan = _plan(scenario)
+    if linux + windows == 0:
+        raise UsageError(Problem("<command line>", None, "--hosts", "need at least one host"))
+    temporary = work_dir is None
+    root = Path(tempfile.mkdtemp(prefix="arcfleet-lab-")) if work_dir is None else work_dir
+    try:
+        lab = LabFleet(root, hosts=linux, windows=windows, plan=plan, subnet=subnet, port=port,
+                       winrm_port=winrm_port, latency_s=latency, unreachable=unreachable,
+                       inventory_path=inventory_out)
+    except ValueError as exc:
+        raise UsageError(Problem("<command line>", None, "--subnet", str(exc))) from None
+    try:
+        asyncio.run(_serve(lab))
+    finally:
+        if temporary:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+async def _serve(lab: object) -> None:
+    from fleet.lab.fleet import LabFleet
+
+    assert isinstance(lab, LabFleet)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with lab:
+        linux = sum(1 for h in lab.hosts.values() if h.os == "linux")
+        windows = len(lab.hosts) - linux
+        click.echo(f"lab: {linux} Linux hosts over SSH on port {lab.ssh_port}"
+                   + (f", {windows} Windows hosts over WinRM on port {lab.winrm_port}"
+                      if windows else "")
+                   + (f", {len(lab.unreachable)} unreachable" if lab.unreachable else ""))
+        click.echo(f"lab: work dir {lab.work_dir}")
+        click.echo(f"lab: inventory {lab.inventory_path}")
+        click.echo(f"run: arcfleet onboard -i {lab.inventory_path}")
+        click.echo("lab: serving; Ctrl-C or SIGTERM stops it", err=True)
+        await stop.wait()
+    click.echo("lab: stopped", err=True)
+
+
+@lab_group.command(
+    "agent-shim",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                      "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def agent_shim(args: tuple[str, ...]) -> None:
+    """The azcmagent simulator as a program (see fleet/lab/agent/shim.py for its environment)."""
+    from fleet.lab.agent.shim import main
+
+    main(list(args))
+
+
+COMMANDS: list[click.Command] = [lab_group]

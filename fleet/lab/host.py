@@ -31,17 +31,23 @@ LINUX_SERVICE = "himdsd"
 WINDOWS_SERVICE = "himds"
 
 
+# The lab's fixed Azure ids (not real ones): what generated inventories name.
+LAB_TENANT_ID = "7a3c2f10-5b1e-4d2a-9c6f-0e8b4a1d2c3e"
+LAB_SUBSCRIPTION_ID = "3f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"
+LAB_CLIENT_ID = "c0ffee00-1234-4abc-8def-00000000a11e"
+
+
 @dataclass(frozen=True)
 class LabTarget:
     """The Azure target and credentials the lab accepts (what the generated inventory names)."""
 
-    tenant_id: str
-    subscription_id: str
+    tenant_id: str = LAB_TENANT_ID
+    subscription_id: str = LAB_SUBSCRIPTION_ID
     resource_group: str = "rg-arclab"
     location: str = "westeurope"
     cloud: str = "AzureCloud"
-    client_id: str = "00000000-0000-0000-0000-000000000000"
-    secret: str = ""
+    client_id: str = LAB_CLIENT_ID
+    secret: str = ""  # "" = any secret is accepted (a shim without a target file)
 
 
 @dataclass
@@ -138,6 +144,9 @@ class LabHost:
     latency_s: float = 0.0
     #: where the shim persists this host's state; None = in memory only
     state_file: Path | None = None
+    #: path prefixes that are read from the real filesystem (the shim on a real host, where
+    #: arcfleet's ``--config`` file lives in the real /tmp)
+    real_prefixes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.fs_root.mkdir(parents=True, exist_ok=True)
@@ -205,6 +214,8 @@ class LabHost:
         ``/var/x`` -> ``<fs_root>/var/x``; ``C:\\ProgramData\\x`` -> ``<fs_root>/C/ProgramData/x``.
         ``..`` cannot climb out of ``fs_root``.
         """
+        if self.real_prefixes and host_path.startswith(self.real_prefixes):
+            return Path(host_path)
         parts: tuple[str, ...]
         if len(host_path) >= 2 and host_path[1] == ":":
             win = PureWindowsPath(host_path)

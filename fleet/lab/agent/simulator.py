@@ -114,6 +114,9 @@ class _Console:
         status = info.exit_status(failure.code)
         if failure.stage:
             self.error(failure.stage, failure.reason)
+        else:
+            self._log("error", failure.reason)
+            self._console(f"ERROR   {failure.reason}", diagnostic=True)
         self._log("info", f"Exit Code:  {failure.code}: {info.name}")
         self._log("info", "For troubleshooting, see https://aka.ms/arc/azcmerror")
         self._log("fatal", failure.reason)
@@ -122,9 +125,9 @@ class _Console:
             body = {"status": "Failed", "error": {"code": failure.code, "name": info.name,
                                                   "message": failure.reason}}
             self.out.append(json.dumps(body))
-        self._console(f"FATAL   {line}", diagnostic=True) if not self.json_mode else None
-        if self.json_mode:
-            self.err.append(f"FATAL   {line}: {failure.reason}")
+            self.err.append(f"FATAL   {line}")
+        else:
+            self._console(f"FATAL   {line}", diagnostic=True)
         return status
 
     def result(self, status: int) -> AgentResult:
@@ -380,7 +383,7 @@ def _check_credentials(host: LabHost, flags: dict[str, str | bool]) -> None:
         if not host.local_path(cert).is_file():
             raise _Failure("AZCM0023", f"open {cert}: no such file or directory")
         return
-    if _str(flags, "service-principal-secret") != target.secret:
+    if target.secret and _str(flags, "service-principal-secret") != target.secret:
         raise _Failure("AZCM0041", _aad_wrong_secret(client), stage)
 
 
@@ -487,6 +490,9 @@ async def _connect(host: LabHost, console: _Console, flags: dict[str, str | bool
     if host.state.connected:
         raise _Failure("AZCM0067", code_info("AZCM0067").reason,
                        "Failed to connect the machine to Azure")
+    if host.scenario.kind is ScenarioKind.HANG:
+        console.info("Connecting machine to Azure... This might take a few minutes.")
+        await asyncio.Event().wait()  # never set: runs until cancelled
     missing = [name for name in ("subscription-id", "resource-group", "location")
                if not _str(flags, name)]
     has_sp = bool(_str(flags, "service-principal-id"))
@@ -537,8 +543,6 @@ async def _connect(host: LabHost, console: _Console, flags: dict[str, str | bool
                    f"Microsoft.HybridCompute/machines/{name}")
     console.info("Creating resource in Azure...",
                  f"Correlation ID={correlation} Resource ID={resource_id}")
-    if host.scenario.kind is ScenarioKind.HANG:
-        await asyncio.Event().wait()  # never set: runs until cancelled
     _raise_if(_scenario_failure(host, flags, name, "create"))
     console.progress(60)
     console.progress(80)
