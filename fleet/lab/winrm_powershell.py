@@ -16,6 +16,8 @@ import asyncio
 import base64
 import binascii
 import re
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
@@ -305,8 +307,6 @@ def _read_tail(host: LabHost, match: re.Match[str], output: CommandOutput) -> in
 def _remove_dir(
     host: LabHost, match: re.Match[str], output: CommandOutput, record: WindowsRecord
 ) -> int:
-    import shutil
-
     path = unquote(match.group("dir"))
     local = host.local_path(path)
     if local.exists():
@@ -363,6 +363,4 @@ def _crlf(text: str) -> str:
 
 
 def _hex_id() -> str:
-    import uuid
-
     return uuid.uuid4().hex
