@@ -138,19 +138,16 @@ class LabWinrmServer:
         self._connections: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[Any]] = set()
         self._shells: dict[str, dict[str, _Shell]] = {h.address: {} for h in self._hosts}
-        self._port = 0
+        #: the bound port (0 until start())
+        self.port = 0
         self.faults: dict[str, FaultMode] = {}
         self.shell_records: dict[str, ShellRecord] = {}
         #: per host address: files written, ACLs set, directories removed, agent argv
         self.records: dict[str, WindowsRecord] = {h.address: WindowsRecord() for h in self._hosts}
 
-    @property
-    def port(self) -> int:
-        return self._port
-
     def url(self, address: str) -> str:
         scheme = "https" if self._ssl is not None else "http"
-        return f"{scheme}://{address}:{self._port}/wsman"
+        return f"{scheme}://{address}:{self.port}/wsman"
 
     def set_fault(self, address: str, mode: FaultMode) -> None:
         self.faults[address] = mode
@@ -186,7 +183,7 @@ class LabWinrmServer:
         except BaseException:
             await self.stop()
             raise
-        self._port = port
+        self.port = port
 
     async def stop(self) -> None:
         for server in self._servers:
