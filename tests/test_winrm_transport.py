@@ -11,7 +11,13 @@ import pytest
 
 from fleet.azcm.commands import connect_config
 from fleet.azcm.commands_windows import WindowsAgentCommands
-from fleet.errors import ConnectionDropped, HostAuthFailed, HostUnreachable, InputError
+from fleet.errors import (
+    ConnectionDropped,
+    HostAuthFailed,
+    HostUnreachable,
+    InputError,
+    TransportError,
+)
 from fleet.inventory.model import WinrmSettings
 from fleet.lab.host import WINDOWS_AGENT_PATH
 from fleet.lab.scenario import Scenario, ScenarioKind
@@ -313,3 +319,22 @@ async def test_server_gone_mid_command_is_connection_dropped(tmp_path: Path) -> 
         with pytest.raises(ConnectionDropped):
             await task
         await transport.close()
+
+
+async def test_read_tail_of_a_big_log_keeps_the_end(tmp_path: Path) -> None:
+    async with winrm_lab(tmp_path, [ScenarioKind.SUCCESS]) as lab:
+        log = lab.host(0).local_path(r"C:\ProgramData\AzureConnectedMachineAgent\Log\azcmagent.log")
+        log.write_bytes(b"x" * OUTPUT_CAP_BYTES + b"THE END")
+        transport = lab.transport(0)
+        tail = await transport.read_tail(CMDS.log_path, 10 * OUTPUT_CAP_BYTES)
+        await transport.close()
+    assert tail.endswith("THE END") and len(tail) == OUTPUT_CAP_BYTES * 3 // 4
+
+
+async def test_put_file_into_a_missing_directory_fails_cleanly(tmp_path: Path) -> None:
+    async with winrm_lab(tmp_path, [ScenarioKind.SUCCESS]) as lab:
+        transport = lab.transport(0)
+        with pytest.raises(TransportError) as caught:
+            await transport.put_file(r"C:\nowhere\x.json", b"{}")
+        await transport.close()
+    assert "Could not find a part of the path" in str(caught.value)

@@ -145,17 +145,18 @@ class WinrmTransport:
         async with self._lock:
             result = await self._execute(script, timeout_s=_FILE_TIMEOUT_S, stdin=content)
         if not result.ok:
-            raise TransportError(self.host_name, f"cannot write {path}: "
-                                 f"{_first_line(result.stderr) or _status(result)}")
+            raise TransportError(self.host_name, redact(
+                f"cannot write {path}: {_first_line(result.stderr) or _status(result)}"))
 
     async def read_tail(self, path: str, max_bytes: int, *, elevated: bool = False) -> str:
         # A WinRM session of an Administrator is already elevated: ``elevated`` changes nothing.
-        script = read_tail_script(path, max_bytes)
+        # The tail travels base64 on stdout, which the output cap must not cut.
+        script = read_tail_script(path, min(max_bytes, OUTPUT_CAP_BYTES * 3 // 4))
         async with self._lock:
             result = await self._execute(script, timeout_s=_FILE_TIMEOUT_S)
         if not result.ok:
-            raise TransportError(self.host_name, f"cannot read {path}: "
-                                 f"{_first_line(result.stderr) or _status(result)}")
+            raise TransportError(self.host_name, redact(
+                f"cannot read {path}: {_first_line(result.stderr) or _status(result)}"))
         try:
             data = base64.b64decode(result.stdout.strip(), validate=True)
         except ValueError:
