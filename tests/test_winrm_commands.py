@@ -157,3 +157,12 @@ async def test_agent_missing_locate_fails(tmp_path: Path) -> None:
         await transport.close()
     assert result.exit_status == 127
     assert "azcmagent.exe not found" in result.stderr
+
+
+async def test_agent_that_cannot_start_exits_127(tmp_path: Path) -> None:
+    async with winrm_lab(tmp_path, [ScenarioKind.SUCCESS]) as lab:
+        transport = lab.transport(0)
+        result = await transport.run(CMDS.version(r"C:\nope\azcmagent.exe"), timeout_s=10)
+        await transport.close()
+    assert result.exit_status == 127
+    assert "is not recognized" in result.stderr

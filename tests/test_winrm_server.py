@@ -18,6 +18,8 @@ from winrm.exceptions import (
 from winrm.protocol import Protocol
 
 from fleet.azcm.commands import connect_config
+from fleet.azcm.commands_windows import WindowsAgentCommands
+from fleet.lab.host import WINDOWS_AGENT_PATH
 from fleet.lab.scenario import ScenarioKind
 from fleet.lab.winrm_server import INJECTED_FAULT, FaultMode
 from fleet.transport.powershell import command_line
@@ -76,8 +78,7 @@ async def test_receive_long_poll_times_out_while_the_command_runs(tmp_path: Path
         # The hang comes after the credential check, so the config must be the lab's own.
         lab.host(0).local_path(cfg).write_bytes(connect_config(lab.resolved(0), SP_SECRET))
         program, args = command_line(
-            "& 'C:\\Program Files\\AzureConnectedMachineAgent\\azcmagent.exe' connect "
-            f"--config '{cfg}'\nexit $LASTEXITCODE\n")
+            WindowsAgentCommands().connect(WINDOWS_AGENT_PATH, cfg, lab.resolved(0)))
         shell = await _in_thread(proto.open_shell)
         cid = await _in_thread(lambda: proto.run_command(shell, program, args))
         with pytest.raises(WinRMOperationTimeoutError):

@@ -108,9 +108,26 @@ class WindowsAgentCommands:
         )
 
 
+# Windows PowerShell 5.1 turns a native program's stderr lines into error records when stderr is
+# redirected (as under WinRS); with ErrorActionPreference 'Stop' the first one would end the script.
+# So: 'Continue', merge with 2>&1, and write each record back to the stream it came from as text.
+_NATIVE_PREAMBLE = (
+    "$ErrorActionPreference = 'Continue'\n"
+    # Stays 127 only when the program could not be started at all.
+    "$global:LASTEXITCODE = 127\n"
+)
+_NATIVE_STREAMS = (
+    " 2>&1 | ForEach-Object { if ($_ -is [Management.Automation.ErrorRecord]) "
+    "{ [Console]::Error.WriteLine($_.Exception.Message) } else { [Console]::Out.WriteLine($_) } }"
+)
+
+
 def _invoke(agent: str, args: list[str]) -> str:
     """``& 'agent' args`` then the agent's exit status; args are bare words or quoted already."""
-    return f"& {quote(agent)} {' '.join(args)}\nexit $LASTEXITCODE\n"
+    return (
+        f"{_NATIVE_PREAMBLE}& {quote(agent)} {' '.join(args)}{_NATIVE_STREAMS}\n"
+        "exit $LASTEXITCODE\n"
+    )
 
 
 def _refuse_double_quote(host: ResolvedHost, flag: str, value: str) -> None:

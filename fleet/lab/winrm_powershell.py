@@ -50,7 +50,14 @@ _LOCATE = re.compile(
     r"^\$base = \$env:ProgramW6432\nif \(-not \$base\) \{ \$base = \$env:ProgramFiles \}\n"
     rf"\$agent = Join-Path \$base (?P<rel>{_LITERAL})\n"
 )
-_INVOKE = re.compile(rf"^& (?P<exe>{_LITERAL}) (?P<args>[^\n]*)\nexit \$LASTEXITCODE\n?$")
+_INVOKE = re.compile(
+    r"^\$ErrorActionPreference = 'Continue'\n\$global:LASTEXITCODE = 127\n"
+    rf"& (?P<exe>{_LITERAL}) (?P<args>[^\n]*?)"
+    r" 2>&1 \| ForEach-Object \{ if \(\$_ -is \[Management\.Automation\.ErrorRecord\]\) "
+    r"\{ \[Console\]::Error\.WriteLine\(\$_\.Exception\.Message\) \} "
+    r"else \{ \[Console\]::Out\.WriteLine\(\$_\) \} \}\n"
+    r"exit \$LASTEXITCODE\n?$"
+)
 _ARG_TOKEN = re.compile(rf"{_LITERAL}|--?[A-Za-z][A-Za-z0-9-]*|[A-Za-z][A-Za-z0-9-]*")
 _MKDIR = re.compile(
     rf"^\$dir = Join-Path \$env:TEMP \((?P<prefix>{_LITERAL}) \+ "
@@ -248,7 +255,7 @@ async def _invoke(
         output.write(stderr=_error_record(
             f"The term '{exe}' is not recognized as the name of a cmdlet, function, script file,"
             " or operable program."))
-        return 1
+        return 127  # $LASTEXITCODE keeps the 127 the script set before the call
     record.agent_argv.append(argv)
     result = await run_agent(argv, host, elevated=elevated)
     output.write(stdout=_crlf(result.stdout), stderr=_crlf(result.stderr))

@@ -21,10 +21,11 @@ POWERSHELL = "powershell.exe"
 POWERSHELL_OPTIONS = ("-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass")
 
 # First line of every script: stop on the first cmdlet error (exit 1), no progress records in the
-# output, and UTF-8 on stdout whatever the console code page is.
+# output, and UTF-8 (no BOM) for native programs' output. A WinRS process may have no console, and
+# then setting the console encoding throws: that is ignored (the shell's code page is 65001 anyway).
 PRELUDE = (
     "$ErrorActionPreference = 'Stop'; $ProgressPreference = 'SilentlyContinue'; "
-    "[Console]::OutputEncoding = [Text.Encoding]::UTF8\n"
+    "try { [Console]::OutputEncoding = New-Object Text.UTF8Encoding $false } catch { }\n"
 )
 
 # Administrators and SYSTEM by SID, so the ACL is right on non-English Windows too.

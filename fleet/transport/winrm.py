@@ -406,7 +406,7 @@ class _CappedBuffer:
 
 
 def _text(data: bytes) -> str:
-    return data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    return data.decode("utf-8", errors="replace").removeprefix("\ufeff").replace("\r\n", "\n")
 
 
 def _first_line(text: str) -> str:
