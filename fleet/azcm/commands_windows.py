@@ -11,6 +11,7 @@ from __future__ import annotations
 from fleet.azcm.commands import target_options
 from fleet.errors import InputError, Problem
 from fleet.inventory.model import ResolvedHost
+from fleet.transport.base import CommandResult
 from fleet.transport.powershell import acl_lines, quote
 
 AGENT_RELATIVE = r"AzureConnectedMachineAgent\azcmagent.exe"
@@ -43,6 +44,9 @@ class WindowsAgentCommands:
             "[Console]::Error.WriteLine('the WinRM session is not in the Administrators role')\n"
             "exit 1\n"
         )
+
+    def is_elevated(self, result: CommandResult) -> bool:
+        return result.exit_status == 0
 
     def locate_agent(self) -> str:
         # ProgramW6432 is the 64-bit Program Files even from a 32-bit PowerShell.

@@ -241,7 +241,7 @@ class HostRun:
 
     async def _preflight(self) -> str:
         result = await self._run("preflight", self.commands.check_elevation())
-        elevated = result.exit_status == 0 and result.stdout.strip() == "0"
+        elevated = self.commands.is_elevated(result)
         if not elevated:
             denied = _ELEVATION_DENIED.search(result.stderr + result.stdout)
             if denied:
@@ -363,7 +363,8 @@ class HostRun:
             log_tail = await self._collect_log()
         diagnosis = classify(self._evidence(result, log_tail))
         self._steps[-1] = replace(self._steps[-1], diagnosis=diagnosis)
-        if diagnosis.category is Category.CONNECTED:
+        if diagnosis.category is Category.CONNECTED or diagnosis.extra.get("needs_verify"):
+            # Exit 0 without success text: only the agent's own state can say what happened.
             return await self._verify(agent, diagnosis)
         if diagnosis.code == "AZCM0067":
             # Connected already (maybe by a connect that finished before a crash): check where.
@@ -398,7 +399,7 @@ class HostRun:
             return ""
 
     async def _verify(self, agent: str, connected: Diagnosis) -> Diagnosis:
-        if not self.playbook.verify:
+        if not self.playbook.verify and connected.category is Category.CONNECTED:
             return connected
         result = await self._run("verify", self.commands.show_json(agent))
         state = AgentState.parse(result.stdout)
