@@ -9,7 +9,9 @@ import tempfile
 from pathlib import Path
 
 import click
+from rich.console import Console
 
+from fleet.cli.state_option import state_dir_option
 from fleet.errors import Problem, ScenarioError, UsageError
 from fleet.lab.scenario import (
     Scenario,
@@ -116,6 +118,27 @@ def agent_shim(args: tuple[str, ...]) -> None:
     from fleet.lab.agent.shim import main
 
     main(list(args))
+
+
+@lab_group.command("demo")
+@click.option("--hosts", "linux", type=click.IntRange(min=1), default=40, show_default=True,
+              help="Linux hosts (SSH).")
+@click.option("--windows", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Windows hosts (WinRM).")
+@click.option("--scenario", default="mix", show_default=True,
+              help="Scenario file, 'mix', or one scenario name for every host.")
+@click.option("--subnet", default="127.78", show_default=True,
+              help="Host addresses are <subnet>.x.y.")
+@state_dir_option
+def lab_demo(linux: int, windows: int, scenario: str, subnet: str, state_dir: Path) -> None:
+    """Onboard a mixed lab fleet, check every diagnosis, fix the causes, rerun the failures."""
+    from fleet.lab.demo import run_demo
+
+    plan = _plan(scenario)
+    with tempfile.TemporaryDirectory(prefix="arcfleet-demo-") as work_dir:
+        code = run_demo(work_dir=Path(work_dir), state_dir=state_dir, plan=plan, linux=linux,
+                        windows=windows, subnet=subnet, console=Console(stderr=True))
+    raise SystemExit(code)
 
 
 COMMANDS: list[click.Command] = [lab_group]
