@@ -81,6 +81,11 @@ def _secret_ref(conv: _Conversion, var: str, value: Any) -> None:
         match = _LOOKUP_RE.match(value.strip())
         if match:
             kind, target = match.groups()
+            existing = conv.values.get("winrm", {}).get("password")
+            if existing is not None and existing != {kind: target}:
+                conv.error(var, "the WinRM password is already given by "
+                           f"{conv.labels['winrm.password']}; give one reference")
+                return
             conv.set("winrm.password", {kind: target}, var)
             return
     if isinstance(value, VaultValue):
@@ -227,6 +232,10 @@ def _users(conv: _Conversion, var: str, value: Any) -> None:
 def _sp_field(name: str) -> Callable[[_Conversion, str, Any], None]:
     def apply(conv: _Conversion, var: str, value: Any) -> None:
         target = conv.values.setdefault("azure", {}).setdefault("service_principal", {})
+        if name != "client_id" and ("secret" in target or "certificate_file" in target):
+            conv.error(var, "give only one of arc_sp_secret_env, arc_sp_secret_file and "
+                       "arc_sp_certificate_file")
+            return
         if name == "secret_env":
             target["secret"] = {"env": _text(value)}
         elif name == "secret_file":
@@ -241,7 +250,14 @@ def _sp_field(name: str) -> Callable[[_Conversion, str, Any], None]:
 
 
 def _password_ref(kind: str) -> Callable[[_Conversion, str, Any], None]:
-    return lambda conv, var, value: conv.set("winrm.password", {kind: _text(value)}, var)
+    def apply(conv: _Conversion, var: str, value: Any) -> None:
+        if "password" in conv.values.get("winrm", {}):
+            conv.error(var, f"the WinRM password is already given by "
+                       f"{conv.labels['winrm.password']}; give one reference")
+            return
+        conv.set("winrm.password", {kind: _text(value)}, var)
+
+    return apply
 
 
 def _priority(conv: _Conversion, var: str, value: Any) -> None:
