@@ -51,6 +51,7 @@ HOST_RULES = [
     ("transport: winrm, winrm: {user: u, password: {env: PW}, auth: basic, scheme: http}",
      "winrm.auth", "http"),
     ("winrm: {auth: digest}", "winrm.auth", "ntlm"),
+    ("ssh: {password: hunter2x}", "ssh.password", "literal secret"),
 ]
 
 
@@ -62,6 +63,7 @@ def test_host_rule(tmp_path: Path, settings: str, field: str, word: str) -> None
     assert (problem.file, problem.host, problem.field) == (str(path), "h1", field)
     assert word.lower() in problem.message.lower(), problem.message
     assert str(path) in str(problem) and "host h1" in str(problem)
+    assert "hunter2x" not in str(problem)
 
 
 def test_basic_over_http_allowed_when_asked(tmp_path: Path) -> None:

@@ -39,10 +39,11 @@ _LOOKUP_RE = re.compile(
 _SECTION_RE = re.compile(r"^\[([^\]\s:]+)(?::([A-Za-z]+))?\]\s*(?:[#;].*)?$")
 _VARS_EXTENSIONS = ("", ".yml", ".yaml", ".json")
 
-LITERAL_PASSWORD = (
-    "holds a literal password, which arcfleet refuses; set arc_winrm_password_env=VARIABLE_NAME "
-    "or arc_winrm_password_file=PATH (or {{ lookup('env', 'NAME') }})"
+_USE_REFERENCE = (
+    "set arc_winrm_password_env=VARIABLE_NAME or arc_winrm_password_file=PATH "
+    "(or {{ lookup('env', 'NAME') }})"
 )
+LITERAL_PASSWORD = "holds a literal password, which arcfleet refuses; " + _USE_REFERENCE
 
 
 # ---------------------------------------------------------------- variables -> settings
@@ -51,8 +52,7 @@ LITERAL_PASSWORD = (
 class _Conversion:
     """Builds one settings layer from Ansible variables, remembering which variable set what."""
 
-    def __init__(self, base_dir: Path) -> None:
-        self.base_dir = base_dir
+    def __init__(self) -> None:
         self.values: dict[str, Any] = {}
         self.labels: dict[str, str] = {}
         self.errors: list[tuple[str, str]] = []
@@ -89,7 +89,7 @@ def _secret_ref(conv: _Conversion, var: str, value: Any) -> None:
             conv.set("winrm.password", {kind: target}, var)
             return
     if isinstance(value, VaultValue):
-        conv.error(var, "is vault-encrypted; " + LITERAL_PASSWORD.replace("holds a ", "a "))
+        conv.error(var, "is vault-encrypted, which arcfleet cannot use; " + _USE_REFERENCE)
         return
     conv.error(var, LITERAL_PASSWORD)
 
@@ -321,7 +321,7 @@ def vars_layer(
     prefix: str, tree: InventoryTree,
 ) -> tuple[Layer, int | None]:
     """Convert one set of Ansible variables into a validated settings layer."""
-    conv = _Conversion(base_dir)
+    conv = _Conversion()
     for raw_key, value in variables.items():
         key = str(raw_key)
         if key.startswith("arc_"):
