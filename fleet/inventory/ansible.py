@@ -639,8 +639,12 @@ def load_vars_dirs(inventory_dir: Path, tree: InventoryTree) -> None:
             if stem not in known or entry.startswith("."):
                 continue
             target = directory / entry
-            files = sorted(p for p in target.iterdir() if p.is_file()) if target.is_dir() \
-                else [target]
+            try:
+                files = sorted(p for p in target.iterdir() if p.is_file()) \
+                    if target.is_dir() else [target]
+            except OSError as exc:
+                tree.problem(str(target), None, None, f"cannot read: {exc.strerror or exc}")
+                continue
             for file in files:
                 _apply_vars_file(file, kind, stem, inventory_dir, tree)
 
