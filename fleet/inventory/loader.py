@@ -29,7 +29,7 @@ from fleet.inventory.arcfleet_yaml import load_arcfleet
 from fleet.inventory.model import ResolvedHost
 from fleet.inventory.resolve import EnvironmentFallback, Resolver
 from fleet.inventory.spec import AzureSpec
-from fleet.inventory.tree import InventoryTree, validation_problems
+from fleet.inventory.tree import InventoryTree, clean_problems, validation_problems
 from fleet.inventory.yamlio import load_yaml
 
 COMMAND_LINE = "<command line>"
@@ -71,18 +71,23 @@ def detect_format(text: str, path: Path) -> str:
 def _directory_files(directory: Path) -> list[Path]:
     try:
         entries = sorted(directory.iterdir())
+        return [
+            entry for entry in entries
+            if entry.is_file() and not entry.name.startswith(".")
+            and not entry.name.endswith(_IGNORED_SUFFIXES)
+        ]
     except OSError:
         return []
-    return [
-        entry for entry in entries
-        if entry.is_file() and not entry.name.startswith(".")
-        and not entry.name.endswith(_IGNORED_SUFFIXES)
-    ]
 
 
 def _read(path: Path, tree: InventoryTree) -> str | None:
     source = str(path)
     try:
+        if not path.is_file():
+            # A FIFO or device could block or never end; inventories are regular files.
+            reason = "does not exist" if not path.exists() else "is not a regular file"
+            tree.problem(source, None, None, reason)
+            return None
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             tree.problem(source, None, None, f"is {size} bytes; inventories are limited to "
@@ -177,20 +182,10 @@ def load_inventory(
     if not tree.hosts and not problems:
         problems.append(Problem(", ".join(tree.sources), None, None, "no hosts in the inventory"))
     if problems:
-        raise InventoryError(_unique(problems))
+        raise InventoryError(clean_problems(problems))
     digest = hashlib.sha256()
     for _source, raw in tree.contents:
         digest.update(len(raw).to_bytes(8, "big"))
         digest.update(raw)
     return Inventory(hosts=hosts, groups=resolver.group_members(), sources=list(tree.sources),
                      digest=digest.hexdigest())
-
-
-def _unique(problems: list[Problem]) -> list[Problem]:
-    seen: set[Problem] = set()
-    out: list[Problem] = []
-    for problem in problems:
-        if problem not in seen:
-            seen.add(problem)
-            out.append(problem)
-    return out

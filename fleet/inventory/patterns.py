@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from fleet.errors import InventoryError, Problem
 from fleet.inventory.model import ResolvedHost
+from fleet.inventory.tree import clean_problems
 
 if TYPE_CHECKING:
     from fleet.inventory.loader import Inventory
@@ -40,8 +41,9 @@ def _from_file(term: str, source_hint: str, inventory: Inventory) -> set[str]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise InventoryError(Problem(str(path), None, source_hint, f"cannot read: {reason}"))\
-            from None
+        raise InventoryError(
+            clean_problems([Problem(str(path), None, source_hint, f"cannot read: {reason}")])
+        ) from None
     names = {h.name for h in inventory.hosts}
     found: set[str] = set()
     problems: list[Problem] = []
@@ -54,7 +56,7 @@ def _from_file(term: str, source_hint: str, inventory: Inventory) -> set[str]:
                                     "host is not in the inventory"))
         found.add(name)
     if problems:
-        raise InventoryError(problems)
+        raise InventoryError(clean_problems(problems))
     return found
 
 
@@ -74,7 +76,9 @@ def _match(term: str, inventory: Inventory, source_hint: str) -> set[str]:
         try:
             regex = re.compile(term[1:])
         except re.error as exc:
-            raise InventoryError(Problem(source_hint, None, term, f"bad regex: {exc}")) from None
+            raise InventoryError(
+                clean_problems([Problem(source_hint, None, term, f"bad regex: {exc}")])
+            ) from None
         found |= {n for n in names if regex.search(n)}
         for group, members in inventory.groups.items():
             if regex.search(group):
@@ -114,12 +118,13 @@ def select_hosts(
             has_union = True
             unions |= matched
     if problems:
-        raise InventoryError(problems)
+        raise InventoryError(clean_problems(problems))
     selected = unions if has_union else {h.name for h in inventory.hosts}
     for group in intersections:
         selected &= group
     selected -= exclusions
     if not selected:
-        raise InventoryError(Problem(source_hint, None, pattern,
-                                     f"pattern '{pattern}' selects no host"))
+        raise InventoryError(clean_problems(
+            [Problem(source_hint, None, pattern, f"pattern '{pattern}' selects no host")]
+        ))
     return [h for h in inventory.hosts if h.name in selected]

@@ -245,6 +245,9 @@ class Resolver:
                 else field
             self._problem(source, name, label, message)
 
+        name_problem = rules.check_plain_text(name, "host name")
+        if name_problem:
+            problem("name", name_problem)
         transport = Transport(values.get("transport", Transport.SSH))
         winrm = dict(values.get("winrm", {}))
         ssh = dict(values.get("ssh", {}))

@@ -29,14 +29,21 @@ class YamlResult:
     duplicates: list[tuple[str, int]] = field(default_factory=list)
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _Loader(_Base):  # type: ignore[misc,valid-type]
     pass
 
 
 def _construct_mapping(loader: Any, node: yaml.MappingNode) -> dict[Any, Any]:
+    explicit = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
     loader.flatten_mapping(node)
+    # Keys pulled in by a `<<` merge come first and may be overridden: only explicit repeats count.
+    merged = len(node.value) - explicit
     result: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
+    written: set[Any] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         try:
             hash(key)
@@ -44,8 +51,10 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode) -> dict[Any, Any]:
             raise yaml.constructor.ConstructorError(
                 None, None, "a mapping key is not a plain value", key_node.start_mark
             ) from None
-        if key in result:
-            loader.arcfleet_duplicates.append((str(key), key_node.start_mark.line + 1))
+        if index >= merged:
+            if key in written:
+                loader.arcfleet_duplicates.append((str(key), key_node.start_mark.line + 1))
+            written.add(key)
         result[key] = loader.construct_object(value_node, deep=True)
     return result
 
