@@ -51,15 +51,17 @@ def run_demo(
     subnet: str,
     console: Console,
 ) -> int:
-    with LabFleet.in_thread(work_dir, hosts=linux, windows=windows, plan=plan,
-                            subnet=subnet) as lab:
+    with LabFleet.in_thread(
+        work_dir, hosts=linux, windows=windows, plan=plan, subnet=subnet
+    ) as lab:
         expected = lab.expected()
-        console.print(f"[bold]lab[/]: {linux} Linux hosts (SSH) and {windows} Windows hosts "
-                      f"(WinRM) on {subnet}.x.y; inventory {lab.inventory_path}")
+        console.print(
+            f"[bold]lab[/]: {linux} Linux hosts (SSH) and {windows} Windows hosts "
+            f"(WinRM) on {subnet}.x.y; inventory {lab.inventory_path}"
+        )
         console.rule("1. arcfleet onboard")
         inventory = str(lab.inventory_path)
-        _arcfleet("onboard", "-i", inventory, "--state-dir", str(state_dir),
-                  "--connect-rate", "0")
+        _arcfleet("onboard", "-i", inventory, "--state-dir", str(state_dir), "--connect-rate", "0")
         root, categories = _final_categories(state_dir)
         mismatches = [
             Mismatch(host, spec["scenario"], spec["expected_category"], categories.get(host, "-"))
@@ -85,11 +87,15 @@ def run_demo(
         _, after = _final_categories(state_dir)
         still = sorted(h for h, c in after.items() if c not in ("connected", "already_connected"))
         console.rule("result")
-        console.print(f"rerun contacted {len(touched)} hosts (the {len(failed)} that failed"
-                      f"{'' if set(touched) <= set(failed) else ' AND OTHERS'}); "
-                      f"{len(still)} still not connected")
+        console.print(
+            f"rerun contacted {len(touched)} hosts (the {len(failed)} that failed"
+            f"{'' if set(touched) <= set(failed) else ' AND OTHERS'}); "
+            f"{len(still)} still not connected"
+        )
         ok = not mismatches and set(touched) <= set(failed) and not still
         console.print("[green]demo OK[/]" if ok else "[red]demo found a problem[/]")
-        console.print(f"explore: arcfleet runs --state-dir {state_dir}; "
-                      f"arcfleet report --state-dir {state_dir} --csv failures.csv")
+        console.print(
+            f"explore: arcfleet runs --state-dir {state_dir}; "
+            f"arcfleet report --state-dir {state_dir} --csv failures.csv"
+        )
         return 0 if ok else 1
