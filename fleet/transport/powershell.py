@@ -131,7 +131,7 @@ def clixml_to_text(stderr: str) -> str:
     """PowerShell writes its error records to stderr as CLIXML; keep the error text only."""
     if not stderr.startswith(_CLIXML_HEADER):
         return stderr
-    body = stderr[len(_CLIXML_HEADER):].lstrip("\r\n")
+    body = stderr[len(_CLIXML_HEADER) :].lstrip("\r\n")
     try:
         root = ET.fromstring(body)
     except ET.ParseError:

@@ -78,9 +78,13 @@ def winrm_settings_problem(host: ResolvedHost) -> Problem | None:
     where = host.source or "<inventory>"
     plain_basic = settings.auth == "basic" and settings.scheme == "http"
     if plain_basic and not settings.allow_basic_over_http:
-        return Problem(where, host.name, "winrm.auth",
-                       "basic authentication over plain HTTP sends the password readable; use "
-                       "https, another auth, or set winrm.allow_basic_over_http")
+        return Problem(
+            where,
+            host.name,
+            "winrm.auth",
+            "basic authentication over plain HTTP sends the password readable; use "
+            "https, another auth, or set winrm.allow_basic_over_http",
+        )
     if settings.user is None and settings.auth != "kerberos":
         return Problem(where, host.name, "winrm.user", f"required for {settings.auth} auth")
     return None
@@ -145,8 +149,10 @@ class WinrmTransport:
         async with self._lock:
             result = await self._execute(script, timeout_s=_FILE_TIMEOUT_S, stdin=content)
         if not result.ok:
-            raise TransportError(self.host_name, redact(
-                f"cannot write {path}: {_first_line(result.stderr) or _status(result)}"))
+            raise TransportError(
+                self.host_name,
+                redact(f"cannot write {path}: {_first_line(result.stderr) or _status(result)}"),
+            )
 
     async def read_tail(self, path: str, max_bytes: int, *, elevated: bool = False) -> str:
         # A WinRM session of an Administrator is already elevated: ``elevated`` changes nothing.
@@ -155,8 +161,10 @@ class WinrmTransport:
         async with self._lock:
             result = await self._execute(script, timeout_s=_FILE_TIMEOUT_S)
         if not result.ok:
-            raise TransportError(self.host_name, redact(
-                f"cannot read {path}: {_first_line(result.stderr) or _status(result)}"))
+            raise TransportError(
+                self.host_name,
+                redact(f"cannot read {path}: {_first_line(result.stderr) or _status(result)}"),
+            )
         try:
             data = base64.b64decode(result.stdout.strip(), validate=True)
         except ValueError:
@@ -183,7 +191,10 @@ class WinrmTransport:
         program, args = command_line(script)
         try:
             command_id: str = await self._call(
-                self._proto.run_command, shell_id, program, args,
+                self._proto.run_command,
+                shell_id,
+                program,
+                args,
                 console_mode_stdin=stdin is None,
             )
         except Exception as exc:
@@ -238,11 +249,14 @@ class WinrmTransport:
 
     async def _send_stdin(self, shell_id: str, command_id: str, data: bytes) -> None:
         encoded = base64.b64encode(data)
-        chunks = [encoded[i:i + _STDIN_CHUNK] for i in range(0, len(encoded), _STDIN_CHUNK)]
+        chunks = [encoded[i : i + _STDIN_CHUNK] for i in range(0, len(encoded), _STDIN_CHUNK)]
         chunks = chunks or [b""]
         for index, chunk in enumerate(chunks):
             await self._call(
-                self._proto.send_command_input, shell_id, command_id, chunk,
+                self._proto.send_command_input,
+                shell_id,
+                command_id,
+                chunk,
                 end=index == len(chunks) - 1,
             )
 
@@ -264,8 +278,14 @@ class WinrmTransport:
         await self._call(self._abandon_sync, shell_id, command_id)
 
     def _result(
-        self, script: str, exit_status: int | None, stdout: _CappedBuffer,
-        stderr: _CappedBuffer, started: float, *, timed_out: bool = False,
+        self,
+        script: str,
+        exit_status: int | None,
+        stdout: _CappedBuffer,
+        stderr: _CappedBuffer,
+        started: float,
+        *,
+        timed_out: bool = False,
     ) -> CommandResult:
         return CommandResult(
             command=script,
@@ -301,8 +321,10 @@ class WinrmTransport:
             "ntlm": winrm.transport.HAVE_NTLM,
         }
         if not available.get(settings.auth, True):
-            raise WinRMError(f"{settings.auth} authentication is not available: its Python "
-                             "package is not installed")
+            raise WinRMError(
+                f"{settings.auth} authentication is not available: its Python "
+                "package is not installed"
+            )
         return Protocol(
             self.endpoint,
             transport=settings.auth,
@@ -374,8 +396,9 @@ class WinrmTransport:
             text = f"WS-Man fault {exc.wsman_fault_code} (HTTP {exc.code}): {exc.reason}"
         elif isinstance(exc, WinRMTransportError):
             text = f"HTTP {exc.code} from the WinRM endpoint"
-        elif isinstance(exc, ET.ParseError | StopIteration | AssertionError | KeyError
-                        | ValueError):
+        elif isinstance(
+            exc, ET.ParseError | StopIteration | AssertionError | KeyError | ValueError
+        ):
             text = f"malformed WS-Man response ({type(exc).__name__})"
         else:
             text = f"{type(exc).__name__}: {exc}"
