@@ -246,3 +246,41 @@ def test_inventory_directory(tmp_path: Path) -> None:
     inv = load(tmp_path / "inv")
     assert [h.name for h in inv.hosts] == ["w1", "d1"]
     assert inv.by_name()["d1"].azure.location == "westeurope"
+
+
+def test_group_priority_orders_same_depth_groups(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts", f"""\
+{ARC_VARS_INI}
+[alpha]
+h1
+[zulu]
+h1
+[alpha:vars]
+ansible_port=1001
+ansible_group_priority=10
+[zulu:vars]
+ansible_port=1002
+""")
+    assert load(path).hosts[0].port == 1001  # alpha's higher priority beats zulu's name
+
+
+def test_ini_tags_dict_literal_and_ipv6_host(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts", f"{ARC_VARS_INI}\n[g]\nfd00::5 arc_tags=\"{{'a': 'b'}}\" "
+                 "arc_resource_name=v6host\n")
+    host = load(path).hosts[0]
+    assert host.name == "fd00::5" and host.address == "fd00::5" and host.port == 22
+    assert host.azure.tags == {"a": "b"}
+
+
+def test_sp_certificate_from_arc_vars(tmp_path: Path) -> None:
+    text = ARC_VARS_INI.replace("arc_sp_secret_env=ARC_SP_SECRET", "arc_sp_certificate_file=sp.pem")
+    host = load(write(tmp_path, "hosts", f"{text}\n[g]\nh1\n")).hosts[0]
+    sp = host.azure.service_principal
+    assert sp is not None and sp.certificate_file == tmp_path / "sp.pem" and sp.client_id == CLIENT
+
+
+def test_sp_with_two_credentials_names_the_variable(tmp_path: Path) -> None:
+    text = ARC_VARS_INI + "arc_sp_secret_file=sp.txt\n"
+    problem = one_problem(write(tmp_path, "hosts", f"{text}\n[g]\nh1\n"))
+    assert problem.field == "[all:vars] arc_sp_secret_file"
+    assert "only one" in problem.message

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _inventory_util import CLIENT, arcfleet, load, one_problem, problems_of, write
+from _inventory_util import CLIENT, SUB, TENANT, arcfleet, load, one_problem, problems_of, write
 
 WIN = "transport: winrm, winrm: {user: u, password: {env: PW}}"
 
@@ -51,6 +51,7 @@ HOST_RULES = [
     ("transport: winrm, winrm: {user: u, password: {env: PW}, auth: basic, scheme: http}",
      "winrm.auth", "http"),
     ("winrm: {auth: digest}", "winrm.auth", "ntlm"),
+    ("ssh: {password: hunter2x}", "ssh.password", "literal secret"),
 ]
 
 
@@ -62,6 +63,7 @@ def test_host_rule(tmp_path: Path, settings: str, field: str, word: str) -> None
     assert (problem.file, problem.host, problem.field) == (str(path), "h1", field)
     assert word.lower() in problem.message.lower(), problem.message
     assert str(path) in str(problem) and "host h1" in str(problem)
+    assert "hunter2x" not in str(problem)
 
 
 def test_basic_over_http_allowed_when_asked(tmp_path: Path) -> None:
@@ -170,3 +172,15 @@ def test_control_characters_never_reach_the_terminal(tmp_path: Path) -> None:
     text = "\n".join(str(p) for p in problems)
     assert "\x1b" not in text and "\x07" not in text
     assert "\\x1b[31mevil\\x07" in text
+
+
+def test_same_problem_on_many_hosts_is_summarised(tmp_path: Path) -> None:
+    hosts = "".join(f"h{i:02d}\n" for i in range(25))
+    path = write(tmp_path, "hosts", f"[web]\n{hosts}[web:vars]\nansible_user=arc\n")
+    env = {"AZURE_TENANT_ID": TENANT, "AZURE_SUBSCRIPTION_ID": SUB, "AZURE_CLIENT_ID": CLIENT,
+           "AZURE_CLIENT_SECRET": "x"}
+    problems = problems_of(path, env=env, azure_overrides={"resource_group": "rg"})
+    assert [p.host for p in problems[:10]] == [f"h{i:02d}" for i in range(10)]
+    assert len(problems) == 11 and problems[10].host is None
+    assert problems[10].field == "azure.location (arc_location)"
+    assert "15 more hosts" in problems[10].message

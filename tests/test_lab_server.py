@@ -301,3 +301,11 @@ def test_windows_hosts_when_the_winrm_server_is_in_the_tree(tmp_path: Path) -> N
         result = session.run_ps(commands.WindowsAgentCommands().version(agent))
         assert result.status_code == 0
         assert lab.hosts["lab-0002"].os == "windows"
+
+
+def test_windows_terms_for_a_linux_only_scenario() -> None:
+    sudo = Scenario(ScenarioKind.SUDO_PASSWORD)
+    assert sudo.for_os("linux") is sudo
+    windows = sudo.for_os("windows")
+    assert windows.kind is ScenarioKind.NOT_ROOT
+    assert windows.expected_category() is sudo.expected_category()

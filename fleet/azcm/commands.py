@@ -11,6 +11,7 @@ import json
 from typing import Protocol
 
 from fleet.inventory.model import ResolvedHost
+from fleet.transport.base import CommandResult
 
 
 class AgentCommands(Protocol):
@@ -20,7 +21,10 @@ class AgentCommands(Protocol):
     log_path: str
 
     def check_elevation(self) -> str:
-        """Exit 0 when commands will run as root / Administrator (through sudo if become)."""
+        """A command whose result :meth:`is_elevated` reads: do commands run as root /
+        Administrator (through sudo if become)?"""
+
+    def is_elevated(self, result: CommandResult) -> bool: ...
 
     def locate_agent(self) -> str:
         """Print the agent's full path and exit 0, or exit non-zero when it is not installed."""

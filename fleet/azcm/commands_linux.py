@@ -10,6 +10,7 @@ import shlex
 
 from fleet.azcm.commands import target_options
 from fleet.inventory.model import ResolvedHost
+from fleet.transport.base import CommandResult
 
 AGENT_NAME = "azcmagent"
 AGENT_FALLBACK = "/opt/azcmagent/bin/azcmagent"
@@ -33,6 +34,9 @@ class LinuxAgentCommands:
 
     def check_elevation(self) -> str:
         return self.elevated("id -u")
+
+    def is_elevated(self, result: CommandResult) -> bool:
+        return result.exit_status == 0 and result.stdout.strip() == "0"
 
     def locate_agent(self) -> str:
         return f"command -v {AGENT_NAME} || command -v {AGENT_FALLBACK}"

@@ -9,7 +9,9 @@ import tempfile
 from pathlib import Path
 
 import click
+from rich.console import Console
 
+from fleet.cli.state_option import state_dir_option
 from fleet.errors import Problem, ScenarioError, UsageError
 from fleet.lab.scenario import (
     Scenario,
@@ -30,8 +32,9 @@ def _plan(value: str) -> ScenarioPlan:
         return load_plan(builtin)
     if value in {k.value for k in ScenarioKind} and value != ScenarioKind.AZCM.value:
         return ScenarioPlan(default=Scenario(ScenarioKind(value)))
-    raise ScenarioError(Problem(value, None, "--scenario",
-                                "no such file, built-in scenario file or scenario name"))
+    raise ScenarioError(
+        Problem(value, None, "--scenario", "no such file, built-in scenario file or scenario name")
+    )
 
 
 @click.group("lab")
@@ -40,28 +43,74 @@ def lab_group() -> None:
 
 
 @lab_group.command("up")
-@click.option("--hosts", "linux", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Linux hosts (SSH).")
-@click.option("--windows", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Windows hosts (WinRM).")
-@click.option("--scenario", default="mix", show_default=True,
-              help="Scenario file, 'mix', or one scenario name for all hosts.")
-@click.option("--inventory-out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the inventory (default: <work-dir>/inventory.yaml).")
-@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Host filesystems, keys and secrets (default: a temporary directory).")
-@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
-              help="SSH port on every host address (0: pick a free one).")
+@click.option(
+    "--hosts",
+    "linux",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Linux hosts (SSH).",
+)
+@click.option(
+    "--windows",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Windows hosts (WinRM).",
+)
+@click.option(
+    "--scenario",
+    default="mix",
+    show_default=True,
+    help="Scenario file, 'mix', or one scenario name for all hosts.",
+)
+@click.option(
+    "--inventory-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the inventory (default: <work-dir>/inventory.yaml).",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Host filesystems, keys and secrets (default: a temporary directory).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="SSH port on every host address (0: pick a free one).",
+)
 @click.option("--winrm-port", type=click.IntRange(0, 65535), default=0, show_default=True)
-@click.option("--subnet", default="127.77", show_default=True,
-              help="Host addresses are <subnet>.x.y.")
-@click.option("--latency", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Extra seconds every connect takes.")
-@click.option("--unreachable", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Extra inventory hosts at addresses where nothing listens.")
-def lab_up(linux: int, windows: int, scenario: str, inventory_out: Path | None,
-           work_dir: Path | None, port: int, winrm_port: int, subnet: str, latency: float,
-           unreachable: int) -> None:
+@click.option(
+    "--subnet", default="127.77", show_default=True, help="Host addresses are <subnet>.x.y."
+)
+@click.option(
+    "--latency",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Extra seconds every connect takes.",
+)
+@click.option(
+    "--unreachable",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Extra inventory hosts at addresses where nothing listens.",
+)
+def lab_up(
+    linux: int,
+    windows: int,
+    scenario: str,
+    inventory_out: Path | None,
+    work_dir: Path | None,
+    port: int,
+    winrm_port: int,
+    subnet: str,
+    latency: float,
+    unreachable: int,
+) -> None:
     """Serve a lab fleet in the foreground until Ctrl-C or SIGTERM."""
     from fleet.lab.fleet import LabFleet
 
@@ -71,9 +120,18 @@ def lab_up(linux: int, windows: int, scenario: str, inventory_out: Path | None,
     temporary = work_dir is None
     root = Path(tempfile.mkdtemp(prefix="arcfleet-lab-")) if work_dir is None else work_dir
     try:
-        lab = LabFleet(root, hosts=linux, windows=windows, plan=plan, subnet=subnet, port=port,
-                       winrm_port=winrm_port, latency_s=latency, unreachable=unreachable,
-                       inventory_path=inventory_out)
+        lab = LabFleet(
+            root,
+            hosts=linux,
+            windows=windows,
+            plan=plan,
+            subnet=subnet,
+            port=port,
+            winrm_port=winrm_port,
+            latency_s=latency,
+            unreachable=unreachable,
+            inventory_path=inventory_out,
+        )
     except ValueError as exc:
         raise UsageError(Problem("<command line>", None, "--subnet", str(exc))) from None
     try:
@@ -94,10 +152,11 @@ async def _serve(lab: object) -> None:
     async with lab:
         linux = sum(1 for h in lab.hosts.values() if h.os == "linux")
         windows = len(lab.hosts) - linux
-        click.echo(f"lab: {linux} Linux hosts over SSH on port {lab.ssh_port}"
-                   + (f", {windows} Windows hosts over WinRM on port {lab.winrm_port}"
-                      if windows else "")
-                   + (f", {len(lab.unreachable)} unreachable" if lab.unreachable else ""))
+        click.echo(
+            f"lab: {linux} Linux hosts over SSH on port {lab.ssh_port}"
+            + (f", {windows} Windows hosts over WinRM on port {lab.winrm_port}" if windows else "")
+            + (f", {len(lab.unreachable)} unreachable" if lab.unreachable else "")
+        )
         click.echo(f"lab: work dir {lab.work_dir}")
         click.echo(f"lab: inventory {lab.inventory_path}")
         click.echo(f"run: arcfleet onboard -i {lab.inventory_path}")
@@ -108,14 +167,62 @@ async def _serve(lab: object) -> None:
 
 @lab_group.command(
     "agent-shim",
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
-                      "help_option_names": []})
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "help_option_names": [],
+    },
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def agent_shim(args: tuple[str, ...]) -> None:
     """The azcmagent simulator as a program (see fleet/lab/agent/shim.py for its environment)."""
     from fleet.lab.agent.shim import main
 
     main(list(args))
+
+
+@lab_group.command("demo")
+@click.option(
+    "--hosts",
+    "linux",
+    type=click.IntRange(min=1),
+    default=40,
+    show_default=True,
+    help="Linux hosts (SSH).",
+)
+@click.option(
+    "--windows",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Windows hosts (WinRM).",
+)
+@click.option(
+    "--scenario",
+    default="mix",
+    show_default=True,
+    help="Scenario file, 'mix', or one scenario name for every host.",
+)
+@click.option(
+    "--subnet", default="127.78", show_default=True, help="Host addresses are <subnet>.x.y."
+)
+@state_dir_option
+def lab_demo(linux: int, windows: int, scenario: str, subnet: str, state_dir: Path) -> None:
+    """Onboard a mixed lab fleet, check every diagnosis, fix the causes, rerun the failures."""
+    from fleet.lab.demo import run_demo
+
+    plan = _plan(scenario)
+    with tempfile.TemporaryDirectory(prefix="arcfleet-demo-") as work_dir:
+        code = run_demo(
+            work_dir=Path(work_dir),
+            state_dir=state_dir,
+            plan=plan,
+            linux=linux,
+            windows=windows,
+            subnet=subnet,
+            console=Console(stderr=True),
+        )
+    raise SystemExit(code)
 
 
 COMMANDS: list[click.Command] = [lab_group]

@@ -38,7 +38,8 @@ limit_option = click.option(
     default=None,
     metavar="PATTERN",
     help="Only these hosts: names, groups, globs (web*), a:b or a,b (union), a:&b "
-    "(intersection), a:!b (exclusion), @FILE (one host name per line).",
+    "(intersection), a:!b (exclusion), @FILE (one host name per line); for runs also "
+    "@failed (hosts not connected in the latest run).",
 )
 
 _OVERRIDES = (
@@ -51,8 +52,9 @@ _OVERRIDES = (
 
 
 def _parse_tags(values: tuple[str, ...]) -> dict[str, str]:
+    """``--tag k=v`` (repeatable) and ``--tags k=v,k2=v2`` both land here."""
     tags: dict[str, str] = {}
-    for item in values:
+    for item in (part for value in values for part in value.split(",") if part.strip()):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter("expected NAME=VALUE", param_hint="--tag")
@@ -78,8 +80,9 @@ def azure_override_options(func: F) -> F:
 
     decorated: Callable[..., Any] = wrapper
     decorated = click.option(
-        "--tag", "tags", multiple=True, metavar="NAME=VALUE",
-        help="Azure tag for every host, merged over the inventory's tags. Repeatable.",
+        "--tag", "--tags", "tags", multiple=True, metavar="NAME=VALUE[,...]",
+        help="Azure tags for every host, merged over the inventory's tags: --tags k=v,k2=v2 "
+        "or repeated --tag k=v.",
     )(decorated)
     for field, flag, help_text in reversed(_OVERRIDES):
         decorated = click.option(flag, field, default=None, help=help_text)(decorated)

@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 
 from fleet.cli.display import JsonLines, LiveDisplay
+from fleet.cli.options import azure_override_options, inventory_option, limit_option
 from fleet.cli.state_option import state_dir_option
 from fleet.engine.outcome import HostOutcome, OutcomeSink
 from fleet.engine.playbook import Mode, Playbook, load_playbook
@@ -22,7 +23,7 @@ from fleet.engine.secrets import SecretBook
 from fleet.engine.transcript import TranscriptWriter
 from fleet.errors import Problem, UsageError
 from fleet.inventory import load_inventory, select_hosts
-from fleet.inventory.model import Cloud, ResolvedHost
+from fleet.inventory.model import ResolvedHost
 from fleet.logs import close_run_log, configure_run_log
 from fleet.redact import redact
 from fleet.report import summary, write_failures_csv
@@ -72,18 +73,6 @@ class RunRequest:
         )
 
 
-def _parse_tags(text: str | None) -> dict[str, str]:
-    if not text:
-        return {}
-    tags: dict[str, str] = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(Problem("--tags", None, "tags", f"expected k=v, got {item!r}"))
-        tags[key.strip()] = value.strip()
-    return tags
-
-
 def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by onboard, preflight, offboard and (as overrides) rerun."""
     decorators = [
@@ -91,11 +80,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--playbook",
             help="Built-in name (onboard, preflight, offboard, reconnect) or a playbook file.",
         ),
-        click.option(
-            "--limit",
-            help="Host pattern: names, groups, globs, a:b, a:&b, a:!b, "
-            "@FILE, or @failed (hosts not connected in the latest run).",
-        ),
+        limit_option,
         click.option("--forks", type=click.IntRange(1, 5000), help="Hosts in flight at once."),
         click.option(
             "--connect-rate",
@@ -114,12 +99,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Trust on first use: add "
             "unknown host keys to known_hosts. A changed key is still refused.",
         ),
-        click.option("--tenant-id"),
-        click.option("--subscription-id"),
-        click.option("--resource-group"),
-        click.option("--location"),
-        click.option("--cloud", type=click.Choice([c.value for c in Cloud])),
-        click.option("--tags", help="k=v,k2=v2; merged over the inventory's tags."),
+        azure_override_options,
         click.option(
             "--json", "json_lines", is_flag=True, help="One JSON object per host outcome on stdout."
         ),
@@ -128,16 +108,6 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
-
-
-def _azure_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
-    azure: dict[str, Any] = {}
-    for key in ("tenant_id", "subscription_id", "resource_group", "location", "cloud"):
-        if kwargs.get(key):
-            azure[key] = kwargs[key]
-    if kwargs.get("tags"):
-        azure["tags"] = _parse_tags(kwargs["tags"])
-    return azure
 
 
 class _Executor:
@@ -271,15 +241,7 @@ def _failed_hosts(state_dir: Path) -> tuple[str, list[str]]:
 
 def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command:
     @click.command(name, help=help_text)
-    @click.option(
-        "-i",
-        "--inventory",
-        "inventories",
-        multiple=True,
-        required=True,
-        type=click.Path(dir_okay=False),
-        help="Inventory file (arcfleet YAML, Ansible INI or YAML); repeatable.",
-    )
+    @inventory_option
     @click.option(
         "--resume",
         is_flag=True,
@@ -288,7 +250,12 @@ def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command
     )
     @run_options
     def command(
-        inventories: tuple[str, ...], resume: bool, state_dir: Path, json_lines: bool, **kwargs: Any
+        inventories: tuple[Path, ...],
+        resume: bool,
+        state_dir: Path,
+        json_lines: bool,
+        azure_overrides: dict[str, Any],
+        **kwargs: Any,
     ) -> None:
         console = _console()
         request = RunRequest(
@@ -299,7 +266,7 @@ def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command
             connect_rate=kwargs.get("connect_rate"),
             known_hosts=kwargs.get("known_hosts"),
             accept_new_host_keys=bool(kwargs.get("accept_new_host_keys")),
-            azure=_azure_overrides(kwargs),
+            azure=azure_overrides,
         )
         executor = _Executor(state_dir, json_lines, console)
         if resume:
@@ -355,6 +322,7 @@ def rerun_command(
     categories: tuple[str, ...],
     state_dir: Path,
     json_lines: bool,
+    azure_overrides: dict[str, Any],
     **kwargs: Any,
 ) -> None:
     """Run again only the hosts that did not end connected, with the same options."""
@@ -379,8 +347,7 @@ def rerun_command(
             pass  # hosts_to_rerun includes hosts that never finished
         hosts = store.hosts_to_rerun(root, set(categories) if categories else None)
     request = RunRequest.from_options(root_record.options)
-    overrides = _azure_overrides(kwargs)
-    request.azure.update(overrides)
+    request.azure.update(azure_overrides)
     for key in ("playbook", "forks", "connect_rate", "known_hosts"):
         if kwargs.get(key) is not None:
             setattr(request, key, kwargs[key])

@@ -13,6 +13,7 @@ import contextlib
 import json
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -241,7 +242,7 @@ class HostRun:
 
     async def _preflight(self) -> str:
         result = await self._run("preflight", self.commands.check_elevation())
-        elevated = result.exit_status == 0 and result.stdout.strip() == "0"
+        elevated = self.commands.is_elevated(result)
         if not elevated:
             denied = _ELEVATION_DENIED.search(result.stderr + result.stdout)
             if denied:
@@ -333,37 +334,27 @@ class HostRun:
     async def _connect_once(self, agent: str) -> Diagnosis:
         await self.ctx.pacer.acquire()
         self._connect_attempts += 1
-        made = await self._run("connect", self.commands.make_private_dir())
-        private_dir = made.stdout.strip().splitlines()[-1] if made.stdout.strip() else ""
-        if made.exit_status != 0 or not private_dir:
-            return Diagnosis(
-                category=Category.HOST_PREREQUISITE,
-                action=Action(ActionKind.FAIL_HOST),
-                name="no private temporary directory",
-                cause="mktemp could not create a private directory for the --config file",
-                fix="check that /tmp (or the Windows temp folder) exists and is writable",
-                evidence_line=made.stderr.strip()[-300:],
-                rule="host:mktemp",
-            )
-        config = self.commands.config_path(private_dir)
-        try:
-            await self.transport.put_file(
-                config, connect_config(self.host, self.ctx.sp_secret), private=True
-            )
-            result = await self._run(
-                "connect",
-                self.commands.connect(agent, config, self.host),
-                timeout_s=self.playbook.deadlines.agent_connect_s,
-            )
-        finally:
-            await self._remove_private_dir(private_dir)
-        self._last_exit = result.exit_status
-        log_tail = ""
-        if result.exit_status != 0:
-            log_tail = await self._collect_log()
+        result = await self._run_with_config(
+            "connect", lambda config: self.commands.connect(agent, config, self.host)
+        )
+        collected = _now()
+        log_tail = await self._collect_log() if result.exit_status != 0 else ""
         diagnosis = classify(self._evidence(result, log_tail))
-        self._steps[-1] = replace(self._steps[-1], diagnosis=diagnosis)
-        if diagnosis.category is Category.CONNECTED:
+        # The diagnosis gets its own step, with the log tail it read, so the transcript and the
+        # store show what decided it.
+        self._record(
+            Attempt(
+                stage="collect",
+                command=f"read {self.commands.log_path}" if log_tail else "classify output",
+                exit_status=result.exit_status,
+                duration_s=(_now() - collected).total_seconds(),
+                started_at=collected,
+                diagnosis=diagnosis,
+                stdout=log_tail,
+            )
+        )
+        if diagnosis.category is Category.CONNECTED or diagnosis.extra.get("needs_verify"):
+            # Exit 0 without success text: only the agent's own state can say what happened.
             return await self._verify(agent, diagnosis)
         if diagnosis.code == "AZCM0067":
             # Connected already (maybe by a connect that finished before a crash): check where.
@@ -376,6 +367,37 @@ class HostRun:
             # The fix is not allowed or was already tried: the host fails with the fix to apply.
             return replace(diagnosis, action=Action(ActionKind.FAIL_HOST))
         return diagnosis
+
+    async def _run_with_config(self, stage: str, build: Callable[[str], str]) -> CommandResult:
+        """Upload the --config file to a fresh private directory, run the agent command that
+        ``build`` makes from its path, and remove the directory in every outcome."""
+        made = await self._run(stage, self.commands.make_private_dir())
+        lines = made.stdout.strip().splitlines()
+        private_dir = lines[-1].strip() if lines else ""
+        if made.exit_status != 0 or not private_dir:
+            raise HostFinished(
+                Diagnosis(
+                    category=Category.HOST_PREREQUISITE,
+                    action=Action(ActionKind.FAIL_HOST),
+                    name="no private temporary directory",
+                    cause="mktemp could not create a private directory for the --config file",
+                    fix="check that /tmp (or the Windows temp folder) exists and is writable",
+                    evidence_line=made.stderr.strip()[-300:],
+                    rule="host:mktemp",
+                )
+            )
+        config = self.commands.config_path(private_dir)
+        try:
+            await self.transport.put_file(
+                config, connect_config(self.host, self.ctx.sp_secret), private=True
+            )
+            result = await self._run(
+                stage, build(config), timeout_s=self.playbook.deadlines.agent_connect_s
+            )
+        finally:
+            await self._remove_private_dir(private_dir)
+        self._last_exit = result.exit_status
+        return result
 
     async def _remove_private_dir(self, private_dir: str) -> None:
         """Remove the config directory even while the host task is being cancelled."""
@@ -398,7 +420,7 @@ class HostRun:
             return ""
 
     async def _verify(self, agent: str, connected: Diagnosis) -> Diagnosis:
-        if not self.playbook.verify:
+        if not self.playbook.verify and connected.category is Category.CONNECTED:
             return connected
         result = await self._run("verify", self.commands.show_json(agent))
         state = AgentState.parse(result.stdout)
@@ -440,21 +462,10 @@ class HostRun:
                 remediation=Remediation.DISCONNECT_LOCAL.value,
             )
             return result.exit_status == 0
-        made = await self._run("disconnect", self.commands.make_private_dir())
-        private_dir = made.stdout.strip()
-        config = self.commands.config_path(private_dir)
-        try:
-            await self.transport.put_file(
-                config, connect_config(self.host, self.ctx.sp_secret), private=True
-            )
-            result = await self._run(
-                "disconnect",
-                self.commands.disconnect(agent, config, force_local_only=False),
-                timeout_s=self.playbook.deadlines.agent_connect_s,
-            )
-        finally:
-            await self._remove_private_dir(private_dir)
-        self._last_exit = result.exit_status
+        result = await self._run_with_config(
+            "disconnect",
+            lambda config: self.commands.disconnect(agent, config, force_local_only=False),
+        )
         if result.exit_status != 0:
             raise HostFinished(classify(self._evidence(result, await self._collect_log())))
         return True

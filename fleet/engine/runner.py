@@ -144,7 +144,7 @@ class FleetRun:
         try:
             await asyncio.gather(*(self._worker(queue) for _ in range(workers)))
         finally:
-            self.factory.close()
+            await self.factory.aclose()
         for host in queue:  # never started
             if self.interrupted:
                 diagnosis = findings.interrupted()

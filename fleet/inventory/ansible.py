@@ -39,10 +39,11 @@ _LOOKUP_RE = re.compile(
 _SECTION_RE = re.compile(r"^\[([^\]\s:]+)(?::([A-Za-z]+))?\]\s*(?:[#;].*)?$")
 _VARS_EXTENSIONS = ("", ".yml", ".yaml", ".json")
 
-LITERAL_PASSWORD = (
-    "holds a literal password, which arcfleet refuses; set arc_winrm_password_env=VARIABLE_NAME "
-    "or arc_winrm_password_file=PATH (or {{ lookup('env', 'NAME') }})"
+_USE_REFERENCE = (
+    "set arc_winrm_password_env=VARIABLE_NAME or arc_winrm_password_file=PATH "
+    "(or {{ lookup('env', 'NAME') }})"
 )
+LITERAL_PASSWORD = "holds a literal password, which arcfleet refuses; " + _USE_REFERENCE
 
 
 # ---------------------------------------------------------------- variables -> settings
@@ -51,8 +52,7 @@ LITERAL_PASSWORD = (
 class _Conversion:
     """Builds one settings layer from Ansible variables, remembering which variable set what."""
 
-    def __init__(self, base_dir: Path) -> None:
-        self.base_dir = base_dir
+    def __init__(self) -> None:
         self.values: dict[str, Any] = {}
         self.labels: dict[str, str] = {}
         self.errors: list[tuple[str, str]] = []
@@ -81,10 +81,15 @@ def _secret_ref(conv: _Conversion, var: str, value: Any) -> None:
         match = _LOOKUP_RE.match(value.strip())
         if match:
             kind, target = match.groups()
+            existing = conv.values.get("winrm", {}).get("password")
+            if existing is not None and existing != {kind: target}:
+                conv.error(var, "the WinRM password is already given by "
+                           f"{conv.labels['winrm.password']}; give one reference")
+                return
             conv.set("winrm.password", {kind: target}, var)
             return
     if isinstance(value, VaultValue):
-        conv.error(var, "is vault-encrypted; " + LITERAL_PASSWORD.replace("holds a ", "a "))
+        conv.error(var, "is vault-encrypted, which arcfleet cannot use; " + _USE_REFERENCE)
         return
     conv.error(var, LITERAL_PASSWORD)
 
@@ -227,6 +232,10 @@ def _users(conv: _Conversion, var: str, value: Any) -> None:
 def _sp_field(name: str) -> Callable[[_Conversion, str, Any], None]:
     def apply(conv: _Conversion, var: str, value: Any) -> None:
         target = conv.values.setdefault("azure", {}).setdefault("service_principal", {})
+        if name != "client_id" and ("secret" in target or "certificate_file" in target):
+            conv.error(var, "give only one of arc_sp_secret_env, arc_sp_secret_file and "
+                       "arc_sp_certificate_file")
+            return
         if name == "secret_env":
             target["secret"] = {"env": _text(value)}
         elif name == "secret_file":
@@ -241,7 +250,14 @@ def _sp_field(name: str) -> Callable[[_Conversion, str, Any], None]:
 
 
 def _password_ref(kind: str) -> Callable[[_Conversion, str, Any], None]:
-    return lambda conv, var, value: conv.set("winrm.password", {kind: _text(value)}, var)
+    def apply(conv: _Conversion, var: str, value: Any) -> None:
+        if "password" in conv.values.get("winrm", {}):
+            conv.error(var, f"the WinRM password is already given by "
+                       f"{conv.labels['winrm.password']}; give one reference")
+            return
+        conv.set("winrm.password", {kind: _text(value)}, var)
+
+    return apply
 
 
 def _priority(conv: _Conversion, var: str, value: Any) -> None:
@@ -305,7 +321,7 @@ def vars_layer(
     prefix: str, tree: InventoryTree,
 ) -> tuple[Layer, int | None]:
     """Convert one set of Ansible variables into a validated settings layer."""
-    conv = _Conversion(base_dir)
+    conv = _Conversion()
     for raw_key, value in variables.items():
         key = str(raw_key)
         if key.startswith("arc_"):
@@ -623,8 +639,12 @@ def load_vars_dirs(inventory_dir: Path, tree: InventoryTree) -> None:
             if stem not in known or entry.startswith("."):
                 continue
             target = directory / entry
-            files = sorted(p for p in target.iterdir() if p.is_file()) if target.is_dir() \
-                else [target]
+            try:
+                files = sorted(p for p in target.iterdir() if p.is_file()) \
+                    if target.is_dir() else [target]
+            except OSError as exc:
+                tree.problem(str(target), None, None, f"cannot read: {exc.strerror or exc}")
+                continue
             for file in files:
                 _apply_vars_file(file, kind, stem, inventory_dir, tree)
 

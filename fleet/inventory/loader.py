@@ -71,18 +71,23 @@ def detect_format(text: str, path: Path) -> str:
 def _directory_files(directory: Path) -> list[Path]:
     try:
         entries = sorted(directory.iterdir())
+        return [
+            entry for entry in entries
+            if entry.is_file() and not entry.name.startswith(".")
+            and not entry.name.endswith(_IGNORED_SUFFIXES)
+        ]
     except OSError:
         return []
-    return [
-        entry for entry in entries
-        if entry.is_file() and not entry.name.startswith(".")
-        and not entry.name.endswith(_IGNORED_SUFFIXES)
-    ]
 
 
 def _read(path: Path, tree: InventoryTree) -> str | None:
     source = str(path)
     try:
+        if not path.is_file():
+            # A FIFO or device could block or never end; inventories are regular files.
+            reason = "does not exist" if not path.exists() else "is not a regular file"
+            tree.problem(source, None, None, reason)
+            return None
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             tree.problem(source, None, None, f"is {size} bytes; inventories are limited to "

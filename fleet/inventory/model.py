@@ -1,6 +1,6 @@
 """The resolved host: what every later stage reads.
 
-Loaders (``fleet.inventory.loaders``) turn arcfleet YAML and Ansible inventories into a list of
+Loaders (``fleet.inventory.loader``) turn arcfleet YAML and Ansible inventories into a list of
 :class:`ResolvedHost`, after inheritance (defaults -> groups -> host) and validation. Secrets are
 never held here: only references to where they live (:class:`SecretRef`), resolved at the moment a
 host needs them.

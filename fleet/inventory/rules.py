@@ -32,8 +32,12 @@ _PROXY_RE = re.compile(r"^https?://[^\s/:@]+(:\d{1,5})?/?$")
 _JUMP_RE = re.compile(r"^(?:[^\s@:/]+@)?(?:\[[0-9A-Fa-f:.]+\]|[^\s@:/\[\]]+)(?::\d{1,5})?$")
 
 
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _has_control(text: str) -> bool:
-    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+    return _CONTROL.search(text) is not None
 
 
 def check_guid(value: str) -> str | None:
@@ -119,6 +123,6 @@ def check_jump_host(value: str) -> str | None:
 def check_plain_text(value: str, what: str) -> str | None:
     if not value.strip():
         return f"{what} is empty"
-    if _has_control(value) or any(c.isspace() for c in value):
+    if _SPACE_OR_CONTROL.search(value):
         return f"{what} contains whitespace or control characters"
     return None

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fleet.errors import Problem
+from fleet.inventory.spec import LITERAL_SECRET
 
 # Implicit Ansible groups: every host is in `all`; hosts in no other group are in `ungrouped`.
 ALL = "all"
@@ -113,8 +114,6 @@ def error_message(err: Any) -> str:
     if kind == "extra_forbidden":
         name = loc[-1] if loc else ""
         if any(word in name.lower() for word in ("pass", "secret", "token")):
-            from fleet.inventory.spec import LITERAL_SECRET
-
             return f"unknown field; {LITERAL_SECRET}"
         return "unknown field (a typo?)"
     message = str(err.get("msg", "invalid value"))
@@ -157,10 +156,16 @@ def printable(text: str) -> str:
                    for c in text)
 
 
+# The same mistake on thousands of hosts is reported for this many, then counted.
+SAME_PROBLEM_SHOWN = 10
+
+
 def clean_problems(problems: list[Problem]) -> list[Problem]:
-    """Problems made safe to print, duplicates dropped, order kept."""
+    """Problems made safe to print, duplicates dropped, order kept; one mistake repeated on many
+    hosts (a missing default) is shown for the first hosts and then summarised."""
     seen: set[Problem] = set()
     out: list[Problem] = []
+    repeats: dict[tuple[str, str | None, str], int] = {}
     for raw in problems:
         problem = Problem(
             file=printable(raw.file),
@@ -168,7 +173,17 @@ def clean_problems(problems: list[Problem]) -> list[Problem]:
             field=printable(raw.field) if raw.field is not None else None,
             message=printable(raw.message),
         )
-        if problem not in seen:
-            seen.add(problem)
-            out.append(problem)
+        if problem in seen:
+            continue
+        seen.add(problem)
+        if problem.host is not None:
+            key = (problem.file, problem.field, problem.message)
+            repeats[key] = repeats.get(key, 0) + 1
+            if repeats[key] > SAME_PROBLEM_SHOWN:
+                continue
+        out.append(problem)
+    for (file, field_name, message), count in repeats.items():
+        if count > SAME_PROBLEM_SHOWN:
+            out.append(Problem(file, None, field_name, f"{message} (and on "
+                               f"{count - SAME_PROBLEM_SHOWN} more hosts)"))
     return out

@@ -13,7 +13,6 @@ import ipaddress
 import json
 import os
 import secrets
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -24,7 +23,14 @@ from typing import Any, Protocol, TypeVar
 import asyncssh
 import yaml
 
-from fleet.lab.host import LAB_CLIENT_ID, LAB_SUBSCRIPTION_ID, LAB_TENANT_ID, LabHost, LabTarget
+from fleet.lab.host import (
+    LAB_CLIENT_ID,
+    LAB_SUBSCRIPTION_ID,
+    LAB_TENANT_ID,
+    LabHost,
+    LabTarget,
+    OsName,
+)
 from fleet.lab.scenario import Scenario, ScenarioKind, ScenarioPlan
 from fleet.lab.shell import LOGIN_USER
 from fleet.lab.ssh_server import LabSshServer
@@ -95,9 +101,10 @@ class LabFleet:
             if scenarios[i].kind is ScenarioKind.UNREACHABLE:
                 self.unreachable[name] = address
                 continue
+            os_name: OsName = "linux" if i < hosts else "windows"
             host = LabHost(name, address, self.work_dir / "hosts" / name, self.target,
-                           os="linux" if i < hosts else "windows", latency_s=latency_s)
-            host.set_scenario(scenarios[i])
+                           os=os_name, latency_s=latency_s)
+            host.set_scenario(scenarios[i].for_os(os_name))
             self.hosts[name] = host
         for name, address in zip(names[total:], spare, strict=True):
             self.unreachable[name] = address
@@ -200,7 +207,7 @@ class LabFleet:
 
     def set_scenario(self, name: str, scenario: Scenario) -> None:
         host = self.hosts[name]
-        self.call(lambda: host.set_scenario(scenario))
+        self.call(lambda: host.set_scenario(scenario.for_os(host.os)))
 
     # ---- files for the client -------------------------------------------------------------
 
@@ -308,9 +315,3 @@ def _write_private(path: Path, data: bytes) -> None:
         fh.write(data)
     os.chmod(path, 0o600)
 
-
-def free_port(address: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        port: int = sock.getsockname()[1]
-        return port

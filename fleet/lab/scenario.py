@@ -138,6 +138,13 @@ class Scenario:
         remediated scenarios)."""
         return _FIRST_ATTEMPT.get(self.kind, self.expected_category())
 
+    def for_os(self, os_name: str) -> Scenario:
+        """The same failure in the host's own terms: Windows has no sudo, so a host that would
+        ask for a sudo password is a login that is not an Administrator (``not_root``)."""
+        if os_name == "windows" and self.kind is ScenarioKind.SUDO_PASSWORD:
+            return Scenario(ScenarioKind.NOT_ROOT, latency_s=self.latency_s)
+        return self
+
     @property
     def connect_latency_s(self) -> float:
         if self.kind is ScenarioKind.SLOW and self.latency_s == 0:

@@ -10,7 +10,7 @@ from fleet.azcm.commands_linux import LinuxAgentCommands
 from fleet.inventory.model import OsFamily, ResolvedHost
 from fleet.inventory.model import Transport as TransportKind
 from fleet.transport.base import Transport
-from fleet.transport.ssh import HostKeyPolicy, SshTransport
+from fleet.transport.ssh import HostKeyPolicy, JumpPool, SshTransport
 
 
 @dataclass
@@ -20,17 +20,24 @@ class TransportFactory:
     # pywinrm is blocking: every WinRM host shares this bounded pool.
     winrm_threads: int = 32
     _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _jumps: JumpPool = field(default_factory=JumpPool, repr=False)
 
     def transport_for(self, host: ResolvedHost, *, winrm_password: str | None = None) -> Transport:
         if host.transport is TransportKind.SSH:
-            return SshTransport(host, policy=self.policy, connect_timeout_s=self.connect_timeout_s)
+            return SshTransport(
+                host,
+                policy=self.policy,
+                connect_timeout_s=self.connect_timeout_s,
+                jumps=self._jumps,
+            )
         from fleet.transport.winrm import WinrmTransport  # imported only when a host needs it
 
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.winrm_threads, thread_name_prefix="winrm")
         return WinrmTransport(host, password=winrm_password or "", executor=self._executor)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        await self._jumps.aclose()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

@@ -15,6 +15,7 @@ import os
 import shlex
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,42 @@ class HostKeyPolicy:
                 handle.write(line)
 
 
+class JumpPool:
+    """Jump-host chains shared by every target behind them: 500 hosts behind one bastion make
+    one connection to it, each target a channel inside it (as OpenSSH's ProxyJump would with
+    ControlMaster)."""
+
+    def __init__(self) -> None:
+        self._chains: dict[tuple[str, ...], asyncio.Task[list[asyncssh.SSHClientConnection]]] = {}
+
+    def chain(
+        self,
+        key: tuple[str, ...],
+        build: Callable[[], Awaitable[list[asyncssh.SSHClientConnection]]],
+    ) -> asyncio.Task[list[asyncssh.SSHClientConnection]]:
+        task = self._chains.get(key)
+        if task is None or (
+            task.done()
+            and (
+                task.cancelled()
+                or task.exception() is not None
+                or any(c.is_closed() for c in task.result())
+            )
+        ):
+            task = asyncio.ensure_future(build())
+            self._chains[key] = task
+        return task
+
+    async def aclose(self) -> None:
+        for task in self._chains.values():
+            if task.done() and not task.cancelled() and task.exception() is None:
+                for conn in reversed(task.result()):
+                    conn.close()
+            else:
+                task.cancel()
+        self._chains.clear()
+
+
 def _parse_hop(hop: str) -> tuple[str | None, str, int]:
     user, _, rest = hop.rpartition("@")
     host, _, port = rest.partition(":")
@@ -75,6 +112,7 @@ class SshTransport:
         *,
         policy: HostKeyPolicy,
         connect_timeout_s: float | None = None,
+        jumps: JumpPool | None = None,
     ) -> None:
         self.host = host
         self.host_name = host.name
@@ -82,7 +120,8 @@ class SshTransport:
         self._settings = host.ssh
         self._timeout = connect_timeout_s or host.ssh.connect_timeout_s
         self._conn: asyncssh.SSHClientConnection | None = None
-        self._hops: list[asyncssh.SSHClientConnection] = []
+        self._hops: list[asyncssh.SSHClientConnection] = []  # owned here when not pooled
+        self._jumps = jumps
 
     def _known_hosts_file(self) -> Path:
         # The inventory's file, when it names one, is the one checked *and* learned into: a
@@ -112,6 +151,39 @@ class SshTransport:
         options.update(extra)
         return options
 
+    async def _connect_hops(self) -> list[asyncssh.SSHClientConnection]:
+        hops: list[asyncssh.SSHClientConnection] = []
+        tunnel: asyncssh.SSHClientConnection | None = None
+        try:
+            for hop in self._settings.jump_hosts:
+                user, address, port = _parse_hop(hop)
+                tunnel = await asyncssh.connect(
+                    address,
+                    port,
+                    **self._options(
+                        username=user or self._settings.user,
+                        known_hosts=str(self._settings.known_hosts or self._policy.known_hosts),
+                        tunnel=tunnel,
+                    ),
+                )
+                hops.append(tunnel)
+        except BaseException:
+            for conn in hops:
+                conn.close()
+            raise
+        return hops
+
+    async def _tunnel(self) -> asyncssh.SSHClientConnection | None:
+        if not self._settings.jump_hosts:
+            return None
+        if self._jumps is None:
+            self._hops = await self._connect_hops()
+            return self._hops[-1]
+        key = (*self._settings.jump_hosts, str(self._settings.key_file), str(self._settings.user))
+        # shield: one host's cancellation must not cancel the chain other hosts wait on
+        hops = await asyncio.shield(self._jumps.chain(key, self._connect_hops))
+        return hops[-1]
+
     async def open(self) -> None:
         known = self._known_hosts_file()
         if not known.exists() and (not self._policy.accept_new or self._settings.jump_hosts):
@@ -122,21 +194,8 @@ class SshTransport:
                 f"host key not verified: no known_hosts file at {known} "
                 "(add the host keys, or pass --accept-new-host-keys)",
             )
-        tunnel: asyncssh.SSHClientConnection | None = None
         try:
-            for hop in self._settings.jump_hosts:
-                user, address, port = _parse_hop(hop)
-                hop_conn = await asyncssh.connect(
-                    address,
-                    port,
-                    **self._options(
-                        username=user or self._settings.user,
-                        known_hosts=str(self._settings.known_hosts or self._policy.known_hosts),
-                        tunnel=tunnel,
-                    ),
-                )
-                self._hops.append(hop_conn)
-                tunnel = hop_conn
+            tunnel = await self._tunnel()
             known_hosts = self._known_hosts_arg()
             self._conn = await asyncssh.connect(
                 self.host.address,

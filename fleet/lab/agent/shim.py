@@ -51,7 +51,8 @@ def build_host(environ: dict[str, str] | os._Environ[str]) -> LabHost:
     address = dialled_address(environ)
     scenario_file = environ.get("ARCFLEET_LAB_SCENARIO")
     plan = load_plan(Path(scenario_file)) if scenario_file else ScenarioPlan(Scenario())
-    scenario = plan.assign([address], [address])[0]
+    # Only ``hosts`` (by address) and ``default`` apply: a lone host has no place in a spread.
+    scenario = dict(plan.hosts).get(address, plan.default)
     host = LabHost(name=environ.get("ARCFLEET_LAB_HOSTNAME", address), address=address,
                    fs_root=root / address, target=_target(root),
                    state_file=root / address / "state.json", real_prefixes=REAL_PREFIXES)

@@ -358,8 +358,14 @@ def _need_agent_ready(host: LabHost, elevated: bool) -> None:
     if not elevated:
         raise _Failure("AZCM0018", code_info("AZCM0018").reason)
     if not host.service_running:
-        raise _Failure("AZCM0064", code_info("AZCM0064").reason,
-                       "Failed to obtain change token from himds")
+        raise _service_stopped()
+
+
+def _service_stopped() -> _Failure:
+    # What a stopped himds looks like: nothing listens on its local port.
+    return _Failure("AZCM0064", 'Get "http://localhost:40342/agentstatus": dial tcp '
+                    "127.0.0.1:40342: connect: connection refused",
+                    "Unable to communicate with the agent service (himds)")
 
 
 def _str(flags: dict[str, str | bool], name: str) -> str:
@@ -587,7 +593,7 @@ def _disconnect(host: LabHost, console: _Console, flags: dict[str, str | bool],
         console.info("Successfully disconnected the machine locally")
         return 0
     if not host.service_running:
-        raise _Failure("AZCM0064", code_info("AZCM0064").reason)
+        raise _service_stopped()
     if not host.state.connected:
         raise _Failure("AZCM0063", "the machine is not connected to Azure",
                        "Failed to disconnect the machine")

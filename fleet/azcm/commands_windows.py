@@ -1,0 +1,149 @@
+"""How to say each agent step on Windows: PowerShell scripts for :class:`WinrmTransport`.
+
+The transport sends each script with ``-EncodedCommand``; here every inventory value becomes a
+PowerShell single-quoted literal (:func:`fleet.transport.powershell.quote`). Native commands exit
+with the agent's own status (``exit $LASTEXITCODE``). The ``--config`` file lives in a directory
+under ``$env:TEMP`` whose ACL grants Administrators and SYSTEM only.
+"""
+
+from __future__ import annotations
+
+from fleet.azcm.commands import target_options
+from fleet.errors import InputError, Problem
+from fleet.inventory.model import ResolvedHost
+from fleet.transport.base import CommandResult
+from fleet.transport.powershell import acl_lines, quote
+
+AGENT_RELATIVE = r"AzureConnectedMachineAgent\azcmagent.exe"
+LOG_PATH = r"%ProgramData%\AzureConnectedMachineAgent\Log\azcmagent.log"
+SERVICE = "himds"
+PRIVATE_DIR_PREFIX = "arcfleet-"
+CONFIG_NAME = "config.json"
+
+_FIELD_OF_FLAG = {
+    "--resource-name": "azure.resource_name",
+    "--tags": "azure.tags",
+    "--cloud": "azure.cloud",
+    "--correlation-id": "azure.correlation_id",
+    "--private-link-scope": "azure.private_link_scope",
+    "--gateway-id": "azure.gateway_id",
+}
+
+
+class WindowsAgentCommands:
+    """:class:`fleet.azcm.commands.AgentCommands` for Windows over WinRM."""
+
+    log_path: str = LOG_PATH
+
+    def check_elevation(self) -> str:
+        return (
+            "$principal = [Security.Principal.WindowsPrincipal]"
+            "[Security.Principal.WindowsIdentity]::GetCurrent()\n"
+            "if ($principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)) "
+            "{ exit 0 }\n"
+            "[Console]::Error.WriteLine('the WinRM session is not in the Administrators role')\n"
+            "exit 1\n"
+        )
+
+    def is_elevated(self, result: CommandResult) -> bool:
+        return result.exit_status == 0
+
+    def locate_agent(self) -> str:
+        # ProgramW6432 is the 64-bit Program Files even from a 32-bit PowerShell.
+        return (
+            "$base = $env:ProgramW6432\n"
+            "if (-not $base) { $base = $env:ProgramFiles }\n"
+            f"$agent = Join-Path $base {quote(AGENT_RELATIVE)}\n"
+            "if (Test-Path -LiteralPath $agent -PathType Leaf) { Write-Output $agent; exit 0 }\n"
+            "[Console]::Error.WriteLine(\"azcmagent.exe not found at $agent\")\n"
+            "exit 127\n"
+        )
+
+    def version(self, agent: str) -> str:
+        return _invoke(agent, ["version"])
+
+    def show_json(self, agent: str) -> str:
+        return _invoke(agent, ["show", "-j"])
+
+    def make_private_dir(self) -> str:
+        return (
+            f"$dir = Join-Path $env:TEMP ({quote(PRIVATE_DIR_PREFIX)} + "
+            "[guid]::NewGuid().ToString('N'))\n"
+            "New-Item -ItemType Directory -Path $dir | Out-Null\n"
+            f"{acl_lines('dir', directory=True)}"
+            "Write-Output $dir\n"
+            "exit 0\n"
+        )
+
+    def config_path(self, private_dir: str) -> str:
+        return private_dir.rstrip("\\") + "\\" + CONFIG_NAME
+
+    def connect(self, agent: str, config_path: str, host: ResolvedHost) -> str:
+        args = ["connect", "--config", quote(config_path), "--verbose"]
+        for flag, value in target_options(host):
+            _refuse_double_quote(host, flag, value)
+            args += [flag, quote(value)]
+        return _invoke(agent, args)
+
+    def disconnect(self, agent: str, config_path: str | None, *, force_local_only: bool) -> str:
+        args = ["disconnect"]
+        if force_local_only:
+            args.append("--force-local-only")
+        elif config_path is not None:
+            args += ["--config", quote(config_path)]
+        return _invoke(agent, [*args, "--verbose"])
+
+    def restart_agent_service(self) -> str:
+        return (
+            f"Restart-Service -Name {quote(SERVICE)} -Force\n"
+            f"Write-Output (Get-Service -Name {quote(SERVICE)}).Status.ToString()\n"
+            "exit 0\n"
+        )
+
+    def remove_dir(self, private_dir: str) -> str:
+        name = private_dir.rstrip("\\").rsplit("\\", 1)[-1]
+        if not name.startswith(PRIVATE_DIR_PREFIX):
+            # Only ever remove what make_private_dir created.
+            raise ValueError(f"not an arcfleet private directory: {private_dir!r}")
+        return (
+            f"$dir = {quote(private_dir)}\n"
+            "if (Test-Path -LiteralPath $dir) { Remove-Item -LiteralPath $dir -Recurse -Force }\n"
+            "exit 0\n"
+        )
+
+
+# Windows PowerShell 5.1 turns a native program's stderr lines into error records when stderr is
+# redirected (as under WinRS); with ErrorActionPreference 'Stop' the first one would end the script.
+# So: 'Continue', merge with 2>&1, and write each record back to the stream it came from as text.
+_NATIVE_PREAMBLE = (
+    "$ErrorActionPreference = 'Continue'\n"
+    # Stays 127 only when the program could not be started at all.
+    "$global:LASTEXITCODE = 127\n"
+)
+_NATIVE_STREAMS = (
+    " 2>&1 | ForEach-Object { if ($_ -is [Management.Automation.ErrorRecord]) "
+    "{ [Console]::Error.WriteLine($_.Exception.Message) } else { [Console]::Out.WriteLine($_) } }"
+)
+
+
+def _invoke(agent: str, args: list[str]) -> str:
+    """``& 'agent' args`` then the agent's exit status; args are bare words or quoted already."""
+    return (
+        f"{_NATIVE_PREAMBLE}& {quote(agent)} {' '.join(args)}{_NATIVE_STREAMS}\n"
+        "exit $LASTEXITCODE\n"
+    )
+
+
+def _refuse_double_quote(host: ResolvedHost, flag: str, value: str) -> None:
+    # Windows PowerShell 5.1 passes arguments to a native program without escaping embedded
+    # double quotes, so the agent would see a different value: refuse instead of guessing.
+    if '"' in value:
+        raise InputError(
+            Problem(
+                file=host.source or "<inventory>",
+                host=host.name,
+                field=_FIELD_OF_FLAG.get(flag, flag),
+                message='contains a double quote ("), which cannot be passed to azcmagent.exe '
+                "on Windows",
+            )
+        )
