@@ -108,6 +108,19 @@ def _world_can_run(path: Path) -> bool:
 CODE_ROOT = Path(__file__).resolve().parents[1]  # the checkout that holds fleet/
 
 
+def _stage_for_test_user() -> Path:
+    import yaml
+
+    stage = Path(tempfile.mkdtemp(prefix="arcfleet-shim-code-"))
+    shutil.copytree(CODE_ROOT / "fleet", stage / "fleet",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(yaml.__file__).parent, stage / "yaml",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [stage, *stage.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return stage
+
+
 def login_user_python() -> tuple[str, list[str]]:
     """An interpreter the test user can run, and the import path it needs for this venv.
 
@@ -116,9 +129,10 @@ def login_user_python() -> tuple[str, list[str]]:
     Raises RuntimeError (with the reason) when the test user could not run the simulator.
     """
     paths = [str(CODE_ROOT), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-    for path in paths:
-        if not _world_can_run(Path(path)):
-            raise RuntimeError(f"the test user cannot read {path} (a parent is not o+x)")
+    if not all(_world_can_run(Path(path)) for path in paths):
+        # A checkout or venv under /root (mode 0700): the simulator needs only fleet/ and
+        # PyYAML, so stage a world-readable copy of those two for the test user.
+        paths = [str(_stage_for_test_user())]
     if _world_can_run(Path(sys.executable)):
         return sys.executable, paths
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"

@@ -118,7 +118,11 @@ class SshTransport:
         self.host_name = host.name
         self._policy = policy
         self._settings = host.ssh
-        self._timeout = connect_timeout_s or host.ssh.connect_timeout_s
+        # The inventory's per-host timeout (a slow link) beats the playbook's fleet-wide one.
+        if "connect_timeout_s" in host.ssh.model_fields_set or not connect_timeout_s:
+            self._timeout = host.ssh.connect_timeout_s
+        else:
+            self._timeout = connect_timeout_s
         self._conn: asyncssh.SSHClientConnection | None = None
         self._hops: list[asyncssh.SSHClientConnection] = []  # owned here when not pooled
         self._jumps = jumps
