@@ -150,27 +150,40 @@ class HostRun:
         timeout_s: float | None = None,
         remediation: str | None = None,
     ) -> CommandResult:
-        started = _now()
-        result = await self.transport.run(
-            command, timeout_s=timeout_s or self.playbook.deadlines.command_s
+        result, attempt = await self._exec(
+            stage, command, timeout_s=timeout_s, remediation=remediation
         )
-        self._record(
-            Attempt(
-                stage=stage,
-                command=command,
-                exit_status=result.exit_status,
-                duration_s=result.duration_s,
-                started_at=started,
-                remediation=remediation,
-                stdout=result.stdout,
-                stderr=result.stderr,
-            )
+        self._record(attempt)
+        return result
+
+    async def _exec(
+        self,
+        stage: str,
+        command: str,
+        *,
+        timeout_s: float | None = None,
+        remediation: str | None = None,
+    ) -> tuple[CommandResult, Attempt]:
+        """Run a command; the caller records the attempt (so it can carry a diagnosis). A
+        command past its deadline is recorded here and ends the host."""
+        started = _now()
+        deadline = timeout_s or self.playbook.deadlines.command_s
+        result = await self.transport.run(command, timeout_s=deadline)
+        attempt = Attempt(
+            stage=stage,
+            command=command,
+            exit_status=result.exit_status,
+            duration_s=result.duration_s,
+            started_at=started,
+            remediation=remediation,
+            stdout=result.stdout,
+            stderr=result.stderr,
         )
         if result.timed_out:
-            raise HostFinished(
-                findings.timed_out(stage, timeout_s or self.playbook.deadlines.command_s)
-            )
-        return result
+            timed_out = findings.timed_out(stage, deadline)
+            self._record(replace(attempt, diagnosis=timed_out))
+            raise HostFinished(timed_out)
+        return result, attempt
 
     def _outcome(self, diagnosis: Diagnosis) -> HostOutcome:
         return HostOutcome(
@@ -295,7 +308,9 @@ class HostRun:
         if diagnosis is not None and diagnosis.extra.get("remediated") == "yes":
             return 0.5  # the fix was applied; try again at once
         if diagnosis is not None and diagnosis.retry_after_s:
-            return min(diagnosis.retry_after_s, self.playbook.backoff.max_s * 5)
+            # The server said when to come back: sooner would be throttled again. Only the host
+            # deadline (stop_after_delay) bounds it, not our own backoff ceiling.
+            return float(diagnosis.retry_after_s)
         backoff = self.playbook.backoff
         ceiling = min(
             backoff.max_s, backoff.initial_s * backoff.multiplier ** (state.attempt_number - 1)
@@ -350,19 +365,21 @@ class HostRun:
             await self.transport.put_file(
                 config, connect_config(self.host, self.ctx.sp_secret), private=True
             )
-            result = await self._run(
+            result, attempt = await self._exec(
                 "connect",
                 self.commands.connect(agent, config, self.host),
                 timeout_s=self.playbook.deadlines.agent_connect_s,
             )
+            self._last_exit = result.exit_status
+            # The attempt reaches the sinks (store, transcript) with its diagnosis.
+            diagnosis: Diagnosis | None = None
+            try:
+                log_tail = await self._collect_log() if result.exit_status != 0 else ""
+                diagnosis = classify(self._evidence(result, log_tail))
+            finally:
+                self._record(replace(attempt, diagnosis=diagnosis))
         finally:
             await self._remove_private_dir(private_dir)
-        self._last_exit = result.exit_status
-        log_tail = ""
-        if result.exit_status != 0:
-            log_tail = await self._collect_log()
-        diagnosis = classify(self._evidence(result, log_tail))
-        self._steps[-1] = replace(self._steps[-1], diagnosis=diagnosis)
         if diagnosis.category is Category.CONNECTED or diagnosis.extra.get("needs_verify"):
             # Exit 0 without success text: only the agent's own state can say what happened.
             return await self._verify(agent, diagnosis)
