@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay
 
 from fleet.azcm import findings
@@ -35,6 +36,8 @@ from fleet.errors import (
 )
 from fleet.inventory.model import ResolvedHost
 from fleet.transport.base import CommandResult, Transport
+
+log = structlog.get_logger("fleet.engine")
 
 _VERSION = re.compile(r"\d+\.\d+\.\d+(?:\.\d+)?")
 _ELEVATION_DENIED = re.compile(
@@ -140,6 +143,18 @@ class HostRun:
 
     def _record(self, attempt: Attempt) -> None:
         self._steps.append(attempt)
+        d = attempt.diagnosis
+        log.info(
+            "step",
+            host=self.host.name,
+            stage=attempt.stage,
+            command=attempt.command,
+            exit_status=attempt.exit_status,
+            duration_s=round(attempt.duration_s, 3),
+            category=d.category.value if d else None,
+            azcm_code=d.code if d else None,
+            remediation=attempt.remediation,
+        )
         self.ctx.sink.attempt_recorded(self.host.name, attempt)
 
     async def _run(
