@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,6 +39,14 @@ FAST_PLAYBOOK: dict[str, Any] = {
     "remediations": ["restart_agent_service", "wait_for_himds"],
     "breaker": {"threshold": 3},
     "pacing": {"forks": 50, "connect_rate_per_s": 0, "connect_burst": 100},
+}
+
+# Tags no shell may interpret: quotes are refused by validation (azcmagent cannot take them).
+HOSTILE_TAGS = {
+    "owner name": "Jane $HOME `id` Doe",
+    "cost;center": "a && b || c; d | e",
+    "$(whoami)": "`reboot` $((1+1)) \\n *?[x]",
+    "plain": "x",
 }
 
 # Every field --json promises on each line.
@@ -137,6 +146,51 @@ def run_cli(
     proc = subprocess.run(argv, cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True,
                           timeout=timeout, check=False)
     return CliResult(proc.returncode, proc.stdout, proc.stderr, state)
+
+
+def interrupt_run(lab: LabFleet, tmp_path: Path, playbook: Path, *,
+                  in_flight: int) -> CliResult:
+    """Start an onboard run, send SIGINT (Ctrl-C) once ``in_flight`` hosts are inside
+    ``azcmagent connect``, and wait for the CLI to end."""
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        cli_argv("onboard", lab.inventory_path, state, "--playbook", str(playbook)),
+        cwd=ROOT, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+
+    def inside_connect(host: LabHost) -> bool:
+        # Running now, and the last command the host received (over WinRM: the decoded
+        # script) is the agent's connect.
+        last = host.commands[-1] if host.commands else ""
+        return bool(host.running) and " connect " in last and "--config" in last
+
+    def in_agent() -> int:
+        return lab.call(lambda: sum(inside_connect(h) for h in lab.hosts.values()))
+
+    try:
+        started = wait_until(lambda: in_agent() >= in_flight, 30)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert started, f"{in_flight} connects never started"
+    return CliResult(proc.returncode, out, err, state)
+
+
+def assert_interrupted(result: CliResult, hosts: int) -> None:
+    """Exit 130; every host (in flight or never started) recorded ``interrupted``, in the
+    ``--json`` lines and in the store, whose run is marked interrupted."""
+    assert result.returncode == 130, result.describe()
+    assert {o["category"] for o in result.outcomes.values()} == {"interrupted"}
+    assert len(result.outcomes) == hosts
+    with RunStore.open(result.state_dir, create=False) as store:
+        record = store.get_run(result.run_id())
+        assert record is not None and record.status == "interrupted"
+        final = store.final_outcomes(record.root_run_id)
+    assert len(final) == hosts
+    assert {row.category for row in final.values()} == {"interrupted"}
 
 
 # ---- reading the lab ------------------------------------------------------------------------
