@@ -254,6 +254,15 @@ def test_values_azcmagent_refuses_exit_2_before_contact(tmp_path: Path,
         assert commands(lab, "lab-0001") == []
 
 
+@pytest.mark.parametrize("tags", ["owner=it's", "k/x=1", 'x="y"'])
+def test_refused_command_line_tags_exit_2_before_contact(tmp_path: Path, tags: str) -> None:
+    with lab_of(tmp_path, hosts=1) as lab:
+        result = run_cli(lab, tmp_path, "--tags", tags)
+        assert result.returncode == 2, result.describe()
+        assert "tags" in result.stderr and result.stdout == ""
+        assert commands(lab, "lab-0001") == []
+
+
 def test_json_lines_and_exit_statuses(tmp_path: Path) -> None:
     with lab_of(tmp_path, hosts=3, plan=plan(lab_0003=Scenario(K.RBAC_403))) as lab:
         pb = write_playbook(tmp_path / "pb.yaml")
