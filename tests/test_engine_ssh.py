@@ -330,6 +330,22 @@ def test_offboard_disconnects(tmp_path: Path) -> None:
         assert_no_secret_on_hosts(lab)
 
 
+@pytest.mark.parametrize("command", ["onboard", "offboard"])
+def test_no_private_directory_fails_the_host_before_any_write(tmp_path: Path,
+                                                              command: str) -> None:
+    start = Scenario(K.ALREADY_CONNECTED if command == "offboard" else K.SUCCESS)
+    with lab_of(tmp_path, plan=plan(start)) as lab:
+        (lab.hosts["lab-0001"].fs_root / "tmp").rmdir()  # mktemp -d /tmp/... cannot work
+        result = run_cli(lab, tmp_path, command=command,
+                         playbook=write_playbook(tmp_path / "pb.yaml", mode=command))
+        assert result.returncode == 1, result.describe()
+        assert result.category("lab-0001") == "host_prerequisite"
+        assert "/tmp" in result.outcomes["lab-0001"]["fix"]
+        assert not sftp_writes(lab, "lab-0001")  # the config file went nowhere
+        assert not list(lab.hosts["lab-0001"].fs_root.rglob("connect.json"))
+        assert not connect_calls(lab, "lab-0001")
+
+
 def test_reconnect_playbook_replaces_a_connection_elsewhere(tmp_path: Path) -> None:
     with lab_of(tmp_path, plan=plan(Scenario(K.CONNECTED_ELSEWHERE))) as lab:
         result = run_cli(lab, tmp_path, state_dir=tmp_path / "s1")

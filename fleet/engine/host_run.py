@@ -363,18 +363,7 @@ class HostRun:
     async def _connect_once(self, agent: str) -> Diagnosis:
         await self.ctx.pacer.acquire()
         self._connect_attempts += 1
-        made = await self._run("connect", self.commands.make_private_dir())
-        private_dir = made.stdout.strip().splitlines()[-1] if made.stdout.strip() else ""
-        if made.exit_status != 0 or not private_dir:
-            return Diagnosis(
-                category=Category.HOST_PREREQUISITE,
-                action=Action(ActionKind.FAIL_HOST),
-                name="no private temporary directory",
-                cause="mktemp could not create a private directory for the --config file",
-                fix="check that /tmp (or the Windows temp folder) exists and is writable",
-                evidence_line=made.stderr.strip()[-300:],
-                rule="host:mktemp",
-            )
+        private_dir = await self._make_private_dir("connect")
         config = self.commands.config_path(private_dir)
         try:
             await self.transport.put_file(
@@ -409,6 +398,25 @@ class HostRun:
             # The fix is not allowed or was already tried: the host fails with the fix to apply.
             return replace(diagnosis, action=Action(ActionKind.FAIL_HOST))
         return diagnosis
+
+    async def _make_private_dir(self, stage: str) -> str:
+        """The private directory for the --config file; the host fails (nothing is written)
+        when it cannot be made: a config file anywhere else could be read by others."""
+        made = await self._run(stage, self.commands.make_private_dir())
+        private_dir = made.stdout.strip().splitlines()[-1] if made.stdout.strip() else ""
+        if made.exit_status != 0 or not private_dir:
+            raise HostFinished(
+                Diagnosis(
+                    category=Category.HOST_PREREQUISITE,
+                    action=Action(ActionKind.FAIL_HOST),
+                    name="no private temporary directory",
+                    cause="mktemp could not create a private directory for the --config file",
+                    fix="check that /tmp (or the Windows temp folder) exists and is writable",
+                    evidence_line=made.stderr.strip()[-300:],
+                    rule="host:mktemp",
+                )
+            )
+        return private_dir
 
     async def _remove_private_dir(self, private_dir: str) -> None:
         """Remove the config directory even while the host task is being cancelled."""
@@ -473,8 +481,7 @@ class HostRun:
                 remediation=Remediation.DISCONNECT_LOCAL.value,
             )
             return result.exit_status == 0
-        made = await self._run("disconnect", self.commands.make_private_dir())
-        private_dir = made.stdout.strip()
+        private_dir = await self._make_private_dir("disconnect")
         config = self.commands.config_path(private_dir)
         try:
             await self.transport.put_file(
