@@ -205,6 +205,32 @@ def test_windows_ctrl_c_exits_130_and_leaves_no_config(tmp_path: Path) -> None:
             for h in lab.hosts.values())))
 
 
+def test_windows_preflight_offboard_and_reconnect(tmp_path: Path) -> None:
+    scenarios = plan(lab_0001=Scenario(K.ALREADY_CONNECTED),
+                     lab_0002=Scenario(K.CONNECTED_ELSEWHERE))
+    with windows_lab(tmp_path, windows=3, plan=scenarios) as lab:
+        server = winrm_server(lab)
+        result = run_cli(lab, tmp_path, command="preflight", state_dir=tmp_path / "s1")
+        assert [result.category(n) for n in ("lab-0001", "lab-0002", "lab-0003")] == [
+            "already_connected", "resource_conflict", "skipped"], result.describe()
+        assert not any(connect_calls(lab, n) for n in lab.hosts)
+        assert lab.call(lambda: [len(r.file_writes) for r in server.records.values()]) == [0] * 3
+
+        result = run_cli(lab, tmp_path, playbook="reconnect", state_dir=tmp_path / "s2")
+        assert result.returncode == 0, result.describe()
+        assert {o["category"] for o in result.outcomes.values()} == {
+            "already_connected", "connected"}
+        assert result.category("lab-0002") == "connected"
+        assert lab.call(lambda: lab.hosts["lab-0002"].state.same_target(lab.target))
+
+        result = run_cli(lab, tmp_path, command="offboard", state_dir=tmp_path / "s3")
+        assert result.returncode == 0, result.describe()
+        assert {o["category"] for o in result.outcomes.values()} == {"disconnected"}
+        assert lab.call(lambda: [h.state.connected for h in lab.hosts.values()]) == [False] * 3
+        assert not all_leftovers(lab)
+        assert_no_secret_on_hosts(lab)
+
+
 def test_windows_records_hold_no_secret(tmp_path: Path) -> None:
     scenarios = plan(lab_0002=Scenario(K.WRONG_SECRET), lab_0003=Scenario(K.SERVICE_STOPPED))
     with windows_lab(tmp_path, windows=3, plan=scenarios) as lab:
