@@ -239,10 +239,12 @@ def test_windows_records_hold_no_secret(tmp_path: Path) -> None:
         assert [result.category(n) for n in ("lab-0001", "lab-0002", "lab-0003")] == [
             "connected", "credentials", "connected"]
         server = winrm_server(lab)
-        writes = lab.call(lambda: [w for r in server.records.values() for w in r.file_writes])
-        assert writes and all(w.path.lower().endswith("connect.json") or w.acl is not None
-                              for w in writes)
-        assert all(w.acl is not None for w in writes if w.path.lower().endswith("connect.json"))
+        writes = lab.call(lambda: [w for r in server.records.values() for w in r.file_writes
+                                   if w.path.lower().endswith("\\config.json")])
+        # The Windows 0600: only Administrators and SYSTEM may read the config file.
+        assert len(writes) == sum(len(connect_calls(lab, n)) for n in lab.hosts) >= 4
+        private = (r"BUILTIN\Administrators", r"NT AUTHORITY\SYSTEM")
+        assert all(w.acl == private for w in writes), writes
         assert_no_secret_on_hosts(lab)
         assert_no_secret_in_files(lab, result.state_dir, result.stdout, result.stderr)
         assert not all_leftovers(lab)
