@@ -373,6 +373,14 @@ def test_ctrl_c_exits_130_records_interrupted_and_leaves_no_config(tmp_path: Pat
         assert not all_leftovers(lab)  # ... and it is gone
         assert wait_until(lambda: not any(running(lab, n) for n in lab.hosts))
 
+        # The interrupted run resumes: every host is worked again and ends connected.
+        for name in lab.hosts:
+            lab.set_scenario(name, Scenario())
+        resumed = run_cli(lab, tmp_path, "--resume", playbook=pb)
+        assert resumed.returncode == 0, resumed.describe()
+        assert {o["category"] for o in resumed.outcomes.values()} == {"connected"}
+        assert len(resumed.outcomes) == 6
+
 
 def test_run_log_and_transcripts_exist_without_secrets(tmp_path: Path) -> None:
     scenarios = plan(lab_0002=Scenario(K.WRONG_SECRET), lab_0003=Scenario(K.TRANSIENT))
