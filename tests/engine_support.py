@@ -140,7 +140,11 @@ def run_cli(
 ) -> CliResult:
     """``python -m fleet COMMAND -i INV --json --connect-rate 0 ...`` from the worktree root."""
     state = state_dir or tmp_path / "state"
-    argv = cli_argv(command, inventory or lab.inventory_path, state, *extra)
+    if command == "rerun":  # the run to repeat says which inventory
+        argv = [sys.executable, "-m", "fleet", "rerun", "--state-dir", str(state), "--json",
+                *extra]
+    else:
+        argv = cli_argv(command, inventory or lab.inventory_path, state, *extra)
     if playbook is not None:
         argv += ["--playbook", str(playbook)]
     proc = subprocess.run(argv, cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True,

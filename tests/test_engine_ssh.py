@@ -158,6 +158,13 @@ def test_wrong_secret_trips_the_breaker_and_in_flight_hosts_finish(tmp_path: Pat
             assert commands(lab, name) == []  # never contacted
         assert len(skipped) >= 14 - 4 - 3
 
+        # The operator fixes the secret and reruns: failed and skipped hosts all connect.
+        lab.secret_file.write_text(lab.secret + "\n", encoding="utf-8")
+        rerun = run_cli(lab, tmp_path, command="rerun", inventory=None)
+        assert rerun.returncode == 0, rerun.describe()
+        assert set(rerun.outcomes) == set(failed) | set(skipped)
+        assert {o["category"] for o in rerun.outcomes.values()} == {"connected"}
+
 
 def test_already_connected_to_same_target_issues_no_connect(tmp_path: Path) -> None:
     with lab_of(tmp_path, plan=plan(Scenario(K.ALREADY_CONNECTED))) as lab:
