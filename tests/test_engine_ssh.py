@@ -427,3 +427,23 @@ def test_jump_hosts_two_hops_through_lab_hosts(tmp_path: Path) -> None:
         assert [(f.dest_host, f.dest_port) for f in forwards[1]] == [(target.address, port)]
         assert commands(lab, "lab-0001") == [] and commands(lab, "lab-0002") == []
 
+
+
+def test_jump_host_that_cannot_reach_the_target_is_unreachable(tmp_path: Path) -> None:
+    with lab_of(tmp_path, hosts=2) as lab:
+        bastion = lab.hosts["lab-0001"]
+
+        def beyond_bastion(body: dict[str, Any]) -> None:
+            # The lab's bastion forwards to loopback only, as a real one may be restricted.
+            body["hosts"]["lab-0002"]["address"] = "10.255.255.1"
+            body["hosts"]["lab-0002"]["ssh"] = {
+                "jump_hosts": [f"{bastion.address}:{lab.ssh_port}"]}
+
+        inventory = edit_inventory(lab, "beyond.yaml", beyond_bastion)
+        result = run_cli(lab, tmp_path, inventory=inventory,
+                         playbook=write_playbook(tmp_path / "pb.yaml"))
+        assert result.returncode == 1, result.describe()
+        assert result.category("lab-0002") == "unreachable"
+        assert "jump host" in result.outcomes["lab-0002"]["cause"]
+        assert result.category("lab-0001") == "connected"
+        assert [f.allowed for f in lab.call(lambda: list(bastion.forwards))] == [False]
