@@ -322,14 +322,15 @@ class HostRun:
         diagnosis: Diagnosis = state.outcome.result() if state.outcome else None  # type: ignore[assignment]
         if diagnosis is not None and diagnosis.extra.get("remediated") == "yes":
             return 0.5  # the fix was applied; try again at once
+        return self._backoff_s(state.attempt_number, diagnosis)
+
+    def _backoff_s(self, attempt_number: int, diagnosis: Diagnosis | None) -> float:
         if diagnosis is not None and diagnosis.retry_after_s:
             # The server said when to come back: sooner would be throttled again. Only the host
             # deadline (stop_after_delay) bounds it, not our own backoff ceiling.
             return float(diagnosis.retry_after_s)
         backoff = self.playbook.backoff
-        ceiling = min(
-            backoff.max_s, backoff.initial_s * backoff.multiplier ** (state.attempt_number - 1)
-        )
+        ceiling = min(backoff.max_s, backoff.initial_s * backoff.multiplier ** (attempt_number - 1))
         return random.uniform(0, ceiling)  # full jitter: spreads a fleet's retries apart
 
     @staticmethod
@@ -502,8 +503,25 @@ class HostRun:
     async def _offboard(self, agent: str, state: AgentState | None) -> Diagnosis:
         if state is not None and not state.connected:
             return _disconnected("the host was not connected; nothing to do")
-        await self._disconnect(agent, force_local_only=False)
-        return _disconnected("disconnected from Azure Arc")
+        # The playbook's attempts and remediations hold for disconnect as for connect (a
+        # stopped himds is restarted once, a throttled ARM call waits), a hang does not retry.
+        for number in range(1, self.playbook.attempts + 1):
+            try:
+                await self._disconnect(agent, force_local_only=False)
+                return _disconnected("disconnected from Azure Arc")
+            except HostFinished as failed:
+                diagnosis = failed.diagnosis
+                last = number == self.playbook.attempts
+                if last or diagnosis.category is Category.TIMEOUT:
+                    raise
+                if diagnosis.action.kind is ActionKind.REMEDIATE:
+                    if not await self._remediate(diagnosis):
+                        raise
+                elif diagnosis.action.kind is ActionKind.RETRY:
+                    await asyncio.sleep(self._backoff_s(number, diagnosis))
+                else:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _strip_internal(diagnosis: Diagnosis) -> Diagnosis:
