@@ -353,6 +353,23 @@ def test_no_private_directory_fails_the_host_before_any_write(tmp_path: Path,
         assert not connect_calls(lab, "lab-0001")
 
 
+def test_offboard_restarts_a_stopped_service_once(tmp_path: Path) -> None:
+    with lab_of(tmp_path, hosts=2, plan=plan(Scenario(K.ALREADY_CONNECTED))) as lab:
+
+        def stop_himds() -> None:
+            lab.hosts["lab-0001"].service_running = False
+
+        lab.call(stop_himds)
+        result = run_cli(lab, tmp_path, command="offboard")  # the built-in offboard playbook
+        assert result.returncode == 0, result.describe()
+        line = result.outcomes["lab-0001"]
+        assert line["category"] == "disconnected"
+        assert line["remediations"] == ["restart_agent_service"]
+        assert lab.call(lambda: lab.hosts["lab-0001"].service_restarts) == 1
+        assert lab.call(lambda: [h.state.connected for h in lab.hosts.values()]) == [False] * 2
+        assert not all_leftovers(lab)
+
+
 def test_reconnect_playbook_replaces_a_connection_elsewhere(tmp_path: Path) -> None:
     with lab_of(tmp_path, plan=plan(Scenario(K.CONNECTED_ELSEWHERE))) as lab:
         result = run_cli(lab, tmp_path, state_dir=tmp_path / "s1")

@@ -231,6 +231,22 @@ def test_windows_preflight_offboard_and_reconnect(tmp_path: Path) -> None:
         assert_no_secret_on_hosts(lab)
 
 
+def test_windows_offboard_restarts_a_stopped_service_once(tmp_path: Path) -> None:
+    with windows_lab(tmp_path, plan=plan(Scenario(K.ALREADY_CONNECTED))) as lab:
+
+        def stop_himds() -> None:
+            lab.hosts["lab-0001"].service_running = False
+
+        lab.call(stop_himds)
+        result = run_cli(lab, tmp_path, command="offboard")
+        assert result.returncode == 0, result.describe()
+        line = result.outcomes["lab-0001"]
+        assert (line["category"], line["remediations"]) == (
+            "disconnected", ["restart_agent_service"])
+        assert lab.call(lambda: lab.hosts["lab-0001"].state.connected) is False
+        assert not all_leftovers(lab)
+
+
 def test_windows_records_hold_no_secret(tmp_path: Path) -> None:
     scenarios = plan(lab_0002=Scenario(K.WRONG_SECRET), lab_0003=Scenario(K.SERVICE_STOPPED))
     with windows_lab(tmp_path, windows=3, plan=scenarios) as lab:
