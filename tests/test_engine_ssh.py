@@ -201,19 +201,42 @@ def test_unreachable_address_is_unreachable(tmp_path: Path) -> None:
         assert result.category("lab-0001") == "connected"
 
 
-def test_wrong_host_key_is_refused_as_auth(tmp_path: Path) -> None:
+@pytest.mark.parametrize("accept_new", [False, True])
+def test_wrong_host_key_is_refused_as_auth(tmp_path: Path, accept_new: bool) -> None:
     with lab_of(tmp_path, hosts=2) as lab:
         lines = lab.known_hosts_file.read_text(encoding="utf-8").splitlines()
         impostor = asyncssh.generate_private_key("ssh-ed25519").export_public_key()
         where = lines[0].split()[0]
         lines[0] = f"{where} {impostor.decode().strip()}"
         lab.known_hosts_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        result = run_cli(lab, tmp_path, playbook=write_playbook(tmp_path / "pb.yaml"))
+        # Trust on first use never overrides a key on file that differs.
+        extra = ["--accept-new-host-keys"] if accept_new else []
+        result = run_cli(lab, tmp_path, *extra, playbook=write_playbook(tmp_path / "pb.yaml"))
         assert result.returncode == 1, result.describe()
         assert result.category("lab-0001") == "auth"
         assert "host key" in result.outcomes["lab-0001"]["cause"]
         assert commands(lab, "lab-0001") == []  # no command ever reached the impostor
         assert result.category("lab-0002") == "connected"
+
+
+def test_unknown_host_key_needs_accept_new_and_is_then_remembered(tmp_path: Path) -> None:
+    with lab_of(tmp_path, hosts=2) as lab:
+        lab.known_hosts_file.write_text("", encoding="utf-8")
+        pb = write_playbook(tmp_path / "pb.yaml")
+        result = run_cli(lab, tmp_path, playbook=pb, state_dir=tmp_path / "s1")
+        assert {o["category"] for o in result.outcomes.values()} == {"auth"}, result.describe()
+
+        result = run_cli(lab, tmp_path, "--accept-new-host-keys", playbook=pb,
+                         state_dir=tmp_path / "s2")
+        assert {o["category"] for o in result.outcomes.values()} == {"connected"}
+        # Learnt into the file the inventory names, which verifies them from now on.
+        learnt = lab.known_hosts_file.read_text(encoding="utf-8").splitlines()
+        assert sorted(line.split()[0] for line in learnt) == sorted(
+            f"[{h.address}]:{lab.ssh_port}" for h in lab.hosts.values())
+        for name in lab.hosts:
+            lab.set_scenario(name, Scenario())
+        result = run_cli(lab, tmp_path, playbook=pb, state_dir=tmp_path / "s3")
+        assert {o["category"] for o in result.outcomes.values()} == {"connected"}
 
 
 # ---- run-level promises ---------------------------------------------------------------------
