@@ -314,6 +314,10 @@ def test_json_lines_and_exit_statuses(tmp_path: Path) -> None:
         before = commands(lab, "lab-0001")
         result = run_cli(lab, tmp_path, playbook=tmp_path / "missing.yaml")
         assert result.returncode == 2 and result.stdout == ""
+        lab.secret_file.unlink()  # every secret is read before any host is contacted
+        result = run_cli(lab, tmp_path, playbook=pb)
+        assert result.returncode == 2 and result.stdout == ""
+        assert "sp_secret" in result.stderr and "service_principal" in result.stderr
         assert commands(lab, "lab-0001") == before
 
 
