@@ -160,7 +160,7 @@ def test_wrong_secret_trips_the_breaker_and_in_flight_hosts_finish(tmp_path: Pat
 
         # The operator fixes the secret and reruns: failed and skipped hosts all connect.
         lab.secret_file.write_text(lab.secret + "\n", encoding="utf-8")
-        rerun = run_cli(lab, tmp_path, command="rerun", inventory=None)
+        rerun = run_cli(lab, tmp_path, command="rerun")
         assert rerun.returncode == 0, rerun.describe()
         assert set(rerun.outcomes) == set(failed) | set(skipped)
         assert {o["category"] for o in rerun.outcomes.values()} == {"connected"}
