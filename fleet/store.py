@@ -714,15 +714,23 @@ class RunStore:
         return result
 
     def unfinished_hosts(self, run_id: str) -> tuple[list[str], list[str]]:
-        """(in_flight, pending) hosts of ``run_id`` that have no outcome in it."""
+        """(in_flight, pending) hosts of ``run_id`` that have no outcome in it, or whose outcome
+        is ``interrupted`` (Ctrl-C: nothing was finished there). A host that had started counts
+        as in flight: its connect may have completed just before it was stopped."""
         rows = self._read(
-            "SELECT h.host, h.state FROM run_hosts h LEFT JOIN outcomes o"
+            "SELECT h.host, h.state, h.started_at, o.status FROM run_hosts h LEFT JOIN outcomes o"
             " ON o.run_id = h.run_id AND o.host = h.host"
-            " WHERE h.run_id = ? AND o.host IS NULL ORDER BY h.position",
-            (run_id,),
+            " WHERE h.run_id = ? AND (o.host IS NULL OR o.status = ?) ORDER BY h.position",
+            (run_id, HostStatus.INTERRUPTED.value),
         )
-        in_flight = [row["host"] for row in rows if row["state"] == "in_flight"]
-        pending = [row["host"] for row in rows if row["state"] != "in_flight"]
+
+        def started(row: sqlite3.Row) -> bool:
+            if row["status"] is None:
+                return bool(row["state"] == "in_flight")
+            return row["started_at"] is not None
+
+        in_flight = [row["host"] for row in rows if started(row)]
+        pending = [row["host"] for row in rows if not started(row)]
         return in_flight, pending
 
     def host_history(self, host: str) -> list[OutcomeRow]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay
 
 from fleet.azcm import findings
@@ -36,6 +37,8 @@ from fleet.errors import (
 )
 from fleet.inventory.model import ResolvedHost
 from fleet.transport.base import CommandResult, Transport
+
+log = structlog.get_logger("fleet.engine")
 
 _VERSION = re.compile(r"\d+\.\d+\.\d+(?:\.\d+)?")
 _ELEVATION_DENIED = re.compile(
@@ -141,6 +144,18 @@ class HostRun:
 
     def _record(self, attempt: Attempt) -> None:
         self._steps.append(attempt)
+        d = attempt.diagnosis
+        log.info(
+            "step",
+            host=self.host.name,
+            stage=attempt.stage,
+            command=attempt.command,
+            exit_status=attempt.exit_status,
+            duration_s=round(attempt.duration_s, 3),
+            category=d.category.value if d else None,
+            azcm_code=d.code if d else None,
+            remediation=attempt.remediation,
+        )
         self.ctx.sink.attempt_recorded(self.host.name, attempt)
 
     async def _run(
@@ -151,27 +166,40 @@ class HostRun:
         timeout_s: float | None = None,
         remediation: str | None = None,
     ) -> CommandResult:
-        started = _now()
-        result = await self.transport.run(
-            command, timeout_s=timeout_s or self.playbook.deadlines.command_s
+        result, attempt = await self._exec(
+            stage, command, timeout_s=timeout_s, remediation=remediation
         )
-        self._record(
-            Attempt(
-                stage=stage,
-                command=command,
-                exit_status=result.exit_status,
-                duration_s=result.duration_s,
-                started_at=started,
-                remediation=remediation,
-                stdout=result.stdout,
-                stderr=result.stderr,
-            )
+        self._record(attempt)
+        return result
+
+    async def _exec(
+        self,
+        stage: str,
+        command: str,
+        *,
+        timeout_s: float | None = None,
+        remediation: str | None = None,
+    ) -> tuple[CommandResult, Attempt]:
+        """Run a command; the caller records the attempt (so it can carry a diagnosis). A
+        command past its deadline is recorded here and ends the host."""
+        started = _now()
+        deadline = timeout_s or self.playbook.deadlines.command_s
+        result = await self.transport.run(command, timeout_s=deadline)
+        attempt = Attempt(
+            stage=stage,
+            command=command,
+            exit_status=result.exit_status,
+            duration_s=result.duration_s,
+            started_at=started,
+            remediation=remediation,
+            stdout=result.stdout,
+            stderr=result.stderr,
         )
         if result.timed_out:
-            raise HostFinished(
-                findings.timed_out(stage, timeout_s or self.playbook.deadlines.command_s)
-            )
-        return result
+            timed_out = findings.timed_out(stage, deadline)
+            self._record(replace(attempt, diagnosis=timed_out))
+            raise HostFinished(timed_out)
+        return result, attempt
 
     def _outcome(self, diagnosis: Diagnosis) -> HostOutcome:
         return HostOutcome(
@@ -295,12 +323,15 @@ class HostRun:
         diagnosis: Diagnosis = state.outcome.result() if state.outcome else None  # type: ignore[assignment]
         if diagnosis is not None and diagnosis.extra.get("remediated") == "yes":
             return 0.5  # the fix was applied; try again at once
+        return self._backoff_s(state.attempt_number, diagnosis)
+
+    def _backoff_s(self, attempt_number: int, diagnosis: Diagnosis | None) -> float:
         if diagnosis is not None and diagnosis.retry_after_s:
-            return min(diagnosis.retry_after_s, self.playbook.backoff.max_s * 5)
+            # The server said when to come back: sooner would be throttled again. Only the host
+            # deadline (stop_after_delay) bounds it, not our own backoff ceiling.
+            return float(diagnosis.retry_after_s)
         backoff = self.playbook.backoff
-        ceiling = min(
-            backoff.max_s, backoff.initial_s * backoff.multiplier ** (state.attempt_number - 1)
-        )
+        ceiling = min(backoff.max_s, backoff.initial_s * backoff.multiplier ** (attempt_number - 1))
         return random.uniform(0, ceiling)  # full jitter: spreads a fleet's retries apart
 
     @staticmethod
@@ -334,24 +365,8 @@ class HostRun:
     async def _connect_once(self, agent: str) -> Diagnosis:
         await self.ctx.pacer.acquire()
         self._connect_attempts += 1
-        result = await self._run_with_config(
+        _result, diagnosis = await self._run_with_config(
             "connect", lambda config: self.commands.connect(agent, config, self.host)
-        )
-        collected = _now()
-        log_tail = await self._collect_log() if result.exit_status != 0 else ""
-        diagnosis = classify(self._evidence(result, log_tail))
-        # The diagnosis gets its own step, with the log tail it read, so the transcript and the
-        # store show what decided it.
-        self._record(
-            Attempt(
-                stage="collect",
-                command=f"read {self.commands.log_path}" if log_tail else "classify output",
-                exit_status=result.exit_status,
-                duration_s=(_now() - collected).total_seconds(),
-                started_at=collected,
-                diagnosis=diagnosis,
-                stdout=log_tail,
-            )
         )
         if diagnosis.category is Category.CONNECTED or diagnosis.extra.get("needs_verify"):
             # Exit 0 without success text: only the agent's own state can say what happened.
@@ -368,12 +383,37 @@ class HostRun:
             return replace(diagnosis, action=Action(ActionKind.FAIL_HOST))
         return diagnosis
 
-    async def _run_with_config(self, stage: str, build: Callable[[str], str]) -> CommandResult:
+    async def _run_with_config(
+        self, stage: str, build: Callable[[str], str]
+    ) -> tuple[CommandResult, Diagnosis]:
         """Upload the --config file to a fresh private directory, run the agent command that
-        ``build`` makes from its path, and remove the directory in every outcome."""
+        ``build`` makes from its path, classify it (with the log tail on failure), and remove
+        the directory in every outcome. The attempt reaches the sinks with its diagnosis."""
+        private_dir = await self._make_private_dir(stage)
+        config = self.commands.config_path(private_dir)
+        try:
+            await self.transport.put_file(
+                config, connect_config(self.host, self.ctx.sp_secret), private=True
+            )
+            result, attempt = await self._exec(
+                stage, build(config), timeout_s=self.playbook.deadlines.agent_connect_s
+            )
+            self._last_exit = result.exit_status
+            diagnosis: Diagnosis | None = None
+            try:
+                log_tail = await self._collect_log() if result.exit_status != 0 else ""
+                diagnosis = classify(self._evidence(result, log_tail))
+            finally:
+                self._record(replace(attempt, diagnosis=diagnosis))
+        finally:
+            await self._remove_private_dir(private_dir)
+        return result, diagnosis
+
+    async def _make_private_dir(self, stage: str) -> str:
+        """The private directory for the --config file; the host fails (nothing is written)
+        when it cannot be made: a config file anywhere else could be read by others."""
         made = await self._run(stage, self.commands.make_private_dir())
-        lines = made.stdout.strip().splitlines()
-        private_dir = lines[-1].strip() if lines else ""
+        private_dir = made.stdout.strip().splitlines()[-1] if made.stdout.strip() else ""
         if made.exit_status != 0 or not private_dir:
             raise HostFinished(
                 Diagnosis(
@@ -386,18 +426,7 @@ class HostRun:
                     rule="host:mktemp",
                 )
             )
-        config = self.commands.config_path(private_dir)
-        try:
-            await self.transport.put_file(
-                config, connect_config(self.host, self.ctx.sp_secret), private=True
-            )
-            result = await self._run(
-                stage, build(config), timeout_s=self.playbook.deadlines.agent_connect_s
-            )
-        finally:
-            await self._remove_private_dir(private_dir)
-        self._last_exit = result.exit_status
-        return result
+        return private_dir
 
     async def _remove_private_dir(self, private_dir: str) -> None:
         """Remove the config directory even while the host task is being cancelled."""
@@ -462,19 +491,36 @@ class HostRun:
                 remediation=Remediation.DISCONNECT_LOCAL.value,
             )
             return result.exit_status == 0
-        result = await self._run_with_config(
+        result, diagnosis = await self._run_with_config(
             "disconnect",
             lambda config: self.commands.disconnect(agent, config, force_local_only=False),
         )
         if result.exit_status != 0:
-            raise HostFinished(classify(self._evidence(result, await self._collect_log())))
+            raise HostFinished(diagnosis)
         return True
 
     async def _offboard(self, agent: str, state: AgentState | None) -> Diagnosis:
         if state is not None and not state.connected:
             return _disconnected("the host was not connected; nothing to do")
-        await self._disconnect(agent, force_local_only=False)
-        return _disconnected("disconnected from Azure Arc")
+        # The playbook's attempts and remediations hold for disconnect as for connect (a
+        # stopped himds is restarted once, a throttled ARM call waits), a hang does not retry.
+        for number in range(1, self.playbook.attempts + 1):
+            try:
+                await self._disconnect(agent, force_local_only=False)
+                return _disconnected("disconnected from Azure Arc")
+            except HostFinished as failed:
+                diagnosis = failed.diagnosis
+                last = number == self.playbook.attempts
+                if last or diagnosis.category is Category.TIMEOUT:
+                    raise
+                if diagnosis.action.kind is ActionKind.REMEDIATE:
+                    if not await self._remediate(diagnosis):
+                        raise
+                elif diagnosis.action.kind is ActionKind.RETRY:
+                    await asyncio.sleep(self._backoff_s(number, diagnosis))
+                else:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _strip_internal(diagnosis: Diagnosis) -> Diagnosis:

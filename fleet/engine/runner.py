@@ -89,6 +89,21 @@ class FleetRun:
 
     def _record(self, outcome: HostOutcome) -> None:
         self.outcomes[outcome.host] = outcome
+        d = outcome.diagnosis
+        log.info(
+            "host finished",
+            host=outcome.host,
+            address=outcome.address,
+            transport=outcome.transport,
+            status=outcome.status.value,
+            category=d.category.value,
+            azcm_code=d.code,
+            exit_code=outcome.exit_code,
+            attempts=outcome.attempts,
+            remediations=list(outcome.remediations),
+            cause=d.cause,
+            duration_s=round(outcome.duration_s, 3),
+        )
         self.sink.outcome_recorded(outcome)
         self.breaker.record(outcome.diagnosis)
 
@@ -141,6 +156,14 @@ class FleetRun:
     async def run(self) -> list[HostOutcome]:
         queue: deque[ResolvedHost] = deque(self.hosts)
         workers = min(self.options.forks, max(1, len(queue)))
+        log.info(
+            "run started",
+            hosts=len(queue),
+            playbook=self.options.playbook.name,
+            mode=self.options.playbook.mode.value,
+            forks=workers,
+            connect_rate_per_s=self.options.connect_rate_per_s,
+        )
         try:
             await asyncio.gather(*(self._worker(queue) for _ in range(workers)))
         finally:
@@ -155,4 +178,5 @@ class FleetRun:
             self._record(self._unstarted(host, diagnosis))
         if self.breaker.trip is not None:
             log.error("circuit breaker open", reason=self.breaker.trip.reason)
+        log.info("run finished", interrupted=self.interrupted, hosts=len(self.outcomes))
         return [self.outcomes[h.name] for h in self.hosts if h.name in self.outcomes]

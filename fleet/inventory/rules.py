@@ -22,7 +22,8 @@ TAG_VALUE_MAX = 256
 TAGS_MAX = 50
 # Azure refuses these in tag names; quotes, '=' and ',' would break azcmagent's --tags syntax.
 _TAG_NAME_FORBIDDEN = set("<>%&\\?/=,'\"")
-_TAG_VALUE_FORBIDDEN = set("'\"")
+# In a value, a ',' would start another tag in `--tags k=v,k2=v2` (`a,b=c` becomes two tags).
+_TAG_VALUE_FORBIDDEN = set("',\"")
 _ARM_ID_RE = re.compile(
     r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[\w().-]{1,90}/providers/"
     r"Microsoft\.HybridCompute/(?P<kind>privateLinkScopes|gateways)/[\w.-]{1,260}$",

@@ -99,6 +99,15 @@ class SftpWrite:
 
 
 @dataclass(frozen=True)
+class TcpForward:
+    """A direct-tcpip channel a client asked this host to open (the host as a jump host)."""
+
+    dest_host: str
+    dest_port: int
+    allowed: bool
+
+
+@dataclass(frozen=True)
 class ConnectCall:
     """One ``azcmagent connect`` the simulator ran: its argv and whether ``--config`` existed."""
 
@@ -138,6 +147,7 @@ class LabHost:
     commands: list[str] = field(default_factory=list)
     sftp_writes: list[SftpWrite] = field(default_factory=list)
     connect_calls: list[ConnectCall] = field(default_factory=list)
+    forwards: list[TcpForward] = field(default_factory=list)
     service_restarts: int = 0
     running: dict[int, RunningCommand] = field(default_factory=dict)
     #: extra seconds every connect takes on this host (on top of the scenario's own latency)

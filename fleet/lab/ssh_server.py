@@ -2,7 +2,8 @@
 
 Each host listens on its own loopback address (same port) with its own ed25519 host key. Login is
 by public key only, as the lab's one user; commands go to :mod:`fleet.lab.shell`; SFTP is chrooted
-to the host's directory and records the path and mode of every file written (never content).
+to the host's directory and records the path and mode of every file written (never content). A host
+forwards direct-tcpip channels to loopback addresses, so it can serve as a jump host.
 
 A running command is an asyncio task in ``LabHost.running``: a signal from the client or the
 channel closing cancels it, so a deadline on the client really stops the simulated process. EOF on
@@ -22,7 +23,7 @@ import asyncssh
 from asyncssh.channel import SSHChannel
 from asyncssh.stream import SSHReader, SSHServerStreamSession, SSHWriter
 
-from fleet.lab.host import LabHost, RunningCommand, SftpWrite
+from fleet.lab.host import LabHost, RunningCommand, SftpWrite, TcpForward
 from fleet.lab.shell import LOGIN_USER, run_shell
 
 # Output is written in chunks this size, each awaiting flow control, so megabytes of output
@@ -139,6 +140,14 @@ class _HostServer(asyncssh.SSHServer):
 
     def session_requested(self) -> _HostSession:
         return _HostSession(self._host)
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str,
+                             orig_port: int) -> bool:
+        # A lab host can be a bastion (jump host): forward, like sshd's AllowTcpForwarding,
+        # but only on loopback, where the lab lives.
+        allowed = dest_host.startswith("127.") or dest_host == "localhost"
+        self._host.forwards.append(TcpForward(dest_host, dest_port, allowed))
+        return allowed
 
 
 @dataclass

@@ -221,6 +221,12 @@ class SshTransport:
         except (asyncssh.DisconnectError, asyncssh.ConnectionLost) as exc:
             await self.close()
             raise HostUnreachable(self.host_name, f"SSH handshake failed: {exc.reason}") from None
+        except asyncssh.ChannelOpenError as exc:
+            # A jump host would not (or could not) open the tunnel to the next hop.
+            await self.close()
+            raise HostUnreachable(
+                self.host_name, f"jump host could not reach {self.host.address}: {exc.reason}"
+            ) from None
         except socket.gaierror as exc:
             await self.close()
             reason = f"name does not resolve: {exc.strerror}"
