@@ -34,6 +34,7 @@ from fleet.errors import (
     HostAuthFailed,
     HostUnreachable,
     SecretUnavailable,
+    TransportError,
 )
 from fleet.inventory.model import ResolvedHost
 from fleet.transport.base import CommandResult, Transport
@@ -242,6 +243,9 @@ class HostRun:
             diagnosis = findings.unreachable(f"connection dropped: {exc.reason}")
         except SecretUnavailable as exc:
             diagnosis = findings.auth_failed(str(exc))
+        except TransportError as exc:
+            # e.g. the host refused to write the --config file: say so, keep the run going
+            diagnosis = _transport_failure(exc)
         finally:
             await self._close()
         return self._outcome(diagnosis)
@@ -521,6 +525,18 @@ class HostRun:
                 else:
                     raise
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _transport_failure(exc: TransportError) -> Diagnosis:
+    return Diagnosis(
+        category=Category.UNKNOWN,
+        action=Action(ActionKind.FAIL_HOST),
+        name="transport error",
+        cause=f"talking to the host failed: {exc.reason}",
+        fix="read the host's transcript for the step that failed, fix it on the host, rerun",
+        evidence_line=exc.reason,
+        rule="transport",
+    )
 
 
 def _strip_internal(diagnosis: Diagnosis) -> Diagnosis:

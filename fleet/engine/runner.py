@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import structlog
 
 from fleet.azcm import findings
-from fleet.azcm.diagnosis import Diagnosis
+from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis
 from fleet.engine.breaker import CircuitBreaker
 from fleet.engine.host_run import HostContext, HostRun
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
@@ -24,6 +24,7 @@ from fleet.engine.pacing import TokenBucket
 from fleet.engine.playbook import Playbook
 from fleet.engine.secrets import SecretBook
 from fleet.inventory.model import OsFamily, ResolvedHost
+from fleet.redact import redact
 from fleet.transport.factory import TransportFactory, commands_for
 
 log = structlog.get_logger("fleet.engine")
@@ -55,6 +56,18 @@ class RunOptions:
     connect_rate_per_s: float
     connect_burst: int
     transcript_path: dict[str, str] = field(default_factory=dict)
+
+
+def _internal_error(exc: Exception) -> Diagnosis:
+    return Diagnosis(
+        category=Category.UNKNOWN,
+        action=Action(ActionKind.FAIL_HOST),
+        name="internal error",
+        cause=f"arcfleet failed on this host: {type(exc).__name__}: {redact(str(exc))}",
+        fix="report it with the run log (run.log in the run folder); rerun the host",
+        evidence_line=f"{type(exc).__name__}: {redact(str(exc))}",
+        rule="internal",
+    )
 
 
 class FleetRun:
@@ -141,7 +154,11 @@ class FleetRun:
     async def _worker(self, queue: deque[ResolvedHost]) -> None:
         while queue and not self.interrupted and not self.breaker.open:
             host = queue.popleft()
-            task = asyncio.create_task(self._host_run(host).execute(), name=host.name)
+
+            async def work(host: ResolvedHost = host) -> HostOutcome:
+                return await self._host_run(host).execute()
+
+            task = asyncio.create_task(work(), name=host.name)
             self.in_flight[host.name] = task
             try:
                 outcome = await task
@@ -149,6 +166,9 @@ class FleetRun:
                 if not self.interrupted:
                     raise  # the worker itself is being cancelled
                 outcome = self._unstarted(host, findings.interrupted())
+            except Exception as exc:  # a bug must cost one host, not the run
+                log.exception("host run failed", host=host.name)
+                outcome = self._unstarted(host, _internal_error(exc))
             finally:
                 self.in_flight.pop(host.name, None)
             self._record(outcome)
