@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shlex
 import socket
 import time
@@ -35,22 +36,27 @@ class HostKeyPolicy:
     accept_new: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
-    def is_known(self, address: str, port: int) -> bool:
-        if not self.known_hosts.exists():
+    def is_known(self, address: str, port: int, known_hosts: Path | None = None) -> bool:
+        """Whether ``known_hosts`` (default: the policy's file) has any key for the host."""
+        path = known_hosts or self.known_hosts
+        if not path.exists():
             return False
         try:
-            entries = asyncssh.read_known_hosts(str(self.known_hosts))
+            entries = asyncssh.read_known_hosts(str(path))
         except (OSError, ValueError):
             return False
         host_keys, ca_keys, *_ = entries.match(address, address, port)
         return bool(host_keys or ca_keys)
 
-    async def remember(self, address: str, port: int, key: asyncssh.SSHKey) -> None:
+    async def remember(
+        self, address: str, port: int, key: asyncssh.SSHKey, known_hosts: Path | None = None
+    ) -> None:
+        path = known_hosts or self.known_hosts
         name = address if port == 22 else f"[{address}]:{port}"
         line = f"{name} {key.export_public_key('openssh').decode().strip()}\n"
         async with self._lock:
-            self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-            with self.known_hosts.open("a", encoding="utf-8") as handle:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as handle:
                 handle.write(line)
 
 
@@ -78,9 +84,18 @@ class SshTransport:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._hops: list[asyncssh.SSHClientConnection] = []
 
+    @property
+    def _known_hosts_path(self) -> Path:
+        # The inventory's file for this host wins over --known-hosts / the default.
+        return self._settings.known_hosts or self._policy.known_hosts
+
     def _known_hosts_arg(self) -> str | None:
-        path = self._settings.known_hosts or self._policy.known_hosts
-        if self._policy.accept_new and not self._policy.is_known(self.host.address, self.host.port):
+        path = self._known_hosts_path
+        # Trust on first use looks in the same file the key is checked against: a host with a
+        # (different) key on file there is verified, and refused if the key changed.
+        if self._policy.accept_new and not self._policy.is_known(
+            self.host.address, self.host.port, path
+        ):
             return None  # first contact, allowed by the operator: learn the key below
         return str(path)
 
@@ -124,7 +139,9 @@ class SshTransport:
             if known_hosts is None:
                 key = self._conn.get_server_host_key()
                 if key is not None:
-                    await self._policy.remember(self.host.address, self.host.port, key)
+                    await self._policy.remember(
+                        self.host.address, self.host.port, key, self._known_hosts_path
+                    )
         except asyncssh.HostKeyNotVerifiable as exc:
             await self.close()
             raise HostAuthFailed(self.host_name, f"host key not verified: {exc.reason}") from None
@@ -145,7 +162,11 @@ class SshTransport:
             ) from None
         except OSError as exc:
             await self.close()
-            raise HostUnreachable(self.host_name, exc.strerror or str(exc)) from None
+            # asyncio words a refused connect as "Connect call failed (addr, port)"; the errno
+            # says what happened (Connection refused, No route to host, ...).
+            what = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
+            reason = f"{what} ({self.host.address}:{self.host.port})"
+            raise HostUnreachable(self.host_name, reason) from None
 
     def _require(self) -> asyncssh.SSHClientConnection:
         if self._conn is None:
