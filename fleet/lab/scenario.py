@@ -51,6 +51,7 @@ class ScenarioKind(StrEnum):
     SLOW = "slow"  # succeeds after ``latency_s``
     HANG = "hang"  # connect never returns
     HUGE_OUTPUT = "huge_output"  # ``output_bytes`` of verbose output, then success
+    CONNECTION_DROP = "connection_drop"  # the SSH server cuts the connection once connect runs
     UNREACHABLE = "unreachable"  # LabFleet serves nothing at the host's address
 
 
@@ -103,6 +104,8 @@ _KIND_CATEGORIES: dict[ScenarioKind, Category] = {
     ScenarioKind.SLOW: Category.CONNECTED,
     ScenarioKind.HANG: Category.TIMEOUT,
     ScenarioKind.HUGE_OUTPUT: Category.CONNECTED,
+    # The engine cannot know what the agent did: a lost session ends the host as unreachable.
+    ScenarioKind.CONNECTION_DROP: Category.UNREACHABLE,
     ScenarioKind.UNREACHABLE: Category.UNREACHABLE,
 }
 
