@@ -164,6 +164,7 @@ class HostRun:
                 remediation=remediation,
                 stdout=result.stdout,
                 stderr=result.stderr,
+                truncated_bytes=result.truncated_bytes,
             )
         )
         if result.timed_out:

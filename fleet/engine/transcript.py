@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fleet.engine.outcome import Attempt, HostOutcome
 from fleet.redact import redact
+from fleet.transport.base import OUTPUT_CAP_BYTES
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -45,6 +46,11 @@ class TranscriptWriter:
             lines += ["--- stdout", attempt.stdout.rstrip("\n")]
         if attempt.stderr:
             lines += ["--- stderr", attempt.stderr.rstrip("\n")]
+        if attempt.truncated_bytes:
+            lines.append(
+                f"--- output truncated: {attempt.truncated_bytes} bytes dropped "
+                f"(each stream keeps its first {OUTPUT_CAP_BYTES} bytes)"
+            )
         if attempt.diagnosis is not None:
             d = attempt.diagnosis
             lines.append(f"=> {d.category.value} {d.code or ''} {d.action} {d.evidence_line}")
