@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import traceback
 
 import click
 
@@ -33,6 +34,12 @@ def _register() -> None:
 _register()
 
 
+def _show_traceback(exc: BaseException) -> None:
+    # Python's own printing would bypass redaction; the traceback is text like any other output.
+    text = "".join(traceback.format_exception(exc))
+    click.echo(redact(text).rstrip("\n"), err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
@@ -51,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except ArcfleetError as exc:
         if debug:
-            raise
+            _show_traceback(exc)
         click.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
@@ -59,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:  # a bug: say so in one line unless --debug
         if debug:
-            raise
+            _show_traceback(exc)
+            sys.exit(1)
         click.echo(
             f"internal error: {type(exc).__name__}: {redact(str(exc))} (rerun with --debug)",
             err=True,
