@@ -1,0 +1,236 @@
+"""The lab's service-principal secret and WinRM password are sentinels: after a full mixed run
+(Linux and Windows, successes and failures) they appear nowhere arcfleet writes or prints, in
+plain text, base64 or UTF-16LE base64 at any alignment; the state directory is owner-only."""
+
+from __future__ import annotations
+
+import base64
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import structlog
+from hostile_support import (
+    FAULT_SUBNET,
+    arcfleet,
+    edit_inventory,
+    onboard,
+    outcomes,
+    write_playbook,
+)
+
+from fleet.cli import cli, main
+from fleet.lab.fleet import LabFleet
+from fleet.lab.scenario import Scenario, ScenarioKind, ScenarioPlan
+from fleet.logs import close_run_log, configure_run_log
+from fleet.redact import forget_secrets, register_secret
+
+PASSWORD_ENV = "ARCFLEET_TEST_WINRM_PASSWORD"
+
+
+def forms(secret: str) -> dict[str, bytes]:
+    """The byte patterns that would betray ``secret``: itself, and its base64 and UTF-16LE
+    base64 at each of the three byte alignments (edges that depend on neighbours trimmed)."""
+    found = {"plain": secret.encode(), "utf16": secret.encode("utf-16-le")}
+    for label, raw in (("b64", secret.encode()), ("utf16-b64", secret.encode("utf-16-le"))):
+        for shift in range(3):
+            encoded = base64.b64encode(b"\0" * shift + raw)
+            found[f"{label}+{shift}"] = encoded[4 if shift else 0:-4]
+    return found
+
+
+def leaks(data: bytes, secrets: dict[str, str]) -> list[str]:
+    hits = []
+    for name, secret in secrets.items():
+        for form, pattern in forms(secret).items():
+            if pattern in data:
+                hits.append(f"{name} as {form}")
+    return hits
+
+
+def files_under(root: Path) -> Iterator[Path]:
+    yield from (p for p in root.rglob("*") if p.is_file())
+
+
+MIX = ScenarioPlan(default=Scenario(), hosts=(
+    ("lab-0002", Scenario(ScenarioKind.WRONG_SECRET)),
+    ("lab-0003", Scenario(ScenarioKind.RBAC_403)),
+    ("lab-0004", Scenario(ScenarioKind.LOGIN_UNREACHABLE)),
+    ("lab-0005", Scenario(ScenarioKind.HANG)),
+    ("lab-0007", Scenario(ScenarioKind.WRONG_SECRET)),
+    ("lab-0008", Scenario(ScenarioKind.HANG)),
+))
+
+
+def test_sentinels_appear_nowhere_after_a_mixed_run(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    texts: dict[str, str] = {}
+    with LabFleet.in_thread(tmp_path / "lab", hosts=5, windows=3, unreachable=1, plan=MIX,
+                            subnet=FAULT_SUBNET) as lab:
+        sentinels = {"sp secret": lab.secret, "winrm password": lab.winrm_password}
+
+        def password_from_env(body: dict[str, Any]) -> None:
+            body["defaults"]["winrm"]["password"] = {"env": PASSWORD_ENV}
+
+        edit_inventory(lab, password_from_env)
+        env = {PASSWORD_ENV: lab.winrm_password}
+        run = onboard(lab, state, write_playbook(tmp_path), env=env)
+        texts["onboard"] = run.stdout + run.stderr
+        commands = [
+            ("report", "--csv", reports / "r.csv", "--all"),
+            ("report", "--format", "json", "--output", reports / "r.json", "--all"),
+            ("report", "--format", "junit", "--output", reports / "r.xml"),
+            ("report", "--format", "json"),
+            ("runs",), ("show", "lab-0002"), ("show", "lab-0007"),
+        ]
+        for args in commands:
+            result = arcfleet(*args, "--state-dir", state)
+            assert result.returncode == 0, (args, result.stderr)
+            texts[" ".join(map(str, args))] = result.stdout + result.stderr
+        # What the hosts received: every SSH command line, every WinRM command line and the
+        # script it carried, every agent argv.
+        remote = lab.call(lambda: "\n".join(
+            [c for h in lab.hosts.values() for c in h.commands]
+            + [" ".join(c.argv) for h in lab.hosts.values() for c in h.connect_calls]))
+        winrm_argv = lab.call(lambda: "\n".join(
+            " ".join(a) for r in getattr(lab.winrm, "records", {}).values()
+            for a in r.agent_argv))
+
+    seen = outcomes(run)
+    assert {h: o["category"] for h, o in seen.items()} == {
+        "lab-0001": "connected", "lab-0002": "credentials", "lab-0003": "permissions",
+        "lab-0004": "network", "lab-0005": "timeout", "lab-0006": "connected",
+        "lab-0007": "credentials", "lab-0008": "timeout", "lab-0009": "unreachable",
+    }, run.stderr
+    assert "connect" in remote and "-EncodedCommand" in remote  # both transports recorded
+    assert "--config" in winrm_argv
+    problems = []
+    for path in files_under(state):  # store (db, -wal, -shm), run.log, transcripts, CSV
+        problems += [f"{path}: {hit}" for hit in leaks(path.read_bytes(), sentinels)]
+    for path in files_under(reports):
+        problems += [f"{path}: {hit}" for hit in leaks(path.read_bytes(), sentinels)]
+    for label, text in {**texts, "lab commands": remote, "winrm agent argv": winrm_argv}.items():
+        problems += [f"{label}: {hit}" for hit in leaks(text.encode(), sentinels)]
+    assert problems == []
+    names = {p.name for p in files_under(state)}
+    assert {"arcfleet.db", "run.log", "failures.csv", "lab-0002.log"} <= names
+
+
+def test_state_directory_is_owner_only(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    plan = ScenarioPlan(default=Scenario(), hosts=(("lab-0002", Scenario(ScenarioKind.HANG)),))
+    with LabFleet.in_thread(tmp_path / "lab", hosts=2, windows=1, plan=plan,
+                            subnet=FAULT_SUBNET) as lab:
+        run = onboard(lab, state, write_playbook(tmp_path))
+    assert run.returncode == 1, run.stderr
+    wrong = []
+    entries = [state, *state.rglob("*")]
+    for path in entries:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if mode & 0o077:
+            wrong.append(f"{path.relative_to(tmp_path)}: {oct(mode)}")
+    assert wrong == []
+    kinds = {p.name if p.is_file() else p.name + "/" for p in entries}
+    assert {"state/", "runs/", "transcripts/", "arcfleet.db", "run.log", "failures.csv",
+            "lab-0001.log"} <= kinds | {"state/"}
+
+
+def test_debug_output_of_failed_runs_is_redacted(tmp_path: Path) -> None:
+    """--debug shows more, never a secret: provoked errors whose text would carry the sentinel."""
+    with LabFleet.in_thread(tmp_path / "lab", hosts=1, subnet=FAULT_SUBNET) as lab:
+        secret = lab.secret
+        playbook = write_playbook(tmp_path)
+
+        # 1. A state directory that cannot be created, its path holding the (registered) secret.
+        blocker = tmp_path / "not-a-dir"
+        blocker.write_text("")
+        state = blocker / f"state-{secret}"
+        bad_state = arcfleet("--debug", "onboard", "-i", lab.inventory_path, "--playbook",
+                             playbook, "--state-dir", state)
+
+        # 2. The secret pasted into fields where it does not belong: inventory errors.
+        def misplaced(body: dict[str, Any]) -> None:
+            azure = body["defaults"]["azure"]
+            azure["tenant_id"] = secret
+            azure["subscription_id"] = secret
+            azure["location"] = secret
+            azure["service_principal"]["client_id"] = secret
+
+        inventory = edit_inventory(lab, misplaced, lab.work_dir / "misplaced.yaml")
+        bad_inventory = arcfleet("--debug", "onboard", "-i", inventory, "--playbook", playbook,
+                                 "--state-dir", tmp_path / "state")
+        contacted = lab.call(lambda: list(lab.hosts["lab-0001"].commands))
+
+    assert bad_state.returncode == 2, bad_state.stderr
+    assert bad_inventory.returncode == 2, bad_inventory.stderr
+    assert contacted == []
+    for result in (bad_state, bad_inventory):
+        assert "error: " in result.stderr
+        assert leaks((result.stdout + result.stderr).encode(), {"secret": secret}) == []
+    assert "tenant_id" in bad_inventory.stderr
+
+
+@pytest.fixture
+def failing_command() -> Iterator[str]:
+    secret = "sentinel-" + "x7Qz" * 6
+    register_secret(secret)
+
+    @click.command("explode-for-test")
+    def explode() -> None:
+        raise RuntimeError(f"deep failure while holding {secret}")
+
+    cli.add_command(explode)
+    try:
+        yield secret
+    finally:
+        cli.commands.pop("explode-for-test", None)
+        forget_secrets()
+
+
+def test_debug_traceback_goes_through_redaction(
+    failing_command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--debug", "explode-for-test"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 1
+    assert "Traceback" in err and "RuntimeError: deep failure while holding ***" in err
+    assert failing_command not in err
+    with pytest.raises(SystemExit):
+        main(["explode-for-test"])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" in err and failing_command not in err
+
+
+def test_forms_find_an_embedded_secret() -> None:
+    # The scanner itself: each encoding of a secret inside a larger blob is found.
+    secret = "s3cr3t-sentinel-value-0123456789"
+    for prefix in (b"", b"a", b"ab", b"abc"):
+        assert leaks(base64.b64encode(prefix + secret.encode() + b"tail"), {"s": secret})
+        blob = base64.b64encode(prefix + ("x" + secret + "y").encode("utf-16-le"))
+        assert leaks(blob, {"s": secret})
+    assert leaks(b"nothing here", {"s": secret}) == []
+
+
+def test_run_log_redacts_rendered_tracebacks(tmp_path: Path) -> None:
+    secret = "sentinel-" + "L0gL" * 6
+    register_secret(secret)
+    log_path = tmp_path / "run.log"
+    try:
+        configure_run_log(log_path)
+        try:
+            raise RuntimeError(f"failure mentioning {secret}")
+        except RuntimeError:
+            structlog.get_logger("test").error("it failed", exc_info=True, note=secret)
+    finally:
+        close_run_log()
+        forget_secrets()
+    text = log_path.read_text()
+    assert "RuntimeError: failure mentioning ***" in text
+    assert secret not in text
+    assert stat.S_IMODE(log_path.stat().st_mode) == 0o600
