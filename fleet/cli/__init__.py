@@ -9,7 +9,7 @@ import click
 
 from fleet import __version__
 from fleet.errors import ArcfleetError, InputError
-from fleet.redact import redact
+from fleet.redact import redact, redacted_output
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,6 +42,12 @@ def _show_traceback(exc: BaseException) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    # Everything the CLI prints passes the one output filter, whoever prints it.
+    with redacted_output():
+        _main(args)
+
+
+def _main(args: list[str]) -> None:
     debug = "--debug" in args
     try:
         cli.main(args=args, prog_name="arcfleet", standalone_mode=False)
