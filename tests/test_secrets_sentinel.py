@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,13 @@ from hostile_support import (
     outcomes,
     write_playbook,
 )
+from rich.console import Console
 
 from fleet.cli import cli, main
 from fleet.lab.fleet import LabFleet
 from fleet.lab.scenario import Scenario, ScenarioKind, ScenarioPlan
 from fleet.logs import close_run_log, configure_run_log
-from fleet.redact import forget_secrets, register_secret
+from fleet.redact import RedactingStream, forget_secrets, register_secret
 
 PASSWORD_ENV = "ARCFLEET_TEST_WINRM_PASSWORD"
 
@@ -234,3 +236,29 @@ def test_run_log_redacts_rendered_tracebacks(tmp_path: Path) -> None:
     assert "RuntimeError: failure mentioning ***" in text
     assert secret not in text
     assert stat.S_IMODE(log_path.stat().st_mode) == 0o600
+
+
+def test_every_way_of_printing_passes_the_output_filter(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "sentinel-" + "Pr1n" * 6
+    register_secret(secret)
+
+    @click.command("print-for-test")
+    def printer() -> None:
+        print(f"print {secret}")
+        click.echo(f"echo {secret}", err=True)
+        sys.stdout.write(f"write {secret}\n")
+        Console(stderr=True).print(f"rich {secret}")
+
+    cli.add_command(printer)
+    try:
+        main(["print-for-test"])
+    finally:
+        cli.commands.pop("print-for-test", None)
+        forget_secrets()
+    out = capsys.readouterr()
+    assert secret not in out.out + out.err
+    assert "print ***" in out.out and "write ***" in out.out
+    assert "echo ***" in out.err and "rich ***" in out.err
+    assert not isinstance(sys.stdout, RedactingStream)  # restored after the command
