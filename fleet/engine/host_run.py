@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay
 
 from fleet.azcm import findings
@@ -32,9 +33,12 @@ from fleet.errors import (
     HostAuthFailed,
     HostUnreachable,
     SecretUnavailable,
+    TransportError,
 )
 from fleet.inventory.model import ResolvedHost
 from fleet.transport.base import CommandResult, Transport
+
+log = structlog.get_logger("fleet.engine")
 
 _VERSION = re.compile(r"\d+\.\d+\.\d+(?:\.\d+)?")
 _ELEVATION_DENIED = re.compile(
@@ -214,6 +218,11 @@ class HostRun:
             diagnosis = findings.unreachable(f"connection dropped: {exc.reason}")
         except SecretUnavailable as exc:
             diagnosis = findings.auth_failed(str(exc))
+        except TransportError as exc:  # any other failure of a step on the host
+            diagnosis = findings.step_failed(exc.reason)
+        except Exception as exc:  # a bug or an answer nobody foresaw costs one host, not the run
+            log.error("host run failed", host=self.host.name, exc_info=True)
+            diagnosis = findings.step_failed(f"internal error: {type(exc).__name__}: {exc}")
         finally:
             await self._close()
         return self._outcome(diagnosis)
