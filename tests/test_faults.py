@@ -31,10 +31,18 @@ from hostile_support import (
     write_playbook,
 )
 
+from fleet.azcm.commands_linux import LinuxAgentCommands
+from fleet.azcm.diagnosis import Category
+from fleet.engine.host_run import HostContext, HostRun
+from fleet.engine.outcome import Attempt, HostOutcome
+from fleet.engine.pacing import TokenBucket
+from fleet.engine.playbook import load_playbook
+from fleet.errors import TransportError
+from fleet.inventory import load_inventory
 from fleet.lab.fleet import LabFleet
 from fleet.lab.scenario import Scenario, ScenarioKind, ScenarioPlan
 from fleet.lab.winrm_server import FaultMode, LabWinrmServer
-from fleet.transport.base import OUTPUT_CAP_BYTES
+from fleet.transport.base import OUTPUT_CAP_BYTES, CommandResult
 
 INVALID_NAME = "arcfleet-no-such-host.invalid"  # RFC 6761: never resolves
 
@@ -291,3 +299,112 @@ def test_winrm_http_500_and_malformed_xml(tmp_path: Path) -> None:
     assert "malformed" in seen["lab-0002"]["message"]
     assert seen["lab-0003"]["category"] == "connected"
 
+
+
+def test_winrm_fault_while_connect_runs_and_winrm_hang(tmp_path: Path) -> None:
+    plan = ScenarioPlan(default=Scenario(), hosts=(
+        ("lab-0001", Scenario(ScenarioKind.HANG)),
+        ("lab-0002", Scenario(ScenarioKind.HANG)),
+    ))
+    with LabFleet.in_thread(tmp_path / "lab", hosts=0, windows=3, plan=plan,
+                            subnet=FAULT_SUBNET) as lab:
+        server = cast(LabWinrmServer, lab.winrm)
+        dropped = lab.hosts["lab-0002"]
+        # The connect deadline outlasts one Receive long-poll (5 s), so the fault set below is
+        # met by the next Receive before the deadline.
+        playbook = write_playbook(tmp_path, deadlines={
+            "connect_timeout_s": 5, "command_s": 10, "agent_connect_s": 8, "host_s": 60})
+        run = subprocess.Popen(
+            [sys.executable, "-m", "fleet", "onboard", "-i", str(lab.inventory_path),
+             "--playbook", str(playbook), "--state-dir", str(tmp_path / "state"), "--json"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            # The connect script has reached the host: from now on every answer is a fault.
+            while not lab.call(lambda: any(" connect --config " in c for c in dropped.commands)):
+                assert run.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            lab.call(lambda: server.set_fault(dropped.address, FaultMode.FAULT))
+            stdout, stderr = run.communicate(timeout=90)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait(10)
+        left_running = lab.call(lambda: {n: server.running_commands(h.address)
+                                         for n, h in lab.hosts.items() if n != "lab-0002"})
+    assert run.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    seen = outcomes(subprocess.CompletedProcess([], 1, stdout, stderr))
+    assert {h: o["category"] for h, o in seen.items()} == {
+        "lab-0001": "timeout", "lab-0002": "unreachable", "lab-0003": "connected"}, seen
+    assert "WS-Man fault" in seen["lab-0002"]["message"]
+    assert left_running == {"lab-0001": [], "lab-0003": []}  # the hung connect was stopped
+
+
+class _UploadFails:
+    """A host that answers every command as a healthy Linux host but whose file upload fails
+    in a way the lab cannot produce (a plain TransportError, or a bug's exception)."""
+
+    host_name = "h1"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.commands: list[str] = []
+
+    async def open(self) -> None:
+        pass
+
+    async def run(self, command: str, *, timeout_s: float) -> CommandResult:
+        self.commands.append(command)
+        answers = {"id -u": "0\n", "command -v": "/usr/bin/azcmagent\n",
+                   "version": "azcmagent version 1.40.02664.1629\n",
+                   "show --json": '{"status": "Disconnected"}\n',
+                   "mktemp": "/tmp/arcfleet.abcdefgh\n"}
+        out = next((text for key, text in answers.items() if key in command), "")
+        return CommandResult(command, 0, out, "", 0.0)
+
+    async def put_file(self, path: str, content: bytes, *, private: bool = True) -> None:
+        raise self.error
+
+    async def read_tail(self, path: str, max_bytes: int, *, elevated: bool = False) -> str:
+        return ""
+
+    async def close(self) -> None:
+        pass
+
+
+class _Sink:
+    def host_started(self, host: str) -> None:
+        pass
+
+    def attempt_recorded(self, host: str, attempt: Attempt) -> None:
+        pass
+
+    def outcome_recorded(self, outcome: HostOutcome) -> None:
+        pass
+
+
+@pytest.mark.parametrize("error", [
+    TransportError("h1", r"cannot write C:\Windows\Temp\x\config.json: Access is denied"),
+    RuntimeError("an answer nobody foresaw"),
+])
+async def test_an_unforeseen_failure_costs_one_host_not_the_run(
+    tmp_path: Path, error: Exception
+) -> None:
+    guid = "7a3c2f10-5b1e-4d2a-9c6f-0e8b4a1d2c3e"
+    path = tmp_path / "inventory.yaml"
+    path.write_text(
+        "arcfleet: 1\ndefaults:\n  ssh: {user: arc, become: true}\n"
+        f"  azure: {{tenant_id: {guid}, subscription_id: {guid}, resource_group: rg,"
+        f" location: westeurope, service_principal: {{client_id: {guid},"
+        " secret: {env: UNUSED}}}\nhosts:\n  h1: {address: 127.70.200.1}\n")
+    host = load_inventory([path], env={}).hosts[0]
+    transport = _UploadFails(error)
+    context = HostContext(playbook=load_playbook("onboard"), sink=_Sink(),
+                          pacer=TokenBucket(0, 1), sp_secret="not-used-here")
+    outcome = await HostRun(host, transport, LinuxAgentCommands(become=True),
+                            context).execute()
+    assert outcome.category is Category.UNKNOWN
+    assert ("Access is denied" if isinstance(error, TransportError) else "nobody foresaw") \
+        in outcome.diagnosis.evidence_line
+    assert any(c.startswith("rm -rf -- /tmp/arcfleet.abcdefgh") for c in transport.commands)
