@@ -5,6 +5,7 @@ The transcript is what an operator opens instead of logging in to the host.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -24,7 +25,11 @@ class TranscriptWriter:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def path_for(self, host: str) -> Path:
-        return self.folder / f"{_UNSAFE.sub('_', host)}.log"
+        safe = _UNSAFE.sub("_", host)
+        if safe != host:
+            # Two names that differ only in unsafe characters must not share one file.
+            safe += "-" + hashlib.sha256(host.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        return self.folder / f"{safe}.log"
 
     def _append(self, host: str, text: str) -> None:
         path = self.path_for(host)
