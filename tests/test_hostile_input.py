@@ -16,6 +16,7 @@ import pytest
 import yaml
 from hostile_support import (
     INPUT_SUBNET,
+    all_command_lines,
     edit_inventory,
     lab_contacts,
     onboard,
@@ -26,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleet.engine.playbook import Playbook, load_playbook, parse_playbook
+from fleet.engine.transcript import TranscriptWriter
 from fleet.errors import InventoryError, PlaybookError, ScenarioError
 from fleet.inventory import load_inventory
 from fleet.lab.fleet import LabFleet
@@ -165,6 +167,8 @@ TICK = "`touch {p}`"
 
 
 def test_metacharacters_reach_the_agent_as_one_literal_argument(tmp_path: Path) -> None:
+    """Tags (names and values) and host names may hold shell and PowerShell metacharacters;
+    on both transports they reach the agent simulator as exactly the inventory's text."""
     pwned = tmp_path / "pwned"
     tags = {
         "cmd": PWN.format(p=pwned),
@@ -174,24 +178,36 @@ def test_metacharacters_reach_the_agent_as_one_literal_argument(tmp_path: Path) 
         "$(touch x)`id`": "name-too",  # tag names may hold $ ( ) ` too
     }
     expected = ",".join(f"{k}={v}" for k, v in tags.items())
+    # Host names are free text when azure.resource_name is set; they never go into a command.
+    linux_name, windows_name = f"lin$(touch {pwned})", f"win`touch {pwned}`;$(id)"
     with LabFleet.in_thread(tmp_path / "lab", hosts=1, windows=1, subnet=INPUT_SUBNET) as lab:
-        def add_tags(body: dict[str, Any]) -> None:
+        def poison(body: dict[str, Any]) -> None:
             body["defaults"]["azure"]["tags"] = tags
+            hosts = body["hosts"]
+            hosts[linux_name] = {**hosts.pop("lab-0001"), "azure": {"resource_name": "lin-1"}}
+            hosts[windows_name] = {**hosts.pop("lab-0002"), "azure": {"resource_name": "win-1"}}
 
-        edit_inventory(lab, add_tags)
+        edit_inventory(lab, poison)
         result = onboard(lab, tmp_path / "state", write_playbook(tmp_path))
         calls = lab.call(lambda: {n: [c.argv for c in h.connect_calls]
                                   for n, h in lab.hosts.items()})
+        received = all_command_lines(lab)
     seen = outcomes(result)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {h: o["category"] for h, o in seen.items()} == {
-        "lab-0001": "connected", "lab-0002": "connected"}
+        linux_name: "connected", windows_name: "connected"}
+    resource_names = {"lab-0001": "lin-1", "lab-0002": "win-1"}
     for name, host_calls in calls.items():  # lab-0001 over SSH, lab-0002 over WinRM
         assert len(host_calls) == 1, name
         argv = list(host_calls[0])
-        # The simulator got exactly the value the inventory holds, as one argument.
+        # The simulator got exactly the value the inventory holds, as one argument each.
         assert argv[argv.index("--tags") + 1] == expected, (name, argv)
+        assert argv[argv.index("--resource-name") + 1] == resource_names[name], argv
+    assert not any(linux_name in c or windows_name in c for c in received)
     assert not pwned.exists()
+    transcripts = {p.name for p in (tmp_path / "state").glob("runs/*/transcripts/*.log")}
+    assert len(transcripts) == 2
+    assert all(set(n) <= set("abcdefghijklmnopqrstuvwxyz0123456789._-") for n in transcripts)
 
 
 @pytest.mark.parametrize(("where", "value", "field"), [
@@ -244,3 +260,14 @@ def test_inventory_with_an_integer_too_long_to_convert(tmp_path: Path, body: byt
     with pytest.raises(InventoryError) as caught:
         load_inventory([path], env={})
     assert all(p.file == str(path) for p in caught.value.problems)
+
+
+def test_host_names_that_differ_only_in_unsafe_characters_get_their_own_transcripts(
+    tmp_path: Path,
+) -> None:
+    writer = TranscriptWriter(tmp_path)
+    names = ["web$1", "web_1", "web`1", "web/1", "web 1"]
+    paths = {writer.path_for(name) for name in names}
+    assert len(paths) == len(names)
+    assert all(p.parent == writer.folder for p in paths)
+    assert writer.path_for("lab-0001").name == "lab-0001.log"

@@ -5,8 +5,13 @@ plain text, base64 or UTF-16LE base64 at any alignment; the state directory is o
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import stat
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +21,7 @@ import pytest
 import structlog
 from hostile_support import (
     FAULT_SUBNET,
+    ROOT,
     arcfleet,
     edit_inventory,
     onboard,
@@ -57,6 +63,30 @@ def files_under(root: Path) -> Iterator[Path]:
     yield from (p for p in root.rglob("*") if p.is_file())
 
 
+def onboard_watching_wal(lab: LabFleet, state: Path, playbook: Path, env: dict[str, str]
+                         ) -> tuple[subprocess.CompletedProcess[str], list[bytes]]:
+    """``arcfleet onboard --json`` in a subprocess; while it runs, copies of the store's -wal."""
+    snapshots: list[bytes] = []
+    with subprocess.Popen(
+            [sys.executable, "-m", "fleet", "onboard", "-i", str(lab.inventory_path),
+             "--playbook", str(playbook), "--state-dir", str(state), "--json"],
+            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True) as proc:
+        reader = threading.Thread(target=lambda: outputs.append(proc.communicate(timeout=120)))
+        outputs: list[tuple[str, str]] = []
+        reader.start()
+        while reader.is_alive():
+            for wal in state.glob("*-wal"):
+                with contextlib.suppress(OSError):
+                    data = wal.read_bytes()
+                    if data and (not snapshots or data != snapshots[-1]):
+                        snapshots.append(data)
+            time.sleep(0.05)
+        reader.join()
+    stdout, stderr = outputs[0]
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), snapshots
+
+
 MIX = ScenarioPlan(default=Scenario(), hosts=(
     ("lab-0002", Scenario(ScenarioKind.WRONG_SECRET)),
     ("lab-0003", Scenario(ScenarioKind.RBAC_403)),
@@ -81,7 +111,7 @@ def test_sentinels_appear_nowhere_after_a_mixed_run(tmp_path: Path) -> None:
 
         edit_inventory(lab, password_from_env)
         env = {PASSWORD_ENV: lab.winrm_password}
-        run = onboard(lab, state, write_playbook(tmp_path), env=env)
+        run, wal_snapshots = onboard_watching_wal(lab, state, write_playbook(tmp_path), env)
         texts["onboard"] = run.stdout + run.stderr
         commands = [
             ("report", "--csv", reports / "r.csv", "--all"),
@@ -118,6 +148,11 @@ def test_sentinels_appear_nowhere_after_a_mixed_run(tmp_path: Path) -> None:
         problems += [f"{path}: {hit}" for hit in leaks(path.read_bytes(), sentinels)]
     for label, text in {**texts, "lab commands": remote, "winrm agent argv": winrm_argv}.items():
         problems += [f"{label}: {hit}" for hit in leaks(text.encode(), sentinels)]
+    # SQLite folds the WAL into the database and deletes it when the last connection closes,
+    # so the WAL is read while the run is going.
+    assert wal_snapshots, "no -wal file seen during the run"
+    for number, data in enumerate(wal_snapshots):
+        problems += [f"arcfleet.db-wal snapshot {number}: {hit}" for hit in leaks(data, sentinels)]
     assert problems == []
     names = {p.name for p in files_under(state)}
     assert {"arcfleet.db", "run.log", "failures.csv", "lab-0002.log"} <= names
