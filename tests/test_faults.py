@@ -408,3 +408,20 @@ async def test_an_unforeseen_failure_costs_one_host_not_the_run(
     assert ("Access is denied" if isinstance(error, TransportError) else "nobody foresaw") \
         in outcome.diagnosis.evidence_line
     assert any(c.startswith("rm -rf -- /tmp/arcfleet.abcdefgh") for c in transport.commands)
+
+
+def test_new_host_keys_are_learned_into_the_file_they_are_checked_against(
+    tmp_path: Path,
+) -> None:
+    with LabFleet.in_thread(tmp_path / "lab", hosts=2, subnet=FAULT_SUBNET) as lab:
+        lab.known_hosts_file.write_text("")  # first contact with every host
+        playbook = write_playbook(tmp_path)
+        refused = onboard(lab, tmp_path / "s0", playbook)
+        learned = onboard(lab, tmp_path / "s1", playbook, "--accept-new-host-keys")
+        learned_keys = lab.known_hosts_file.read_text()
+        again = onboard(lab, tmp_path / "s2", playbook)  # no flag: the learned keys verify
+        expected = lab.ssh.known_hosts_lines()
+    assert {o["category"] for o in outcomes(refused).values()} == {"auth"}
+    assert {o["category"] for o in outcomes(learned).values()} == {"connected"}
+    assert sorted(learned_keys.splitlines()) == sorted(expected)
+    assert {o["category"] for o in outcomes(again).values()} == {"already_connected"}
