@@ -129,6 +129,7 @@ def test_sentinels_appear_nowhere_after_a_mixed_run(tmp_path: Path) -> None:
         remote = lab.call(lambda: "\n".join(
             [c for h in lab.hosts.values() for c in h.commands]
             + [" ".join(c.argv) for h in lab.hosts.values() for c in h.connect_calls]))
+        host_roots = [h.fs_root for h in lab.hosts.values()]
         winrm_argv = lab.call(lambda: "\n".join(
             " ".join(a) for r in getattr(lab.winrm, "records", {}).values()
             for a in r.agent_argv))
@@ -153,6 +154,11 @@ def test_sentinels_appear_nowhere_after_a_mixed_run(tmp_path: Path) -> None:
     assert wal_snapshots, "no -wal file seen during the run"
     for number, data in enumerate(wal_snapshots):
         problems += [f"arcfleet.db-wal snapshot {number}: {hit}" for hit in leaks(data, sentinels)]
+    # The --config files that carried the secret were removed in every outcome (hang, failure,
+    # success alike): nothing on any host's disk holds a sentinel any more.
+    for root in host_roots:
+        problems += [f"{path}: {hit}" for path in files_under(root)
+                     for hit in leaks(path.read_bytes(), sentinels)]
     assert problems == []
     names = {p.name for p in files_under(state)}
     assert {"arcfleet.db", "run.log", "failures.csv", "lab-0002.log"} <= names
