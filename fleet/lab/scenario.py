@@ -51,7 +51,7 @@ class ScenarioKind(StrEnum):
     SLOW = "slow"  # succeeds after ``latency_s``
     HANG = "hang"  # connect never returns
     HUGE_OUTPUT = "huge_output"  # ``output_bytes`` of verbose output, then success
-    CONNECTION_DROP = "connection_drop"  # the SSH server cuts the connection once connect runs
+    CONNECTION_DROP = "connection_drop"  # the server cuts the connection once connect runs
     UNREACHABLE = "unreachable"  # LabFleet serves nothing at the host's address
 
 
