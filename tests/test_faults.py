@@ -282,8 +282,11 @@ def test_lab_killed_mid_run_every_host_still_ends(tmp_path: Path) -> None:
     assert "finished" in listing.stdout, listing.stdout + listing.stderr
 
 
-def test_winrm_http_500_and_malformed_xml(tmp_path: Path) -> None:
-    with LabFleet.in_thread(tmp_path / "lab", hosts=0, windows=3, subnet=FAULT_SUBNET) as lab:
+def test_winrm_http_500_malformed_xml_and_dropped_connection(tmp_path: Path) -> None:
+    plan = ScenarioPlan(default=Scenario(), hosts=(
+        ("lab-0004", Scenario(ScenarioKind.CONNECTION_DROP)),))
+    with LabFleet.in_thread(tmp_path / "lab", hosts=0, windows=4, plan=plan,
+                            subnet=FAULT_SUBNET) as lab:
         server = cast(LabWinrmServer, lab.winrm)
         fault, malformed = lab.hosts["lab-0001"].address, lab.hosts["lab-0002"].address
         lab.call(lambda: server.set_fault(fault, FaultMode.FAULT))
@@ -298,6 +301,8 @@ def test_winrm_http_500_and_malformed_xml(tmp_path: Path) -> None:
     assert seen["lab-0002"]["category"] == "unreachable"
     assert "malformed" in seen["lab-0002"]["message"]
     assert seen["lab-0003"]["category"] == "connected"
+    assert seen["lab-0004"]["category"] == "unreachable"  # cut while connect ran
+    assert "connection dropped" in seen["lab-0004"]["message"]
 
 
 
