@@ -238,7 +238,8 @@ def test_lab_killed_mid_run_every_host_still_ends(tmp_path: Path) -> None:
     work = tmp_path / "lab"
     lab_log = (tmp_path / "lab.log").open("w")
     lab = subprocess.Popen(
-        [sys.executable, "-m", "fleet", "lab", "up", "--hosts", "4", "--scenario", "hang",
+        [sys.executable, "-m", "fleet", "lab", "up", "--hosts", "3", "--windows", "2",
+         "--scenario", "hang",
          "--work-dir", str(work), "--subnet", FAULT_SUBNET],
         cwd=ROOT, stdout=lab_log, stderr=subprocess.STDOUT)
     run: subprocess.Popen[str] | None = None
@@ -255,11 +256,13 @@ def test_lab_killed_mid_run_every_host_still_ends(tmp_path: Path) -> None:
             [sys.executable, "-m", "fleet", "onboard", "-i", str(inventory), "--playbook",
              str(playbook), "--state-dir", str(state), "--json"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # Wait until every host has begun its connect step (mktemp recorded), then kill the lab.
+        # Wait until every host has begun its connect step (its private directory made: mktemp
+        # on Linux, a NewGuid-named folder on Windows), then kill the lab.
         while True:
             logs = list(state.glob("runs/*/transcripts/*.log"))
-            started = [p for p in logs if "mktemp" in p.read_text(errors="replace")]
-            if len(started) == 4:
+            started = [p for p in logs if any(
+                mark in p.read_text(errors="replace") for mark in ("mktemp", "NewGuid"))]
+            if len(started) == 5:
                 break
             assert run.poll() is None and time.monotonic() < deadline, "connects never started"
             time.sleep(0.1)
@@ -276,7 +279,8 @@ def test_lab_killed_mid_run_every_host_still_ends(tmp_path: Path) -> None:
     assert run.returncode == 1, stderr
     assert "Traceback" not in stderr
     rows = outcomes(subprocess.CompletedProcess([], 1, stdout, stderr))
-    assert sorted(rows) == [f"lab-000{i}" for i in range(1, 5)]
+    assert sorted(rows) == [f"lab-000{i}" for i in range(1, 6)]
+    assert {r["transport"] for r in rows.values()} == {"ssh", "winrm"}
     assert {r["category"] for r in rows.values()} == {"unreachable"}, rows
     listing = arcfleet("runs", "--state-dir", state)
     assert "finished" in listing.stdout, listing.stdout + listing.stderr
