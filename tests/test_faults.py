@@ -192,9 +192,10 @@ def test_changed_host_key_is_refused_even_when_new_keys_are_accepted(tmp_path: P
     assert cli_known.read_bytes() == before
 
 
-def _peak_rss_kib(args: list[str]) -> tuple[subprocess.CompletedProcess[str], int]:
-    """Run the CLI and return its peak resident set size (KiB), read with wait4."""
-    stdout_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"arcfleet-rss-{os.getpid()}.out"
+def _peak_rss_kib(args: list[str], stdout_file: Path
+                  ) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run the CLI (stdout and stderr into ``stdout_file``) and return its peak resident set
+    size in KiB, read with wait4 for that child alone."""
     with stdout_file.open("w+") as out, subprocess.Popen(
             [sys.executable, "-m", "fleet", *args], cwd=ROOT, stdout=out,
             stderr=subprocess.STDOUT) as proc:
@@ -202,7 +203,6 @@ def _peak_rss_kib(args: list[str]) -> tuple[subprocess.CompletedProcess[str], in
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read()
-    stdout_file.unlink()
     return subprocess.CompletedProcess(args, proc.returncode, text, ""), int(usage.ru_maxrss)
 
 
@@ -216,8 +216,10 @@ def test_megabytes_of_output_are_capped_and_the_cut_recorded(tmp_path: Path) -> 
         common = ["onboard", "-i", str(lab.inventory_path), "--playbook", str(playbook),
                   "--json"]
         baseline, base_rss = _peak_rss_kib(
-            [*common, "--state-dir", str(tmp_path / "s0"), "--limit", "lab-0002"])
-        result, huge_rss = _peak_rss_kib([*common, "--state-dir", str(tmp_path / "s1")])
+            [*common, "--state-dir", str(tmp_path / "s0"), "--limit", "lab-0002"],
+            tmp_path / "baseline.out")
+        result, huge_rss = _peak_rss_kib([*common, "--state-dir", str(tmp_path / "s1")],
+                                         tmp_path / "huge.out")
     assert baseline.returncode == 0, baseline.stdout
     assert result.returncode == 0, result.stdout
     seen = outcomes(result)
