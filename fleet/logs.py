@@ -25,8 +25,9 @@ def configure_run_log(path: Path | None) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_processor,
+        # After format_exc_info: a rendered traceback is text that must be redacted too.
         structlog.processors.format_exc_info,
+        redact_processor,
         structlog.processors.JSONRenderer(),
     ]
     if path is None:

@@ -2,14 +2,18 @@
 
 Every secret arcfleet reads is registered here the moment it is resolved. Two consumers use it: the
 structlog processor :func:`redact_processor` (logs) and :func:`redact` (everything else that is
-written: terminal, transcripts, reports, the run store, exception texts).
+written: terminal, transcripts, reports, the run store, exception texts). The terminal is also
+covered as a whole: :func:`redacted_output` puts :class:`RedactingStream` in front of stdout and
+stderr for the CLI, so nothing printed (rich, click, a traceback) can skip the filter.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Iterator, MutableMapping
+from typing import Any, TextIO, cast
 
 MASK = "***"
 # Shorter values would mask ordinary words; no real secret is this short.
@@ -58,3 +62,62 @@ def redact_processor(
     for key, value in list(event_dict.items()):
         event_dict[key] = redact_value(value)
     return event_dict
+
+
+class RedactingStream:
+    """A text stream that redacts every write before handing it to the stream it wraps.
+
+    Each ``write`` is redacted on its own: a secret split across two writes would pass, which the
+    writers arcfleet uses (rich renders a whole print in one write, click.echo one string)
+    do not do.
+    """
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        self._inner.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines: list[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def isatty(self) -> bool:
+        return self._inner.isatty()
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return self._inner.encoding
+
+    @property
+    def errors(self) -> str | None:
+        return self._inner.errors
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (closed, mode, name, ...) as the real stream has it. ``buffer`` is
+        # deliberately absent: bytes written there would skip redaction.
+        if name == "buffer":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+@contextlib.contextmanager
+def redacted_output() -> Iterator[None]:
+    """For the duration: stdout and stderr go through :class:`RedactingStream`."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout = cast(TextIO, RedactingStream(sys.stdout))
+    sys.stderr = cast(TextIO, RedactingStream(sys.stderr))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        sys.stdout, sys.stderr = saved

@@ -372,6 +372,8 @@ class RunStore:
                 db_path.chmod(0o600)
         except sqlite3.Error as exc:
             raise StoreError(f"{db_path}: {exc}") from exc
+        except OSError as exc:  # the directory cannot be created or tightened
+            raise StoreError(f"{exc.filename or state_dir}: {exc.strerror or exc}") from exc
         return cls(state_dir, conn)
 
     def close(self) -> None:

@@ -151,3 +151,14 @@ __all__ = [
     "unreachable",
     "verify_failed",
 ]
+
+
+def step_failed(reason: str) -> Diagnosis:
+    """A step on the host failed in a way no other finding names (e.g. a file could not be
+    written over WinRM), or arcfleet itself failed on this host: the host ends, the run goes on."""
+    return Diagnosis(
+        Category.UNKNOWN, FAIL_HOST, name="step failed",
+        cause=f"arcfleet could not complete a step on this host: {reason}",
+        fix="Read the host's transcript; fix what it names, then rerun the host.",
+        evidence_line=reason, rule=_RUN,
+    )

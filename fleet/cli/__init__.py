@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+import traceback
 
 import click
 
 from fleet import __version__
 from fleet.errors import ArcfleetError, InputError
-from fleet.redact import redact
+from fleet.redact import redact, redacted_output
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,8 +34,20 @@ def _register() -> None:
 _register()
 
 
+def _show_traceback(exc: BaseException) -> None:
+    # Python's own printing would bypass redaction; the traceback is text like any other output.
+    text = "".join(traceback.format_exception(exc))
+    click.echo(redact(text).rstrip("\n"), err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    # Everything the CLI prints passes the one output filter, whoever prints it.
+    with redacted_output():
+        _main(args)
+
+
+def _main(args: list[str]) -> None:
     debug = "--debug" in args
     try:
         cli.main(args=args, prog_name="arcfleet", standalone_mode=False)
@@ -51,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except ArcfleetError as exc:
         if debug:
-            raise
+            _show_traceback(exc)
         click.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
@@ -59,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:  # a bug: say so in one line unless --debug
         if debug:
-            raise
+            _show_traceback(exc)
+            sys.exit(1)
         click.echo(
             f"internal error: {type(exc).__name__}: {redact(str(exc))} (rerun with --debug)",
             err=True,

@@ -21,7 +21,7 @@ from fleet.engine.playbook import Mode, Playbook, load_playbook
 from fleet.engine.runner import FanoutSink, FleetRun, RunOptions
 from fleet.engine.secrets import SecretBook
 from fleet.engine.transcript import TranscriptWriter
-from fleet.errors import Problem, UsageError
+from fleet.errors import Problem, StoreError, UsageError
 from fleet.inventory import load_inventory, select_hosts
 from fleet.inventory.model import ResolvedHost
 from fleet.logs import close_run_log, configure_run_log
@@ -173,7 +173,7 @@ class _Executor:
             accept_new=request.accept_new_host_keys,
         )
         factory = TransportFactory(policy, connect_timeout_s=playbook.deadlines.connect_timeout_s)
-        with RunStore.open(self.state_dir) as store:
+        with _open_store(self.state_dir) as store:
             record = store.start_run(
                 kind=kind,
                 command_line=[redact(a) for a in ["arcfleet", *sys.argv[1:]]],
@@ -227,12 +227,21 @@ async def _run_with_signals(fleet: FleetRun) -> list[HostOutcome]:
             loop.remove_signal_handler(sig)
 
 
+def _open_store(state_dir: Path) -> RunStore:
+    """The run store, before any host is contacted: a state directory that cannot be used is
+    bad input (exit 2), named by the option that chose it."""
+    try:
+        return RunStore.open(state_dir)
+    except StoreError as exc:
+        raise UsageError(Problem(str(state_dir), None, "--state-dir", str(exc))) from None
+
+
 def _console() -> Console:
     return Console(stderr=True)
 
 
 def _failed_hosts(state_dir: Path) -> tuple[str, list[str]]:
-    with RunStore.open(state_dir) as store:
+    with _open_store(state_dir) as store:
         root = store.latest_run_id(root_only=True)
         if root is None:
             raise UsageError(Problem(str(state_dir), None, "--limit @failed", "no run recorded"))
@@ -283,7 +292,7 @@ def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command
 
 
 def _resume(executor: _Executor, state_dir: Path, request: RunRequest | None) -> int:
-    with RunStore.open(state_dir) as store:
+    with _open_store(state_dir) as store:
         latest = store.latest_run_id(root_only=False)
         record = store.get_run(latest) if latest else None
         if record is None:
@@ -327,7 +336,7 @@ def rerun_command(
 ) -> None:
     """Run again only the hosts that did not end connected, with the same options."""
     console = _console()
-    with RunStore.open(state_dir) as store:
+    with _open_store(state_dir) as store:
         root = run_id or store.latest_run_id(root_only=True)
         record = store.get_run(root) if root else None
         if record is None:

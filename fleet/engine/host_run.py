@@ -195,6 +195,7 @@ class HostRun:
             remediation=remediation,
             stdout=result.stdout,
             stderr=result.stderr,
+            truncated_bytes=result.truncated_bytes,
         )
         if result.timed_out:
             timed_out = findings.timed_out(stage, deadline)
@@ -243,9 +244,11 @@ class HostRun:
             diagnosis = findings.unreachable(f"connection dropped: {exc.reason}")
         except SecretUnavailable as exc:
             diagnosis = findings.auth_failed(str(exc))
-        except TransportError as exc:
-            # e.g. the host refused to write the --config file: say so, keep the run going
-            diagnosis = _transport_failure(exc)
+        except TransportError as exc:  # any other failure of a step on the host
+            diagnosis = findings.step_failed(exc.reason)
+        except Exception as exc:  # a bug or an answer nobody foresaw costs one host, not the run
+            log.error("host run failed", host=self.host.name, exc_info=True)
+            diagnosis = findings.step_failed(f"internal error: {type(exc).__name__}: {exc}")
         finally:
             await self._close()
         return self._outcome(diagnosis)
@@ -525,18 +528,6 @@ class HostRun:
                 else:
                     raise
         raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-def _transport_failure(exc: TransportError) -> Diagnosis:
-    return Diagnosis(
-        category=Category.UNKNOWN,
-        action=Action(ActionKind.FAIL_HOST),
-        name="transport error",
-        cause=f"talking to the host failed: {exc.reason}",
-        fix="read the host's transcript for the step that failed, fix it on the host, rerun",
-        evidence_line=exc.reason,
-        rule="transport",
-    )
 
 
 def _strip_internal(diagnosis: Diagnosis) -> Diagnosis:

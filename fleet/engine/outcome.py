@@ -44,6 +44,7 @@ class Attempt:
     remediation: str | None = None  # the remediation this step applied, if any
     stdout: str = ""
     stderr: str = ""
+    truncated_bytes: int = 0  # output dropped by the transport's cap (OUTPUT_CAP_BYTES)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fleet.azcm.diagnosis import Remediation
 from fleet.errors import PlaybookError, Problem
+from fleet.inventory.yamlio import describe_yaml_error
 
 
 class Mode(StrEnum):
@@ -103,7 +104,12 @@ def parse_playbook(text: str, label: str) -> Playbook:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise PlaybookError(Problem(label, None, None, f"not valid YAML: {exc}")) from None
+        # One line: PyYAML's own text spans several lines and quotes the file.
+        raise PlaybookError(Problem(label, None, None, describe_yaml_error(exc))) from None
+    except RecursionError:
+        raise PlaybookError(Problem(label, None, None, "YAML nesting is too deep")) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise PlaybookError(Problem(label, None, None, f"unreadable value: {exc}")) from None
     if not isinstance(raw, dict):
         raise PlaybookError(Problem(label, None, None, "a playbook is a YAML mapping"))
     try:

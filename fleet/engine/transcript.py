@@ -5,12 +5,14 @@ The transcript is what an operator opens instead of logging in to the host.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
 
 from fleet.engine.outcome import Attempt, HostOutcome
 from fleet.redact import redact
+from fleet.transport.base import OUTPUT_CAP_BYTES
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -23,7 +25,11 @@ class TranscriptWriter:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def path_for(self, host: str) -> Path:
-        return self.folder / f"{_UNSAFE.sub('_', host)}.log"
+        safe = _UNSAFE.sub("_", host)
+        if safe != host:
+            # Two names that differ only in unsafe characters must not share one file.
+            safe += "-" + hashlib.sha256(host.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        return self.folder / f"{safe}.log"
 
     def _append(self, host: str, text: str) -> None:
         path = self.path_for(host)
@@ -45,6 +51,11 @@ class TranscriptWriter:
             lines += ["--- stdout", attempt.stdout.rstrip("\n")]
         if attempt.stderr:
             lines += ["--- stderr", attempt.stderr.rstrip("\n")]
+        if attempt.truncated_bytes:
+            lines.append(
+                f"--- output truncated: {attempt.truncated_bytes} bytes dropped "
+                f"(each stream keeps its first {OUTPUT_CAP_BYTES} bytes)"
+            )
         if attempt.diagnosis is not None:
             d = attempt.diagnosis
             lines.append(f"=> {d.category.value} {d.code or ''} {d.action} {d.evidence_line}")

@@ -59,6 +59,8 @@ class SecretRef(_Frozen):
                 value = self.file.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise SecretUnavailable(self.describe(), exc.strerror or "cannot read") from None
+            except UnicodeDecodeError:
+                raise SecretUnavailable(self.describe(), "file is not UTF-8 text") from None
             if not value:
                 raise SecretUnavailable(self.describe(), "file is empty")
             return value

@@ -96,6 +96,8 @@ def load_yaml(text: str) -> YamlResult:
         result.error = describe_yaml_error(exc)
     except RecursionError:
         result.error = "YAML nesting is too deep"
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        result.error = f"unreadable value: {exc}"
     finally:
         loader.dispose()
     result.duplicates = list(loader.arcfleet_duplicates)

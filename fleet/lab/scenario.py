@@ -51,6 +51,7 @@ class ScenarioKind(StrEnum):
     SLOW = "slow"  # succeeds after ``latency_s``
     HANG = "hang"  # connect never returns
     HUGE_OUTPUT = "huge_output"  # ``output_bytes`` of verbose output, then success
+    CONNECTION_DROP = "connection_drop"  # the server cuts the connection once connect runs
     UNREACHABLE = "unreachable"  # LabFleet serves nothing at the host's address
 
 
@@ -103,6 +104,8 @@ _KIND_CATEGORIES: dict[ScenarioKind, Category] = {
     ScenarioKind.SLOW: Category.CONNECTED,
     ScenarioKind.HANG: Category.TIMEOUT,
     ScenarioKind.HUGE_OUTPUT: Category.CONNECTED,
+    # The engine cannot know what the agent did: a lost session ends the host as unreachable.
+    ScenarioKind.CONNECTION_DROP: Category.UNREACHABLE,
     ScenarioKind.UNREACHABLE: Category.UNREACHABLE,
 }
 
@@ -229,9 +232,25 @@ def load_plan(path: Path) -> ScenarioPlan:
         body = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ScenarioError(Problem(file, None, None, f"cannot read: {exc.strerror}")) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(Problem(file, None, None, f"not UTF-8 text (byte {exc.start})")) \
+            from None
     except yaml.YAMLError as exc:
-        raise ScenarioError(Problem(file, None, None, f"not valid YAML: {exc}")) from None
+        raise ScenarioError(Problem(file, None, None, _yaml_error_line(exc))) from None
+    except RecursionError:
+        raise ScenarioError(Problem(file, None, None, "YAML nesting is too deep")) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise ScenarioError(Problem(file, None, None, f"unreadable value: {exc}")) from None
     return plan_from_mapping(body, file=file)
+
+
+def _yaml_error_line(exc: yaml.YAMLError) -> str:
+    """PyYAML's message in one line (its own text spans lines and quotes the file). Local, not
+    fleet.inventory's: the shim runs this module under a bare system Python without pydantic."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "invalid YAML"
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"not valid YAML{where}: {problem}"
 
 
 def plan_from_mapping(body: object, *, file: str = "<scenario>") -> ScenarioPlan:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -24,6 +25,7 @@ from asyncssh.channel import SSHChannel
 from asyncssh.stream import SSHReader, SSHServerStreamSession, SSHWriter
 
 from fleet.lab.host import LabHost, RunningCommand, SftpWrite, TcpForward
+from fleet.lab.scenario import ScenarioKind
 from fleet.lab.shell import LOGIN_USER, run_shell
 
 # Output is written in chunks this size, each awaiting flow control, so megabytes of output
@@ -64,6 +66,11 @@ class _HostSession(SSHServerStreamSession[str]):
             return
         host = self._host
         host.commands.append(command)
+        if host.scenario.kind is ScenarioKind.CONNECTION_DROP and _is_agent_connect(command):
+            # The exec request was accepted and the agent "started"; now the network goes away
+            # (no SSH disconnect message, no exit status), as when a host or link dies mid-run.
+            chan.get_connection().abort()
+            return
         running = host.spawn(command, run_shell(command, host))
         self._running = running
         try:
@@ -81,6 +88,14 @@ class _HostSession(SSHServerStreamSession[str]):
             chan.exit(result.exit_status)
         except (asyncssh.Error, BrokenPipeError, ConnectionError):
             pass
+
+
+def _is_agent_connect(command: str) -> bool:
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return False
+    return "connect" in words and any(w.rsplit("/", 1)[-1] == "azcmagent" for w in words)
 
 
 async def _write_chunked(writer: SSHWriter[str], text: str) -> None:

@@ -30,9 +30,10 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from fleet.lab.host import LabHost
+from fleet.lab.scenario import ScenarioKind
 from fleet.lab.winrm_ntlm import CONTENT_TYPE as ntlm_content_type
 from fleet.lab.winrm_ntlm import NtlmConnection, NtlmError, restore_user_file, use_user_file
-from fleet.lab.winrm_powershell import CommandOutput, WindowsRecord, interpret
+from fleet.lab.winrm_powershell import CommandOutput, WindowsRecord, _decoded_script, interpret
 
 _NS_SOAP = "http://www.w3.org/2003/05/soap-envelope"
 _NS_ADDR = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
@@ -105,6 +106,10 @@ class _Request:
 
 class _BadRequest(Exception):
     pass
+
+
+class _DropConnection(Exception):
+    """Scenario ``connection_drop``: cut the TCP connection without an answer."""
 
 
 class LabWinrmServer:
@@ -240,6 +245,8 @@ class LabWinrmServer:
             # Only stop() cancels a connection; ending quietly keeps asyncio's stream callback
             # from logging the cancellation as an error.
             return
+        except _DropConnection:
+            writer.transport.abort()  # no HTTP answer, no FIN: the host "died" mid-command
         except _BadRequest:
             with contextlib.suppress(ConnectionError):
                 _write_response(writer, 400, {}, b"", keep_alive=False)
@@ -397,6 +404,9 @@ class LabWinrmServer:
         command = shell.commands.get(command_id)
         if command is None:
             return 500, _fault_response(message_id, INJECTED_FAULT, "unknown CommandId")
+        if host.scenario.kind is ScenarioKind.CONNECTION_DROP and _runs_agent_connect(
+                command.command_line):
+            raise _DropConnection
         timeout_s = _operation_timeout_s(env)
         output = command.output
         if not output.has_news():
@@ -417,6 +427,11 @@ class LabWinrmServer:
         record = self.shell_records.get(shell.shell_id)
         if record is not None:
             record.deleted = True
+
+
+def _runs_agent_connect(command_line: str) -> bool:
+    script = _decoded_script(command_line.split()[1:]) or ""
+    return "azcmagent.exe' connect " in script
 
 
 async def _cancel(command: _Command) -> None:

@@ -238,8 +238,10 @@ class SshTransport:
             ) from None
         except OSError as exc:
             await self.close()
-            # asyncio words a refusal "Connect call failed (addr, port)"; the errno says what.
-            reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+            # asyncio words a refused connect as "Connect call failed (addr, port)"; the errno
+            # says what happened (Connection refused, No route to host, ...).
+            what = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
+            reason = f"{what} ({self.host.address}:{self.host.port})"
             raise HostUnreachable(self.host_name, reason) from None
 
     def _require(self) -> asyncssh.SSHClientConnection:
