@@ -178,8 +178,9 @@ def test_metacharacters_reach_the_agent_as_one_literal_argument(tmp_path: Path) 
         "$(touch x)`id`": "name-too",  # tag names may hold $ ( ) ` too
     }
     expected = ",".join(f"{k}={v}" for k, v in tags.items())
-    # Host names are free text when azure.resource_name is set; they never go into a command.
-    linux_name, windows_name = f"lin$(touch {pwned})", f"win`touch {pwned}`;$(id)"
+    # Host names are free text (but no whitespace) when azure.resource_name is set; they never
+    # go into a command.
+    linux_name, windows_name = "lin$(touch${ifs}pwned)", "win`id`;$(id)|&>x"
     with LabFleet.in_thread(tmp_path / "lab", hosts=1, windows=1, subnet=INPUT_SUBNET) as lab:
         def poison(body: dict[str, Any]) -> None:
             body["defaults"]["azure"]["tags"] = tags
