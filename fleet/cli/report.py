@@ -86,7 +86,8 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
                 click.echo(text, nl=False)
         # With the report on stdout the summary goes to stderr, so stdout stays parseable.
         console = _console(stderr=to_stdout)
-        console.print(summary(store, root, state_dir=state_dir))
+        # soft_wrap keeps the rerun command on one line on narrow terminals and in CI logs.
+        console.print(summary(store, root, state_dir=state_dir), soft_wrap=True)
         for path, count in ((csv_file, len(rows)), (output, len(junit_rows))):
             if path is not None:
                 console.print(f"wrote {redact(str(path))} ({count} host row(s))")

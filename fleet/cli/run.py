@@ -229,6 +229,7 @@ class _Executor:
                 f"forks {options.forks}",
                 markup=False,
                 highlight=False,
+                soft_wrap=True,
             )
             try:
                 with view:
@@ -239,8 +240,12 @@ class _Executor:
                 close_run_log()
             root = record.root_run_id
             csv_path = write_failures_csv(store, root, run_id=record.id)
-            self.console.print(summary(store, root, state_dir=self.state_dir))
-            self.console.print(f"failures CSV: {csv_path}", markup=False, highlight=False)
+            # soft_wrap: a narrow or absent terminal must not break the rerun command or the
+            # path across lines; operators copy them verbatim.
+            self.console.print(summary(store, root, state_dir=self.state_dir), soft_wrap=True)
+            self.console.print(
+                f"failures CSV: {csv_path}", markup=False, highlight=False, soft_wrap=True
+            )
         if fleet.interrupted:
             return EXIT_INTERRUPTED
         return EXIT_OK if all(o.status.value == "success" for o in outcomes) else EXIT_FAILED
