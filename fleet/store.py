@@ -714,15 +714,19 @@ class RunStore:
         return result
 
     def unfinished_hosts(self, run_id: str) -> tuple[list[str], list[str]]:
-        """(in_flight, pending) hosts of ``run_id`` that have no outcome in it."""
+        """(in_flight, pending) hosts of ``run_id`` that did not finish in it.
+
+        Unfinished: no outcome (the run died), or an ``interrupted`` outcome (Ctrl-C recorded
+        one for every host it stopped or never started). In flight: the host had started.
+        """
         rows = self._read(
-            "SELECT h.host, h.state FROM run_hosts h LEFT JOIN outcomes o"
+            "SELECT h.host, h.state, h.started_at FROM run_hosts h LEFT JOIN outcomes o"
             " ON o.run_id = h.run_id AND o.host = h.host"
-            " WHERE h.run_id = ? AND o.host IS NULL ORDER BY h.position",
-            (run_id,),
+            " WHERE h.run_id = ? AND (o.host IS NULL OR o.status = ?) ORDER BY h.position",
+            (run_id, HostStatus.INTERRUPTED.value),
         )
-        in_flight = [row["host"] for row in rows if row["state"] == "in_flight"]
-        pending = [row["host"] for row in rows if row["state"] != "in_flight"]
+        in_flight = [row["host"] for row in rows if row["started_at"] is not None]
+        pending = [row["host"] for row in rows if row["started_at"] is None]
         return in_flight, pending
 
     def host_history(self, host: str) -> list[OutcomeRow]:
