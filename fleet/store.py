@@ -404,6 +404,21 @@ class RunStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.db_path}: {exc}") from exc
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside the block see one state of the store (one read transaction), so a
+        report and its summary agree while a run is writing. No writes inside."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN DEFERRED")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.db_path}: {exc}") from exc
+            try:
+                yield
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("COMMIT")
+
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:

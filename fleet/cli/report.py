@@ -67,7 +67,8 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
 
     A RUN_ID of a rerun reports its root run. Always prints the summary; writes files when asked.
     """
-    with _open_existing(state_dir) as store:
+    # One snapshot: while a run writes, the files, stdout and the summary show the same state.
+    with _open_existing(state_dir) as store, store.snapshot():
         root = _resolve_root(store, state_dir, run_id)
         rows = report_rows(store, root, all_hosts=all_hosts)
         # JUnit always lists every host: a connected host is a passing test case.
