@@ -110,6 +110,8 @@ class EarlierProgress:
     A resume continues the host rather than starting over: connect attempts whose result was
     recorded count against the retry budget, remediations already applied are not applied
     again, and a connect that finished just before the crash is recognised, not repeated.
+    The outcome's ``attempts`` still counts this run's connects (their results are the ones it
+    reports), except for a host the interrupted run connected: that run's connects made it.
     """
 
     launched: int = 0  # connect attempts started (their private --config dir was made)
@@ -166,7 +168,7 @@ class HostRun:
         self._steps: list[Attempt] = []
         self._earlier = EarlierProgress.of(context.earlier_steps, commands.make_private_dir())
         self._remediations: list[str] = list(self._earlier.remediations)
-        self._connect_attempts = self._earlier.finished
+        self._connect_attempts = 0
         self._last_exit: int | None = self._earlier.last_exit
         self._agent_version: str | None = None
 
