@@ -195,7 +195,9 @@ def test_ctrl_c_then_resume_finishes_only_what_was_left(tmp_path: Path) -> None:
                 if proc.poll() is not None:
                     break
                 threading.Event().wait(0.05)
-            for args in (["onboard", "-i", str(lab.inventory_path), "--resume"], ["rerun"]):
+            inventory = str(lab.inventory_path)
+            for args in (["onboard", "-i", inventory, "--resume"], ["rerun"],
+                         ["onboard", "-i", inventory, "--limit", "@failed"]):
                 busy = arcfleet(*args, "--state-dir", str(state))
                 assert busy.returncode == 2 and "still running" in busy.stderr, busy.stderr
         finally:

@@ -275,6 +275,13 @@ def _failed_hosts(state_dir: Path) -> tuple[str, list[str]]:
         root = store.latest_run_id(root_only=True)
         if root is None:
             raise UsageError(Problem(str(state_dir), None, "--limit @failed", "no run recorded"))
+        running = [r.id for r in store.runs_under(root) if r.status == "running"]
+        if running:
+            raise UsageError(
+                Problem(
+                    str(state_dir), None, "--limit @failed", f"run {running[-1]} is still running"
+                )
+            )
         return root, store.hosts_to_rerun(root)
 
 
