@@ -319,7 +319,7 @@ def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command
         )
         executor = _Executor(state_dir, json_lines, console)
         if resume:
-            sys.exit(_resume(executor, state_dir, request))
+            sys.exit(_resume(executor, state_dir, request, mode))
         only: list[str] | None = None
         parent: str | None = None
         kind = name
@@ -331,7 +331,7 @@ def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command
     return command
 
 
-def _resume(executor: _Executor, state_dir: Path, request: RunRequest) -> int:
+def _resume(executor: _Executor, state_dir: Path, request: RunRequest, mode: Mode | None) -> int:
     with RunStore.open(state_dir) as store:
         latest = store.latest_run_id(root_only=False)
         record = store.get_run(latest) if latest else None
@@ -354,15 +354,16 @@ def _resume(executor: _Executor, state_dir: Path, request: RunRequest) -> int:
             )
         in_flight, pending = store.unfinished_hosts(record.id)
         earlier = _earlier_steps(store, record, in_flight)
-    recalled = RunRequest.from_options(record.options)
+    recalled = _recall(record)
     recalled.inventories = request.inventories or recalled.inventories
     _override(recalled, request)
     # In-flight hosts go first. Each one's preflight reads `show --json`: a connect that
     # finished just before the crash counts as done and is not repeated into AZCM0067.
+    # mode: `preflight --resume` must not continue an onboard run (it would connect hosts).
     return executor.execute(
         recalled,
         kind="resume",
-        mode=None,
+        mode=mode,
         only=[*in_flight, *pending],
         parent_run_id=record.id,
         earlier_steps=earlier,
@@ -400,6 +401,16 @@ def _earlier_steps(
         if steps:
             result[host] = tuple(steps)
     return result
+
+
+def _recall(record: RunRecord) -> RunRequest:
+    """The request a recorded run was made with, its playbook named explicitly: a run on the
+    default playbook recorded no --playbook, and the default of a rerun is onboard, so a
+    rerun of a preflight or offboard run would otherwise connect hosts."""
+    request = RunRequest.from_options(record.options)
+    if request.playbook is None:
+        request.playbook = record.playbook
+    return request
 
 
 def _override(request: RunRequest, given: RunRequest) -> None:
@@ -454,7 +465,7 @@ def rerun_command(
         # Hosts that never finished (a crash or Ctrl-C) are included: their agent state is
         # read before anything is changed.
         hosts = store.hosts_to_rerun(root, set(categories) if categories else None)
-    request = RunRequest.from_options(root_record.options)
+    request = _recall(root_record)
     _override(
         request,
         RunRequest(
