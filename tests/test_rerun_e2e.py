@@ -25,6 +25,7 @@ from tests.run_support import (
     onboard_args,
     rerun_command_of,
     run_id_of,
+    spawn_arcfleet,
     write_playbook,
 )
 
@@ -151,3 +152,36 @@ def test_rerun_without_any_run_is_a_one_line_error(tmp_path: Path) -> None:
     result = arcfleet("rerun", "--state-dir", str(tmp_path / "state"))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "no run recorded" in result.stderr
+
+
+def test_rerun_and_resume_keep_the_mode_of_the_run(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    plan = ScenarioPlan(default=Scenario(), hosts=(
+        ("lab-0002", Scenario(ScenarioKind.AGENT_MISSING)),
+        ("lab-0003", Scenario(ScenarioKind.HANG))))
+    with LabFleet.in_thread(tmp_path / "lab", hosts=3, plan=plan, subnet=SUBNET) as lab:
+        inventory = str(lab.inventory_path)
+        lab.set_scenario("lab-0003", Scenario())
+        checked = arcfleet("preflight", "-i", inventory, "--state-dir", str(state))
+        assert checked.returncode == 1, checked.stderr  # lab-0002 has no agent
+        # Every host is "not connected" after a preflight; its rerun is a preflight again.
+        again = arcfleet("rerun", "--state-dir", str(state))
+        assert again.returncode == 1, again.stderr
+        assert "playbook preflight" in again.stderr
+        assert lab.call(lambda: sum(len(h.connect_calls) for h in lab.hosts.values())) == 0
+
+        # An onboard run dies with lab-0003 hanging in connect; `preflight --resume` must not
+        # continue it (it would connect the rest).
+        lab.set_scenario("lab-0003", Scenario(ScenarioKind.HANG))
+        proc = spawn_arcfleet("onboard", "-i", inventory, "--state-dir", str(state), "--json",
+                              "--connect-rate", "0")
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline()  # one host finished; lab-0003 hangs
+        finally:
+            proc.kill()
+            proc.wait(30)
+        before = contacted(lab)
+        refused = arcfleet("preflight", "-i", inventory, "--resume", "--state-dir", str(state))
+        assert refused.returncode == 2 and "preflight playbook" in refused.stderr, refused.stderr
+        assert _touched(before, contacted(lab)) == set()
