@@ -17,7 +17,7 @@ from rich.console import Console
 from fleet.cli.display import JsonLines, LiveDisplay
 from fleet.cli.state_option import state_dir_option
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
-from fleet.engine.playbook import Mode, Playbook, load_playbook
+from fleet.engine.playbook import BUILTIN, Mode, Playbook, load_playbook
 from fleet.engine.runner import FanoutSink, FleetRun, RunOptions
 from fleet.engine.secrets import SecretBook
 from fleet.engine.transcript import TranscriptWriter
@@ -129,6 +129,13 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
+
+
+def _absolute(path: str | None, *, keep: Sequence[str] = ()) -> str | None:
+    """A file option as an absolute path: a rerun or resume may start from another directory."""
+    if path is None or path in keep:
+        return path
+    return str(Path(path).resolve())
 
 
 def _azure_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -309,11 +316,11 @@ def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command
         console = _console()
         request = RunRequest(
             inventories=[str(Path(p).resolve()) for p in inventories],
-            playbook=kwargs.get("playbook"),
+            playbook=_absolute(kwargs.get("playbook"), keep=BUILTIN),
             limit=kwargs.get("limit"),
             forks=kwargs.get("forks"),
             connect_rate=kwargs.get("connect_rate"),
-            known_hosts=kwargs.get("known_hosts"),
+            known_hosts=_absolute(kwargs.get("known_hosts")),
             accept_new_host_keys=bool(kwargs.get("accept_new_host_keys")),
             azure=_azure_overrides(kwargs),
         )
@@ -470,10 +477,10 @@ def rerun_command(
         request,
         RunRequest(
             inventories=[],
-            playbook=kwargs.get("playbook"),
+            playbook=_absolute(kwargs.get("playbook"), keep=BUILTIN),
             forks=kwargs.get("forks"),
             connect_rate=kwargs.get("connect_rate"),
-            known_hosts=kwargs.get("known_hosts"),
+            known_hosts=_absolute(kwargs.get("known_hosts")),
             accept_new_host_keys=bool(kwargs.get("accept_new_host_keys")),
             azure=_azure_overrides(kwargs),
         ),
