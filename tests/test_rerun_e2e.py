@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -62,8 +63,9 @@ def test_reruns_touch_only_failed_hosts_until_none_is_left(tmp_path: Path) -> No
     state = tmp_path / "state"
     playbook = write_playbook(tmp_path)
     with LabFleet.in_thread(tmp_path / "lab", hosts=12, plan=_plan(), subnet=SUBNET) as lab:
-        # 1. The first run: five hosts fail for three reasons.
-        first = arcfleet(*onboard_args(lab, state, playbook))
+        # 1. The first run: five hosts fail for three reasons. The playbook is named relative
+        # to the current directory; the reruns below start elsewhere.
+        first = arcfleet(*onboard_args(lab, state, Path(os.path.relpath(playbook, ROOT))))
         assert first.returncode == 1, first.stderr
         root = run_id_of(first.stderr)
         csv_path = failures_csv_of(first.stderr)
@@ -100,7 +102,7 @@ def test_reruns_touch_only_failed_hosts_until_none_is_left(tmp_path: Path) -> No
         assert command == printed_rerun  # the same root, whatever run printed it
         before = contacted(lab)
         last = subprocess.run(command, shell=True, capture_output=True, text=True,
-                              env=arcfleet_on_path(tmp_path), cwd=ROOT, timeout=120)
+                              env=arcfleet_on_path(tmp_path), cwd=tmp_path, timeout=120)
         assert last.returncode == 0, last.stderr
         assert _touched(before, contacted(lab)) == set(PERMISSIONS)
         assert "every host is connected" in last.stderr
