@@ -242,11 +242,15 @@ class _Executor:
                 highlight=False,
                 soft_wrap=True,
             )
+            outcomes: list[HostOutcome] | None = None
             try:
                 with view:
                     outcomes = asyncio.run(_run_with_signals(fleet))
             finally:
-                status = "interrupted" if fleet.interrupted else "finished"
+                # A run that raised did not finish its hosts: "crashed" keeps it resumable.
+                status = "finished" if outcomes is not None else "crashed"
+                if fleet.interrupted:
+                    status = "interrupted"
                 store.finish_run(record.id, status)
                 close_run_log()
             root = record.root_run_id
