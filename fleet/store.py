@@ -406,6 +406,21 @@ class RunStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.db_path}: {exc}") from exc
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside the block see one state of the store (one read transaction), so a
+        report and its summary agree while a run is writing. No writes inside."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN DEFERRED")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.db_path}: {exc}") from exc
+            try:
+                yield
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("COMMIT")
+
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
@@ -716,23 +731,19 @@ class RunStore:
         return result
 
     def unfinished_hosts(self, run_id: str) -> tuple[list[str], list[str]]:
-        """(in_flight, pending) hosts of ``run_id`` that have no outcome in it, or whose outcome
-        is ``interrupted`` (Ctrl-C: nothing was finished there). A host that had started counts
-        as in flight: its connect may have completed just before it was stopped."""
+        """(in_flight, pending) hosts of ``run_id`` that did not finish in it.
+
+        Unfinished: no outcome (the run died), or an ``interrupted`` outcome (Ctrl-C recorded
+        one for every host it stopped or never started). In flight: the host had started.
+        """
         rows = self._read(
-            "SELECT h.host, h.state, h.started_at, o.status FROM run_hosts h LEFT JOIN outcomes o"
+            "SELECT h.host, h.state, h.started_at FROM run_hosts h LEFT JOIN outcomes o"
             " ON o.run_id = h.run_id AND o.host = h.host"
             " WHERE h.run_id = ? AND (o.host IS NULL OR o.status = ?) ORDER BY h.position",
             (run_id, HostStatus.INTERRUPTED.value),
         )
-
-        def started(row: sqlite3.Row) -> bool:
-            if row["status"] is None:
-                return bool(row["state"] == "in_flight")
-            return row["started_at"] is not None
-
-        in_flight = [row["host"] for row in rows if started(row)]
-        pending = [row["host"] for row in rows if not started(row)]
+        in_flight = [row["host"] for row in rows if row["started_at"] is not None]
+        pending = [row["host"] for row in rows if row["started_at"] is None]
         return in_flight, pending
 
     def host_history(self, host: str) -> list[OutcomeRow]:

@@ -67,7 +67,8 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
 
     A RUN_ID of a rerun reports its root run. Always prints the summary; writes files when asked.
     """
-    with _open_existing(state_dir) as store:
+    # One snapshot: while a run writes, the files, stdout and the summary show the same state.
+    with _open_existing(state_dir) as store, store.snapshot():
         root = _resolve_root(store, state_dir, run_id)
         rows = report_rows(store, root, all_hosts=all_hosts)
         # JUnit always lists every host: a connected host is a passing test case.
@@ -86,7 +87,8 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
                 click.echo(text, nl=False)
         # With the report on stdout the summary goes to stderr, so stdout stays parseable.
         console = _console(stderr=to_stdout)
-        console.print(summary(store, root, state_dir=state_dir))
+        # soft_wrap keeps the rerun command on one line on narrow terminals and in CI logs.
+        console.print(summary(store, root, state_dir=state_dir), soft_wrap=True)
         for path, count in ((csv_file, len(rows)), (output, len(junit_rows))):
             if path is not None:
                 console.print(f"wrote {redact(str(path))} ({count} host row(s))")

@@ -7,6 +7,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,8 @@ from rich.console import Console
 from fleet.cli.display import JsonLines, LiveDisplay
 from fleet.cli.options import azure_override_options, inventory_option, limit_option
 from fleet.cli.state_option import state_dir_option
-from fleet.engine.outcome import HostOutcome, OutcomeSink
-from fleet.engine.playbook import Mode, Playbook, load_playbook
+from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
+from fleet.engine.playbook import BUILTIN, Mode, Playbook, load_playbook
 from fleet.engine.runner import FanoutSink, FleetRun, RunOptions
 from fleet.engine.secrets import SecretBook
 from fleet.engine.transcript import TranscriptWriter
@@ -27,7 +28,7 @@ from fleet.inventory.model import ResolvedHost
 from fleet.logs import close_run_log, configure_run_log
 from fleet.redact import redact
 from fleet.report import summary, write_failures_csv
-from fleet.store import RunStore, RunStoreSink
+from fleet.store import RunRecord, RunStore, RunStoreSink
 from fleet.transport.factory import TransportFactory
 from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS, HostKeyPolicy
 
@@ -110,6 +111,13 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def _absolute(path: str | None, *, keep: Sequence[str] = ()) -> str | None:
+    """A file option as an absolute path: a rerun or resume may start from another directory."""
+    if path is None or path in keep:
+        return path
+    return str(Path(path).resolve())
+
+
 class _Executor:
     """Plans and performs one run: load, validate, store, run, report."""
 
@@ -138,8 +146,9 @@ class _Executor:
         if request.limit and request.limit != "@failed":
             hosts = select_hosts(inventory, request.limit)
         if only is not None:
-            wanted = set(only)
-            hosts = [h for h in hosts if h.name in wanted]
+            # In the order given (a resume puts the hosts that were in flight first).
+            by_name = {h.name: h for h in hosts}
+            hosts = [by_name[name] for name in dict.fromkeys(only) if name in by_name]
         return playbook, hosts, inventory.digest, request.playbook or playbook.name
 
     def execute(
@@ -150,6 +159,7 @@ class _Executor:
         mode: Mode | None,
         only: Sequence[str] | None = None,
         parent_run_id: str | None = None,
+        earlier_steps: dict[str, tuple[Attempt, ...]] | None = None,
     ) -> int:
         playbook, hosts, digest, playbook_ref = self.plan(request, only=only, mode=mode)
         if not hosts:
@@ -167,6 +177,7 @@ class _Executor:
                 else pacing.connect_rate_per_s
             ),
             connect_burst=pacing.connect_burst,
+            earlier_steps=earlier_steps or {},
         )
         policy = HostKeyPolicy(
             known_hosts=Path(request.known_hosts) if request.known_hosts else DEFAULT_KNOWN_HOSTS,
@@ -199,18 +210,27 @@ class _Executor:
                 f"forks {options.forks}",
                 markup=False,
                 highlight=False,
+                soft_wrap=True,
             )
+            outcomes: list[HostOutcome] | None = None
             try:
                 with view:
                     outcomes = asyncio.run(_run_with_signals(fleet))
             finally:
-                status = "interrupted" if fleet.interrupted else "finished"
+                # A run that raised did not finish its hosts: "crashed" keeps it resumable.
+                status = "finished" if outcomes is not None else "crashed"
+                if fleet.interrupted:
+                    status = "interrupted"
                 store.finish_run(record.id, status)
                 close_run_log()
             root = record.root_run_id
             csv_path = write_failures_csv(store, root, run_id=record.id)
-            self.console.print(summary(store, root, state_dir=self.state_dir))
-            self.console.print(f"failures CSV: {csv_path}", markup=False, highlight=False)
+            # soft_wrap: a narrow or absent terminal must not break the rerun command or the
+            # path across lines; operators copy them verbatim.
+            self.console.print(summary(store, root, state_dir=self.state_dir), soft_wrap=True)
+            self.console.print(
+                f"failures CSV: {csv_path}", markup=False, highlight=False, soft_wrap=True
+            )
         if fleet.interrupted:
             return EXIT_INTERRUPTED
         return EXIT_OK if all(o.status.value == "success" for o in outcomes) else EXIT_FAILED
@@ -245,6 +265,13 @@ def _failed_hosts(state_dir: Path) -> tuple[str, list[str]]:
         root = store.latest_run_id(root_only=True)
         if root is None:
             raise UsageError(Problem(str(state_dir), None, "--limit @failed", "no run recorded"))
+        running = [r.id for r in store.runs_under(root) if r.status == "running"]
+        if running:
+            raise UsageError(
+                Problem(
+                    str(state_dir), None, "--limit @failed", f"run {running[-1]} is still running"
+                )
+            )
         return root, store.hosts_to_rerun(root)
 
 
@@ -269,17 +296,17 @@ def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command
         console = _console()
         request = RunRequest(
             inventories=[str(Path(p).resolve()) for p in inventories],
-            playbook=kwargs.get("playbook"),
+            playbook=_absolute(kwargs.get("playbook"), keep=BUILTIN),
             limit=kwargs.get("limit"),
             forks=kwargs.get("forks"),
             connect_rate=kwargs.get("connect_rate"),
-            known_hosts=kwargs.get("known_hosts"),
+            known_hosts=_absolute(kwargs.get("known_hosts")),
             accept_new_host_keys=bool(kwargs.get("accept_new_host_keys")),
             azure=azure_overrides,
         )
         executor = _Executor(state_dir, json_lines, console)
         if resume:
-            sys.exit(_resume(executor, state_dir, request))
+            sys.exit(_resume(executor, state_dir, request, mode))
         only: list[str] | None = None
         parent: str | None = None
         kind = name
@@ -291,13 +318,19 @@ def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command
     return command
 
 
-def _resume(executor: _Executor, state_dir: Path, request: RunRequest | None) -> int:
+def _resume(executor: _Executor, state_dir: Path, request: RunRequest, mode: Mode | None) -> int:
     with _open_store(state_dir) as store:
         latest = store.latest_run_id(root_only=False)
         record = store.get_run(latest) if latest else None
         if record is None:
             raise UsageError(Problem(str(state_dir), None, "--resume", "no run recorded"))
-        if record.status not in ("interrupted", "crashed", "running"):
+        if record.status == "running":
+            # Its process is alive (or ran on another machine): a second writer would contact
+            # the same hosts at the same time.
+            raise UsageError(
+                Problem(str(state_dir), None, "--resume", f"run {record.id} is still running")
+            )
+        if record.status not in ("interrupted", "crashed"):
             raise UsageError(
                 Problem(
                     str(state_dir),
@@ -307,14 +340,74 @@ def _resume(executor: _Executor, state_dir: Path, request: RunRequest | None) ->
                 )
             )
         in_flight, pending = store.unfinished_hosts(record.id)
-    recalled = RunRequest.from_options(record.options)
-    if request is not None and request.inventories:
-        recalled.inventories = request.inventories
-    # In-flight hosts go first; their preflight reads `show --json`, so a connect that finished
-    # just before the crash counts as done and is not repeated into AZCM0067.
+        earlier = _earlier_steps(store, record, in_flight)
+    recalled = _recall(record)
+    recalled.inventories = request.inventories or recalled.inventories
+    _override(recalled, request)
+    # In-flight hosts go first. Each one's preflight reads `show --json`: a connect that
+    # finished just before the crash counts as done and is not repeated into AZCM0067.
+    # mode: `preflight --resume` must not continue an onboard run (it would connect hosts).
     return executor.execute(
-        recalled, kind="resume", mode=None, only=[*in_flight, *pending], parent_run_id=record.id
+        recalled,
+        kind="resume",
+        mode=mode,
+        only=[*in_flight, *pending],
+        parent_run_id=record.id,
+        earlier_steps=earlier,
     )
+
+
+def _earlier_steps(
+    store: RunStore, record: RunRecord, hosts: Sequence[str]
+) -> dict[str, tuple[Attempt, ...]]:
+    """Per host, the steps recorded by ``record`` and the runs it resumed, oldest first.
+
+    A host unfinished in a resume was unfinished in each run that resume continued, so its
+    whole interrupted history is along that chain.
+    """
+    chain = [record]
+    while chain[-1].kind == "resume" and chain[-1].parent_run_id:
+        parent = store.get_run(chain[-1].parent_run_id)
+        if parent is None:
+            break
+        chain.append(parent)
+    result: dict[str, tuple[Attempt, ...]] = {}
+    for host in hosts:
+        steps = [
+            Attempt(
+                stage=row.stage,
+                command=row.command,
+                exit_status=row.exit_status,
+                duration_s=row.duration_s,
+                started_at=datetime.fromisoformat(row.started_at),
+                remediation=row.remediation,
+            )
+            for run in reversed(chain)
+            for row in store.attempts_for(run.id, host)
+        ]
+        if steps:
+            result[host] = tuple(steps)
+    return result
+
+
+def _recall(record: RunRecord) -> RunRequest:
+    """The request a recorded run was made with, its playbook named explicitly: a run on the
+    default playbook recorded no --playbook, and the default of a rerun is onboard, so a
+    rerun of a preflight or offboard run would otherwise connect hosts."""
+    request = RunRequest.from_options(record.options)
+    if request.playbook is None:
+        request.playbook = record.playbook
+    return request
+
+
+def _override(request: RunRequest, given: RunRequest) -> None:
+    """Options given on this command line win over the recalled ones (not the host set)."""
+    request.azure.update(given.azure)
+    for key in ("playbook", "forks", "connect_rate", "known_hosts"):
+        if getattr(given, key) is not None:
+            setattr(request, key, getattr(given, key))
+    if given.accept_new_host_keys:
+        request.accept_new_host_keys = True
 
 
 @click.command("rerun")
@@ -337,7 +430,7 @@ def rerun_command(
     """Run again only the hosts that did not end connected, with the same options."""
     console = _console()
     with _open_store(state_dir) as store:
-        root = run_id or store.latest_run_id(root_only=True)
+        root = store.resolve_run_id(run_id) if run_id else store.latest_run_id(root_only=True)
         record = store.get_run(root) if root else None
         if record is None:
             raise UsageError(
@@ -351,20 +444,36 @@ def rerun_command(
         root = record.root_run_id
         root_record = store.get_run(root)
         assert root_record is not None
-        unfinished = store.runs_under(root)[-1]
-        if unfinished.status in ("interrupted", "crashed"):
-            pass  # hosts_to_rerun includes hosts that never finished
+        running = [r.id for r in store.runs_under(root) if r.status == "running"]
+        if running:
+            # Two writers would contact the same hosts at once.
+            raise UsageError(
+                Problem(str(state_dir), None, "RUN_ID", f"run {running[-1]} is still running")
+            )
+        # Hosts that never finished (a crash or Ctrl-C) are included: their agent state is
+        # read before anything is changed.
         hosts = store.hosts_to_rerun(root, set(categories) if categories else None)
-    request = RunRequest.from_options(root_record.options)
-    request.azure.update(azure_overrides)
-    for key in ("playbook", "forks", "connect_rate", "known_hosts"):
-        if kwargs.get(key) is not None:
-            setattr(request, key, kwargs[key])
-    if kwargs.get("accept_new_host_keys"):
-        request.accept_new_host_keys = True
+    request = _recall(root_record)
+    _override(
+        request,
+        RunRequest(
+            inventories=[],
+            playbook=_absolute(kwargs.get("playbook"), keep=BUILTIN),
+            forks=kwargs.get("forks"),
+            connect_rate=kwargs.get("connect_rate"),
+            known_hosts=_absolute(kwargs.get("known_hosts")),
+            accept_new_host_keys=bool(kwargs.get("accept_new_host_keys")),
+            azure=azure_overrides,
+        ),
+    )
     request.limit = kwargs.get("limit")
     if not hosts:
-        console.print(f"run {root}: every host is connected; nothing to rerun", markup=False)
+        what = (
+            f"no host is left in category {', '.join(categories)}"
+            if categories
+            else "every host is connected"
+        )
+        console.print(f"run {root}: {what}; nothing to rerun", markup=False, soft_wrap=True)
         sys.exit(EXIT_OK)
     executor = _Executor(state_dir, json_lines, console)
     sys.exit(executor.execute(request, kind="rerun", mode=None, only=hosts, parent_run_id=root))

@@ -13,7 +13,7 @@ import contextlib
 import json
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -107,6 +107,38 @@ class HostFinished(Exception):
         self.diagnosis = diagnosis
 
 
+@dataclass(frozen=True)
+class EarlierProgress:
+    """What an interrupted (or killed) run had done to a host, for the run that resumes it.
+
+    A resume continues the host rather than starting over: connect attempts whose result was
+    recorded count against the retry budget, remediations already applied are not applied
+    again, and a connect that finished just before the crash is recognised, not repeated.
+    The outcome's ``attempts`` still counts this run's connects (their results are the ones it
+    reports), except for a host the interrupted run connected: that run's connects made it.
+    """
+
+    launched: int = 0  # connect attempts started (their private --config dir was made)
+    finished: int = 0  # connect attempts whose result was recorded
+    last_exit: int | None = None  # of the last recorded azcmagent connect
+    remediations: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, steps: Sequence[Attempt], make_private_dir: str) -> EarlierProgress:
+        launched = finished = 0
+        last_exit: int | None = None
+        remediations: list[str] = []
+        for step in steps:
+            if step.stage == "connect" and step.command == make_private_dir:
+                launched += 1
+            elif step.stage == "connect":
+                finished += 1
+                last_exit = step.exit_status
+            if step.remediation and step.remediation not in remediations:
+                remediations.append(step.remediation)
+        return cls(launched, finished, last_exit, tuple(remediations))
+
+
 @dataclass
 class HostContext:
     """What one host run needs from the fleet run."""
@@ -116,6 +148,8 @@ class HostContext:
     pacer: TokenBucket
     sp_secret: str | None
     transcript_file: str = ""
+    # Steps an interrupted run recorded for this host (resume only), oldest first.
+    earlier_steps: tuple[Attempt, ...] = ()
 
 
 class HostRun:
@@ -136,9 +170,10 @@ class HostRun:
         self._elevated_commands = elevated_commands
         self._started = _now()
         self._steps: list[Attempt] = []
-        self._remediations: list[str] = []
+        self._earlier = EarlierProgress.of(context.earlier_steps, commands.make_private_dir())
+        self._remediations: list[str] = list(self._earlier.remediations)
         self._connect_attempts = 0
-        self._last_exit: int | None = None
+        self._last_exit: int | None = self._earlier.last_exit
         self._agent_version: str | None = None
 
     # -- recording -----------------------------------------------------------------------
@@ -265,6 +300,13 @@ class HostRun:
         if mode is Mode.OFFBOARD:
             return await self._offboard(agent, state)
         if state is not None and state.connected:
+            if state.matches(self.host) and self._earlier.launched:
+                # The interrupted run's last connect finished before the crash (the agent
+                # reports Connected only after a successful connect): that run connected it.
+                # Connecting again would only earn AZCM0067.
+                self._connect_attempts = self._earlier.launched
+                self._last_exit = 0
+                return findings.connected(state.resource_id)
             if state.matches(self.host):
                 return findings.already_connected(state.resource_id)
             wanted = self.host.azure.expected_resource_id(self.host.name) or "(inventory target)"
@@ -285,7 +327,8 @@ class HostRun:
             if self._elevated_commands is not None and self.playbook.escalate_with_sudo:
                 self.commands = self._elevated_commands
                 self._elevated_commands = None
-                self._remediations.append(Remediation.RERUN_ELEVATED.value)
+                if Remediation.RERUN_ELEVATED.value not in self._remediations:
+                    self._remediations.append(Remediation.RERUN_ELEVATED.value)
                 return await self._preflight()
             raise HostFinished(
                 findings.elevation_required(
@@ -349,7 +392,8 @@ class HostRun:
 
     async def _connect_with_retries(self, agent: str) -> Diagnosis:
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.playbook.attempts)
+            # A resumed host has already used part of its budget in the interrupted run.
+            stop=stop_after_attempt(max(1, self.playbook.attempts - self._earlier.finished))
             | stop_after_delay(self.playbook.deadlines.host_s),
             wait=self._wait,
             retry=lambda state: bool(

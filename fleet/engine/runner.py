@@ -56,6 +56,8 @@ class RunOptions:
     connect_rate_per_s: float
     connect_burst: int
     transcript_path: dict[str, str] = field(default_factory=dict)
+    # Resume: per host, the steps the interrupted run(s) recorded (see EarlierProgress).
+    earlier_steps: dict[str, tuple[Attempt, ...]] = field(default_factory=dict)
 
 
 def _internal_error(exc: Exception) -> Diagnosis:
@@ -148,6 +150,7 @@ class FleetRun:
             pacer=self.pacer,
             sp_secret=self.secrets.sp_secret(host),
             transcript_file=self.options.transcript_path.get(host.name, ""),
+            earlier_steps=self.options.earlier_steps.get(host.name, ()),
         )
         return HostRun(host, transport, commands, context, elevated_commands=escalate)
 
