@@ -21,6 +21,7 @@ import yaml
 
 from fleet.lab.fleet import LabFleet
 from fleet.lab.host import ConnectCall, LabHost, SftpWrite
+from fleet.lab.scenario import Scenario, ScenarioPlan
 from fleet.lab.winrm_server import LabWinrmServer
 from fleet.store import RunStore
 
@@ -290,3 +291,9 @@ def connect_json_modes(lab: LabFleet) -> list[tuple[str, SftpWrite]]:
     """Every SFTP write or chmod of a connect.json, over all Linux hosts."""
     return [(name, w) for name in lab.hosts for w in sftp_writes(lab, name)
             if w.path.endswith("/connect.json")]
+
+
+def plan(default: Scenario | None = None, **hosts: Scenario) -> ScenarioPlan:
+    """A scenario plan: ``default`` for every host, and ``lab_0001=Scenario(...)`` overrides."""
+    return ScenarioPlan(default=default or Scenario(),
+                        hosts=tuple((name.replace("_", "-"), s) for name, s in hosts.items()))

@@ -17,7 +17,7 @@ import asyncssh
 import pytest
 
 from fleet.lab.fleet import LabFleet
-from fleet.lab.scenario import Scenario, ScenarioKind, ScenarioPlan
+from fleet.lab.scenario import Scenario, ScenarioKind
 from fleet.store import RunStore
 from tests.engine_support import (
     HOSTILE_TAGS,
@@ -31,6 +31,7 @@ from tests.engine_support import (
     connect_calls,
     edit_inventory,
     interrupt_run,
+    plan,
     run_cli,
     running,
     sftp_writes,
@@ -39,11 +40,6 @@ from tests.engine_support import (
 )
 
 K = ScenarioKind
-
-
-def plan(default: Scenario | None = None, **hosts: Scenario) -> ScenarioPlan:
-    return ScenarioPlan(default=default or Scenario(),
-                        hosts=tuple((name.replace("_", "-"), s) for name, s in hosts.items()))
 
 
 def lab_of(tmp_path: Path, hosts: int = 1, **kwargs: Any) -> AbstractContextManager[LabFleet]:

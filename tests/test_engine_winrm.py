@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.lab.fleet import LabFleet, lab_addresses
-from fleet.lab.scenario import Scenario, ScenarioKind, ScenarioPlan
+from fleet.lab.scenario import Scenario, ScenarioKind
 from fleet.store import RunStore
 from tests.engine_support import (
     HOSTILE_TAGS,
@@ -25,6 +25,7 @@ from tests.engine_support import (
     connect_calls,
     edit_inventory,
     interrupt_run,
+    plan,
     run_cli,
     wait_until,
     winrm_server,
@@ -32,11 +33,6 @@ from tests.engine_support import (
 )
 
 K = ScenarioKind
-
-
-def plan(default: Scenario | None = None, **hosts: Scenario) -> ScenarioPlan:
-    return ScenarioPlan(default=default or Scenario(),
-                        hosts=tuple((name.replace("_", "-"), s) for name, s in hosts.items()))
 
 
 def windows_lab(tmp_path: Path, windows: int = 1,

@@ -6,7 +6,9 @@ import asyncio
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -36,34 +38,45 @@ def _plan(value: str) -> ScenarioPlan:
         Problem(value, None, "--scenario", "no such file, built-in scenario file or scenario name")
     )
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 @click.group("lab")
 def lab_group() -> None:
     """A simulated fleet on loopback: SSH and WinRM hosts running an azcmagent simulator."""
 
 
+def _fleet_options(*, hosts: int, windows: int) -> Callable[[F], F]:
+    """--hosts, --windows and --scenario, shared by ``lab up`` and ``lab demo``."""
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--scenario",
+            default="mix",
+            show_default=True,
+            help="Scenario file, 'mix', or one scenario name for every host.",
+        )(func)
+        func = click.option(
+            "--windows",
+            type=click.IntRange(min=0),
+            default=windows,
+            show_default=True,
+            help="Windows hosts (WinRM).",
+        )(func)
+        return click.option(
+            "--hosts",
+            "linux",
+            type=click.IntRange(min=0),
+            default=hosts,
+            show_default=True,
+            help="Linux hosts (SSH).",
+        )(func)
+
+    return decorate
+
+
 @lab_group.command("up")
-@click.option(
-    "--hosts",
-    "linux",
-    type=click.IntRange(min=0),
-    default=10,
-    show_default=True,
-    help="Linux hosts (SSH).",
-)
-@click.option(
-    "--windows",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Windows hosts (WinRM).",
-)
-@click.option(
-    "--scenario",
-    default="mix",
-    show_default=True,
-    help="Scenario file, 'mix', or one scenario name for all hosts.",
-)
+@_fleet_options(hosts=10, windows=0)
 @click.option(
     "--inventory-out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -182,27 +195,7 @@ def agent_shim(args: tuple[str, ...]) -> None:
 
 
 @lab_group.command("demo")
-@click.option(
-    "--hosts",
-    "linux",
-    type=click.IntRange(min=1),
-    default=40,
-    show_default=True,
-    help="Linux hosts (SSH).",
-)
-@click.option(
-    "--windows",
-    type=click.IntRange(min=0),
-    default=10,
-    show_default=True,
-    help="Windows hosts (WinRM).",
-)
-@click.option(
-    "--scenario",
-    default="mix",
-    show_default=True,
-    help="Scenario file, 'mix', or one scenario name for every host.",
-)
+@_fleet_options(hosts=40, windows=10)
 @click.option(
     "--subnet", default="127.78", show_default=True, help="Host addresses are <subnet>.x.y."
 )
