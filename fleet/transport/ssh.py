@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
+from asyncssh.encryption import get_default_encryption_algs
 
 from fleet.errors import ConnectionDropped, HostAuthFailed, HostUnreachable
 from fleet.inventory.model import ResolvedHost
@@ -25,6 +26,19 @@ from fleet.transport.base import OUTPUT_CAP_BYTES, CappedOutput, CommandResult
 
 KEEPALIVE_INTERVAL_S = 15
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts").expanduser()
+# AES-GCM is offered before asyncssh's default first choice, ChaCha20-Poly1305: asyncssh builds
+# ChaCha20-Poly1305 out of several cipher calls per packet (about 10 us a packet here, against
+# 2 us for AES-GCM, which AES-NI speeds up), and a fleet run is tens of thousands of packets. The
+# rest of asyncssh's list follows unchanged for servers that do not offer AES-GCM.
+PREFERRED_CIPHERS = ("aes256-gcm@openssh.com", "aes128-gcm@openssh.com")
+ENCRYPTION_ALGS = [
+    *PREFERRED_CIPHERS,
+    *(
+        name
+        for name in (alg.decode() for alg in get_default_encryption_algs())
+        if name not in PREFERRED_CIPHERS
+    ),
+]
 
 
 @dataclass
@@ -117,6 +131,7 @@ class SshTransport:
             "keepalive_interval": KEEPALIVE_INTERVAL_S,
             "keepalive_count_max": 3,
             "config": None,  # the inventory, not ~/.ssh/config, says how to reach hosts
+            "encryption_algs": ENCRYPTION_ALGS,
         }
         if self._settings.key_file:
             options["client_keys"] = [str(self._settings.key_file)]
