@@ -1,4 +1,4 @@
-"""SshTransport's per-run savings: known_hosts parsed once, AES-GCM negotiated with the lab.
+"""SshTransport's per-run savings: known_hosts and client keys read once, AES-GCM with the lab.
 
 Both came out of the benchmarks (docs/benchmarks.md); these tests pin the behaviour, not timing.
 """
@@ -11,7 +11,7 @@ import asyncssh
 
 from fleet.inventory import load_inventory
 from fleet.lab.fleet import LabFleet
-from fleet.transport.ssh import HostKeyPolicy, SshTransport
+from fleet.transport.ssh import ClientKeys, HostKeyPolicy, SshTransport
 
 SUBNET = "127.65"  # the benchmark helper's range, 127.64-69
 
@@ -52,9 +52,10 @@ async def test_lab_session_uses_aes_gcm_and_the_shared_known_hosts(tmp_path: Pat
     async with LabFleet(tmp_path / "lab", hosts=2, subnet=SUBNET) as lab:
         hosts = load_inventory([lab.inventory_path]).hosts
         policy = HostKeyPolicy(known_hosts=lab.known_hosts_file)
+        keys = ClientKeys()
         ciphers = []
         for host in hosts:
-            transport = SshTransport(host, policy=policy)
+            transport = SshTransport(host, policy=policy, client_keys=keys)
             await transport.open()
             try:
                 conn = transport._require()
@@ -65,3 +66,18 @@ async def test_lab_session_uses_aes_gcm_and_the_shared_known_hosts(tmp_path: Pat
                 await transport.close()
         assert ciphers == ["aes256-gcm@openssh.com"] * 2
         assert len(policy._parsed) == 1  # both hosts matched against one parsed file
+        assert list(keys._loaded) == [lab.key_file]  # and logged in with one loaded key
+
+
+def test_client_keys_are_loaded_once_or_left_to_asyncssh(tmp_path: Path) -> None:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    plain = tmp_path / "id_plain"
+    plain.write_bytes(key.export_private_key())
+    locked = tmp_path / "id_locked"
+    locked.write_bytes(key.export_private_key("pkcs8-pem", passphrase="not given"))
+    keys = ClientKeys()
+    loaded = keys.get(plain)
+    assert loaded is not None and loaded[0].public_data == key.public_data
+    assert keys.get(plain) is loaded
+    assert keys.get(locked) is None  # asyncssh asks for / reports the passphrase itself
+    assert keys.get(tmp_path / "missing") is None

@@ -10,7 +10,7 @@ from fleet.azcm.commands_linux import LinuxAgentCommands
 from fleet.inventory.model import OsFamily, ResolvedHost
 from fleet.inventory.model import Transport as TransportKind
 from fleet.transport.base import Transport
-from fleet.transport.ssh import HostKeyPolicy, SshTransport
+from fleet.transport.ssh import ClientKeys, HostKeyPolicy, SshTransport
 
 
 @dataclass
@@ -19,11 +19,18 @@ class TransportFactory:
     connect_timeout_s: float | None = None
     # pywinrm is blocking: every WinRM host shares this bounded pool.
     winrm_threads: int = 32
+    # Key files are read once per run, not once per host.
+    client_keys: ClientKeys = field(default_factory=ClientKeys)
     _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def transport_for(self, host: ResolvedHost, *, winrm_password: str | None = None) -> Transport:
         if host.transport is TransportKind.SSH:
-            return SshTransport(host, policy=self.policy, connect_timeout_s=self.connect_timeout_s)
+            return SshTransport(
+                host,
+                policy=self.policy,
+                connect_timeout_s=self.connect_timeout_s,
+                client_keys=self.client_keys,
+            )
         from fleet.transport.winrm import WinrmTransport  # imported only when a host needs it
 
         if self._executor is None:

@@ -92,6 +92,28 @@ class HostKeyPolicy:
                 handle.write(line)
 
 
+@dataclass
+class ClientKeys:
+    """Client key files loaded once per run and shared by every connection.
+
+    Given a path, asyncssh reads and parses the key file (and its ``.pub``) again for every
+    connection, in a worker thread that competes with the event loop for the GIL.
+    """
+
+    _loaded: dict[Path, list[asyncssh.SSHKeyPair]] = field(default_factory=dict, repr=False)
+
+    def get(self, path: Path) -> list[asyncssh.SSHKeyPair] | None:
+        """The key pairs in ``path``, or None when it cannot be loaded without help (missing,
+        unreadable, passphrase-protected): asyncssh then gets the path and reports the problem
+        as it always has."""
+        if path not in self._loaded:
+            try:
+                self._loaded[path] = list(asyncssh.load_keypairs([str(path)]))
+            except (OSError, asyncssh.KeyImportError, asyncssh.KeyEncryptionError):
+                return None
+        return self._loaded[path]
+
+
 def _parse_hop(hop: str) -> tuple[str | None, str, int]:
     user, _, rest = hop.rpartition("@")
     host, _, port = rest.partition(":")
@@ -107,10 +129,12 @@ class SshTransport:
         *,
         policy: HostKeyPolicy,
         connect_timeout_s: float | None = None,
+        client_keys: ClientKeys | None = None,
     ) -> None:
         self.host = host
         self.host_name = host.name
         self._policy = policy
+        self._client_keys = client_keys or ClientKeys()
         self._settings = host.ssh
         self._timeout = connect_timeout_s or host.ssh.connect_timeout_s
         self._conn: asyncssh.SSHClientConnection | None = None
@@ -134,7 +158,8 @@ class SshTransport:
             "encryption_algs": ENCRYPTION_ALGS,
         }
         if self._settings.key_file:
-            options["client_keys"] = [str(self._settings.key_file)]
+            loaded = self._client_keys.get(self._settings.key_file)
+            options["client_keys"] = [str(self._settings.key_file)] if loaded is None else loaded
             options["agent_path"] = None
         options.update(extra)
         return options
