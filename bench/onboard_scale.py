@@ -92,7 +92,7 @@ class Result:
 
     @property
     def cpu_ms_per_host(self) -> float:
-        return 1000 * self.cpu_s / max(1, self.measured_hosts or self.hosts)
+        return 1000 * self.cpu_s / max(1, self.hosts)  # sequential: cpu_s is projected too
 
 
 def ideal_s(hosts: int, forks: int, latency_s: float) -> float:

@@ -1,13 +1,15 @@
 """Run every benchmark and write docs/benchmarks.md and docs/benchmarks.png.
 
-    /work/venv/bin/python bench/run_all.py --quick     # the cases the targets need (~5 min)
-    /work/venv/bin/python bench/run_all.py --full      # the whole matrix (~30 min)
+    /work/venv/bin/python bench/run_all.py --quick     # the cases the targets need (~6 min)
+    /work/venv/bin/python bench/run_all.py --full      # the whole matrix (~25 min)
 
 Runs bench/onboard_scale.py (arcfleet vs ansible-core vs a sequential loop against the lab),
-bench/classify_10mb.py and bench/inventory_load.py, then writes the tables, the targets and the
-plot. The analysis (profile, fixes) is kept by hand in bench/benchmarks_notes.md and copied in
-verbatim, so a rerun refreshes the numbers without losing it. Needs matplotlib and psutil (the
-bench extra) and network access once, to install ansible-core into its own virtual environment.
+bench/ssh_costs.py, bench/classify_10mb.py and bench/inventory_load.py, then writes the tables,
+the targets and the plot; the raw onboarding results go to docs/benchmarks.json (``--from-json``
+rebuilds the page from them). The analysis (profile, fixes) is kept by hand in
+bench/benchmarks_notes.md and copied in verbatim, so a rerun refreshes the numbers without
+losing it. Needs matplotlib and psutil (the bench extra), the OpenSSH client, and network access
+once, to install ansible-core into its own virtual environment.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import json
 import math
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 DOC = REPO / "docs" / "benchmarks.md"
 PLOT = REPO / "docs" / "benchmarks.png"
+RAW = REPO / "docs" / "benchmarks.json"  # the onboarding results, for --from-json
 NOTES = BENCH / "benchmarks_notes.md"
 
 RATIO_TARGET = 1.10  # issue 9: 1,000 hosts, forks 200
@@ -35,12 +37,18 @@ RSS_TARGET_MB = 250.0  # issue 9: 1,000 hosts
 
 
 def run(command: list[str]) -> str:
+    """Run a bench script, echoing its lines to stderr as they come; returns its stdout."""
     print("$", " ".join(command), file=sys.stderr, flush=True)
-    result = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
-    sys.stderr.write(result.stdout)
-    if result.returncode != 0:
-        raise SystemExit(f"{command[1]} failed with exit {result.returncode}")
-    return result.stdout
+    lines = []
+    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            lines.append(line)
+    if process.returncode != 0:
+        raise SystemExit(f"{command[1]} failed with exit {process.returncode}")
+    return "".join(lines)
 
 
 def fmt(value: float, digits: int = 2) -> str:
@@ -51,9 +59,10 @@ def onboard_table(results: list[dict[str, Any]]) -> list[str]:
     arcfleet = {(r["hosts"], r["latency_s"], r["forks"]): r for r in results
                 if r["tool"] == "arcfleet"}
     lines = [
-        "| tool | N | L (s) | forks | wall (s) | ideal (s) | wall / ideal | wall / arcfleet "
-        "| hosts ok | client CPU (ms/host) | peak memory (MB) | lab CPU (s) | load at start |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| tool | N | L (s) | forks | wall (s) | ideal (s) | wall / ideal | ideal + client CPU (s) "
+        "| wall / arcfleet | hosts ok | client CPU (ms/host) | peak memory (MB) | lab CPU (s) "
+        "| load at start |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     order = {"arcfleet": 0, "ansible": 1, "sequential": 2}
     for r in sorted(results, key=lambda r: (r["latency_s"], r["hosts"], r["forks"] if
@@ -77,9 +86,18 @@ def onboard_table(results: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {r['tool']} | {r['hosts']} | {r['latency_s']:g} | "
             f"{r['forks'] if r['tool'] != 'sequential' else 1} | {wall} | {fmt(r['ideal_s'], 0)}"
-            f" | {fmt(r['ratio'])} | {versus} | {ok} | {fmt(r['cpu_ms_per_host'], 1)} | "
-            f"{memory} | {fmt(r['lab_cpu_s'], 1)} | {r['load_before']:.1f} |")
+            f" | {fmt(r['ratio'])} | {model(r)} | {versus} | {ok} | "
+            f"{fmt(r['cpu_ms_per_host'], 1)} | {memory} | {fmt(r['lab_cpu_s'], 1)} | "
+            f"{r['load_before']:.1f} |")
     return lines
+
+
+def model(r: dict[str, Any]) -> str:
+    """The wave model: the forks move in step (same latency everywhere), so the client's CPU
+    work never overlaps a wave's wait and adds to the ideal."""
+    if r["tool"] != "arcfleet":
+        return ""
+    return fmt(r["ideal_s"] + r["cpu_s"], 1)
 
 
 def targets(results: list[dict[str, Any]], classify: str, inventory: str) -> list[str]:
@@ -170,8 +188,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def write_doc(data: dict[str, Any], classify: str, inventory: str, command: str,
-              started: str, minutes: float) -> None:
+def write_doc(data: dict[str, Any], costs: str, classify: str, inventory: str,
+              command: str, started: str, minutes: float) -> None:
     m = data["machine"]
     results = data["results"]
     mode = data["mode"]
@@ -239,6 +257,17 @@ def write_doc(data: dict[str, Any], classify: str, inventory: str, command: str,
         "compression, `gathering = explicit`, `stdout_callback = minimal`, config and temp "
         "directories in a scratch directory (nothing in `~/.ansible`).",
         "",
+        "## One host, step by step (the profile behind the ratios)",
+        "",
+        "`bench/ssh_costs.py` walks 200 lab hosts one at a time (no contention) with arcfleet's "
+        "SSH transport and charges each step's CPU to the client (arcfleet's process) and to "
+        "the lab (its process):",
+        "",
+        "```",
+        "$ python bench/ssh_costs.py --hosts 200",
+        *costs.strip().splitlines(),
+        "```",
+        "",
         "## Classifier and inventory loader",
         "",
         "```",
@@ -265,15 +294,15 @@ def main() -> None:
     flag = "--quick" if args.quick else "--full"
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     clock = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        data_file = args.from_json or Path(tmp) / "onboard.json"
-        if args.from_json is None:
-            run([sys.executable, str(BENCH / "onboard_scale.py"), flag, "--json", str(data_file)])
-        data = json.loads(data_file.read_text(encoding="utf-8"))
+    data_file = args.from_json or RAW
+    if args.from_json is None:
+        run([sys.executable, str(BENCH / "onboard_scale.py"), flag, "--json", str(data_file)])
+    data = json.loads(data_file.read_text(encoding="utf-8"))
+    costs = run([sys.executable, str(BENCH / "ssh_costs.py"), "--hosts", "200"])
     classify = run([sys.executable, str(BENCH / "classify_10mb.py"), "--repeat", "3"])
     inventory = run([sys.executable, str(BENCH / "inventory_load.py"), "--runs", "5"])
     plot(data["results"], PLOT)
-    write_doc(data, classify, inventory, f"python bench/run_all.py {flag}", started,
+    write_doc(data, costs, classify, inventory, f"python bench/run_all.py {flag}", started,
               (time.monotonic() - clock) / 60)
     print(f"wrote {DOC.relative_to(REPO)} and {PLOT.relative_to(REPO)}", file=sys.stderr)
 
