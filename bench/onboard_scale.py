@@ -466,8 +466,9 @@ def cases(args: argparse.Namespace) -> list[tuple[int, float, int, tuple[str, ..
     if args.quick:
         return [(n, lat, f, tuple(t for t in ts if t in tools)) for n, lat, f, ts in QUICK]
     if args.full:
-        return [(n, lat, f, tools) for lat in (2.0, 5.0) for n in (100, 500, 1000)
-                for f in (50, 200, 500)]
+        matrix = [(n, lat, f, tools) for lat in (2.0, 5.0) for n in (100, 500, 1000)
+                  for f in (50, 200, 500)]
+        return [*matrix, (500, 2.0, 100, ("arcfleet",))]  # issue 5's case
     return [(args.hosts, args.latency, args.forks, tools)]
 
 

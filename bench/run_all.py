@@ -188,6 +188,21 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _one_per_tool(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for r in results:
+        seen.setdefault(r["tool"], r)
+    return list(seen.values())
+
+
+def _forks_as_f(r: dict[str, Any]) -> str:
+    command = str(r["command"])
+    if r["tool"] == "sequential":
+        return command
+    return command.replace(f"-f {r['forks']} ", "-f F ").replace(
+        f"--forks {r['forks']} ", "--forks F ")
+
+
 def write_doc(data: dict[str, Any], costs: str, classify: str, inventory: str,
               command: str, started: str, minutes: float) -> None:
     m = data["machine"]
@@ -237,11 +252,10 @@ def write_doc(data: dict[str, Any], costs: str, classify: str, inventory: str,
         "### Exact commands",
         "",
         "```",
-        *sorted({r["command"] for r in results if r["tool"] == "arcfleet"})[:1],
-        *sorted({r["command"] for r in results if r["tool"] == "ansible"})[:1],
-        *sorted({r["command"] for r in results if r["tool"] == "sequential"})[:1],
+        "# one fresh lab per row, in its own process (SIGTERM when the row is done):",
         "python -m fleet lab up --hosts N --latency L --scenario success --work-dir <tmp> "
-        "--subnet 127.6x --port 0   # one fresh lab per row, own process",
+        "--subnet 127.6x --port 0",
+        *(_forks_as_f(r) for r in _one_per_tool(results)),
         "```",
         "",
         "`--connect-rate 0` turns pacing off. The onboard playbook's default pacing (5 connects "
