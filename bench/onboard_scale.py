@@ -489,6 +489,8 @@ def main() -> None:
     args = parser.parse_args()
 
     plan = cases(args)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    clock = time.monotonic()
     raise_fd_limit(max(n for n, *_ in plan) * 4 + 1024)
     info = machine()
     if any("ansible" in tools for *_, tools in plan):
@@ -521,6 +523,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({
             "machine": info, "mode": "quick" if args.quick else "full" if args.full else "one",
+            "started_utc": started, "minutes": round((time.monotonic() - clock) / 60, 1),
             "results": [{**asdict(r), "ratio": r.ratio, "cpu_ms_per_host": r.cpu_ms_per_host}
                         for r in results]}, indent=2), encoding="utf-8")
 
