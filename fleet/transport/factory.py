@@ -10,7 +10,7 @@ from fleet.azcm.commands_linux import LinuxAgentCommands
 from fleet.inventory.model import OsFamily, ResolvedHost
 from fleet.inventory.model import Transport as TransportKind
 from fleet.transport.base import Transport
-from fleet.transport.ssh import HostKeyPolicy, JumpPool, SshTransport
+from fleet.transport.ssh import ClientKeys, HostKeyPolicy, JumpPool, SshTransport
 
 
 @dataclass
@@ -19,6 +19,8 @@ class TransportFactory:
     connect_timeout_s: float | None = None
     # pywinrm is blocking: every WinRM host shares this bounded pool.
     winrm_threads: int = 32
+    # Key files are read once per run, not once per host.
+    client_keys: ClientKeys = field(default_factory=ClientKeys)
     _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
     _jumps: JumpPool = field(default_factory=JumpPool, repr=False)
 
@@ -29,6 +31,7 @@ class TransportFactory:
                 policy=self.policy,
                 connect_timeout_s=self.connect_timeout_s,
                 jumps=self._jumps,
+                client_keys=self.client_keys,
             )
         from fleet.transport.winrm import WinrmTransport  # imported only when a host needs it
 
