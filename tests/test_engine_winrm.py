@@ -93,9 +93,15 @@ def test_windows_wrong_secret_trips_the_breaker_in_flight_finish(tmp_path: Path)
         assert 3 <= len(failed) <= 3 + 4 - 1
         assert categories["lab-0004"] == "credentials"
         assert connect_calls(lab, "lab-0004")[-1].exit_status == 41
+        prepared = []  # opened and preflighted ahead, stopped at the agent slot
         for name in skipped:
             assert "circuit breaker" in result.outcomes[name]["cause"]
-            assert commands(lab, name) == []
+            assert not connect_calls(lab, name)  # nothing was changed on the host
+            if commands(lab, name):
+                prepared.append(name)
+        # Sessions in flight are at most 2 x forks; lab-0004 held a slot.
+        assert len(prepared) <= 2 * 4 - 1
+        assert not all_leftovers(lab)  # prepared hosts' config files were removed
         assert len(skipped) >= 12 - 4 - 3
 
 
@@ -194,7 +200,8 @@ def test_windows_ctrl_c_exits_130_and_leaves_no_config(tmp_path: Path) -> None:
         assert_interrupted(result, 5)
         server = winrm_server(lab)
         writes = lab.call(lambda: {a: list(r.file_writes) for a, r in server.records.items()})
-        assert sum(1 for w in writes.values() if w) == 3  # config files were on 3 hosts ...
+        # config files were on the 3 connecting hosts, and on those prepared ahead by then ...
+        assert 3 <= sum(1 for w in writes.values() if w) <= 5
         assert not all_leftovers(lab)  # ... and are gone
         assert wait_until(lambda: lab.call(lambda: not any(
             server.running_commands(h.address) or server.open_shells(h.address)

@@ -150,6 +150,13 @@ class HostContext:
     transcript_file: str = ""
     # Steps an interrupted run recorded for this host (resume only), oldest first.
     earlier_steps: tuple[Attempt, ...] = ()
+    # At most ``forks`` agent operations (connect, disconnect) run at once; hosts beyond that
+    # are opened and preflighted meanwhile, so a freed slot starts the next connect at once.
+    agent_slots: asyncio.Semaphore | None = None
+    # Why this host must not start an agent operation now (breaker open, run interrupted).
+    stop_reason: Callable[[], Diagnosis | None] = lambda: None
+    # Told each time an agent operation starts (the runner paces its prepare-ahead on it).
+    agent_started: Callable[[], None] = lambda: None
 
 
 class HostRun:
@@ -414,7 +421,6 @@ class HostRun:
         return _strip_internal(diagnosis)
 
     async def _connect_once(self, agent: str) -> Diagnosis:
-        await self.ctx.pacer.acquire()
         self._connect_attempts += 1
         _result, diagnosis = await self._run_with_config(
             "connect", lambda config: self.commands.connect(agent, config, self.host)
@@ -446,9 +452,16 @@ class HostRun:
             await self.transport.put_file(
                 config, connect_config(self.host, self.ctx.sp_secret), private=True
             )
-            result, attempt = await self._exec(
-                stage, build(config), timeout_s=self.playbook.deadlines.agent_connect_s
-            )
+            async with self.ctx.agent_slots or contextlib.nullcontext():
+                # Checked with the slot in hand: the breaker may have opened while we waited.
+                stop = self.ctx.stop_reason()
+                if stop is not None:
+                    raise HostFinished(stop)
+                await self.ctx.pacer.acquire()
+                self.ctx.agent_started()
+                result, attempt = await self._exec(
+                    stage, build(config), timeout_s=self.playbook.deadlines.agent_connect_s
+                )
             self._last_exit = result.exit_status
             diagnosis: Diagnosis | None = None
             try:

@@ -55,9 +55,15 @@ class RunOptions:
     forks: int
     connect_rate_per_s: float
     connect_burst: int
+    # Hosts opened and preflighted beyond ``forks``, waiting for an agent slot (None: forks).
+    prepare_ahead_hosts: int | None = None
     transcript_path: dict[str, str] = field(default_factory=dict)
     # Resume: per host, the steps the interrupted run(s) recorded (see EarlierProgress).
     earlier_steps: dict[str, tuple[Attempt, ...]] = field(default_factory=dict)
+
+    @property
+    def prepare_ahead(self) -> int:
+        return self.forks if self.prepare_ahead_hosts is None else self.prepare_ahead_hosts
 
 
 def _internal_error(exc: Exception) -> Diagnosis:
@@ -89,6 +95,11 @@ class FleetRun:
         self.sink = sink
         self.breaker = CircuitBreaker(options.playbook.breaker.threshold)
         self.pacer = TokenBucket(options.connect_rate_per_s, options.connect_burst)
+        self.agent_slots = asyncio.Semaphore(options.forks)
+        # Prepare-ahead workers start once the first wave is busy with Azure (every slot taken)
+        # or a host has finished: starting all sessions at once would delay the first connects.
+        self._first_wave_busy = asyncio.Event()
+        self._agents_started = 0
         self.outcomes: dict[str, HostOutcome] = {}
         self.in_flight: dict[str, asyncio.Task[HostOutcome]] = {}
         self.interrupted = False
@@ -101,8 +112,22 @@ class FleetRun:
         log.warning("run interrupted", in_flight=len(self.in_flight))
         for task in self.in_flight.values():
             task.cancel()
+        self._first_wave_busy.set()  # wake waiting workers so they can leave
+
+    def _agent_started(self) -> None:
+        self._agents_started += 1
+        if self._agents_started >= min(self.options.forks, len(self.hosts)):
+            self._first_wave_busy.set()
+
+    def _stop_reason(self) -> Diagnosis | None:
+        if self.interrupted:
+            return findings.interrupted()
+        if self.breaker.trip is not None:
+            return findings.skipped(self.breaker.trip.reason)
+        return None
 
     def _record(self, outcome: HostOutcome) -> None:
+        self._first_wave_busy.set()
         self.outcomes[outcome.host] = outcome
         d = outcome.diagnosis
         log.info(
@@ -148,13 +173,18 @@ class FleetRun:
             playbook=playbook,
             sink=self.sink,
             pacer=self.pacer,
+            agent_slots=self.agent_slots,
+            stop_reason=self._stop_reason,
+            agent_started=self._agent_started,
             sp_secret=self.secrets.sp_secret(host),
             transcript_file=self.options.transcript_path.get(host.name, ""),
             earlier_steps=self.options.earlier_steps.get(host.name, ()),
         )
         return HostRun(host, transport, commands, context, elevated_commands=escalate)
 
-    async def _worker(self, queue: deque[ResolvedHost]) -> None:
+    async def _worker(self, queue: deque[ResolvedHost], *, ahead: bool = False) -> None:
+        if ahead:
+            await self._first_wave_busy.wait()
         while queue and not self.interrupted and not self.breaker.open:
             host = queue.popleft()
 
@@ -178,17 +208,25 @@ class FleetRun:
 
     async def run(self) -> list[HostOutcome]:
         queue: deque[ResolvedHost] = deque(self.hosts)
-        workers = min(self.options.forks, max(1, len(queue)))
+        # ``forks`` agent operations at once (agent_slots), and as many hosts again being opened
+        # and preflighted, so the CPU work of one host overlaps another's wait for Azure.
+        workers = min(self.options.forks + self.options.prepare_ahead, max(1, len(queue)))
         log.info(
             "run started",
             hosts=len(queue),
             playbook=self.options.playbook.name,
             mode=self.options.playbook.mode.value,
-            forks=workers,
+            forks=self.options.forks,
+            sessions=workers,
             connect_rate_per_s=self.options.connect_rate_per_s,
         )
         try:
-            await asyncio.gather(*(self._worker(queue) for _ in range(workers)))
+            await asyncio.gather(
+                *(
+                    self._worker(queue, ahead=index >= self.options.forks)
+                    for index in range(workers)
+                )
+            )
         finally:
             await self.factory.aclose()
         for host in queue:  # never started
