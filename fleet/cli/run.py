@@ -82,7 +82,11 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Built-in name (onboard, preflight, offboard, reconnect) or a playbook file.",
         ),
         limit_option,
-        click.option("--forks", type=click.IntRange(1, 5000), help="Hosts in flight at once."),
+        click.option(
+            "--forks",
+            type=click.IntRange(1, 5000),
+            help="azcmagent connects at once; as many hosts again are prepared ahead.",
+        ),
         click.option(
             "--connect-rate",
             type=click.FloatRange(0),
