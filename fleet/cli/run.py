@@ -122,6 +122,22 @@ def _absolute(path: str | None, *, keep: Sequence[str] = ()) -> str | None:
     return str(Path(path).resolve())
 
 
+def _given(
+    inventories: Sequence[Path], azure_overrides: dict[str, Any], flags: dict[str, Any]
+) -> RunRequest:
+    """The run options given on this command line (see :func:`run_options`)."""
+    return RunRequest(
+        inventories=[str(Path(p).resolve()) for p in inventories],
+        playbook=_absolute(flags.get("playbook"), keep=BUILTIN),
+        limit=flags.get("limit"),
+        forks=flags.get("forks"),
+        connect_rate=flags.get("connect_rate"),
+        known_hosts=_absolute(flags.get("known_hosts")),
+        accept_new_host_keys=bool(flags.get("accept_new_host_keys")),
+        azure=azure_overrides,
+    )
+
+
 class _Executor:
     """Plans and performs one run: load, validate, store, run, report."""
 
@@ -298,16 +314,7 @@ def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command
         **kwargs: Any,
     ) -> None:
         console = _console()
-        request = RunRequest(
-            inventories=[str(Path(p).resolve()) for p in inventories],
-            playbook=_absolute(kwargs.get("playbook"), keep=BUILTIN),
-            limit=kwargs.get("limit"),
-            forks=kwargs.get("forks"),
-            connect_rate=kwargs.get("connect_rate"),
-            known_hosts=_absolute(kwargs.get("known_hosts")),
-            accept_new_host_keys=bool(kwargs.get("accept_new_host_keys")),
-            azure=azure_overrides,
-        )
+        request = _given(inventories, azure_overrides, kwargs)
         executor = _Executor(state_dir, json_lines, console)
         if resume:
             sys.exit(_resume(executor, state_dir, request, mode))
@@ -458,18 +465,7 @@ def rerun_command(
         # read before anything is changed.
         hosts = store.hosts_to_rerun(root, set(categories) if categories else None)
     request = _recall(root_record)
-    _override(
-        request,
-        RunRequest(
-            inventories=[],
-            playbook=_absolute(kwargs.get("playbook"), keep=BUILTIN),
-            forks=kwargs.get("forks"),
-            connect_rate=kwargs.get("connect_rate"),
-            known_hosts=_absolute(kwargs.get("known_hosts")),
-            accept_new_host_keys=bool(kwargs.get("accept_new_host_keys")),
-            azure=azure_overrides,
-        ),
-    )
+    _override(request, _given((), azure_overrides, kwargs))
     request.limit = kwargs.get("limit")
     if not hosts:
         what = (

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import structlog
 
 from fleet.azcm import findings
-from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis
+from fleet.azcm.diagnosis import Diagnosis
 from fleet.engine.breaker import CircuitBreaker
 from fleet.engine.host_run import HostContext, HostRun
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
@@ -24,7 +24,6 @@ from fleet.engine.pacing import TokenBucket
 from fleet.engine.playbook import Playbook
 from fleet.engine.secrets import SecretBook
 from fleet.inventory.model import OsFamily, ResolvedHost
-from fleet.redact import redact
 from fleet.transport.factory import TransportFactory, commands_for
 
 log = structlog.get_logger("fleet.engine")
@@ -64,18 +63,6 @@ class RunOptions:
     @property
     def prepare_ahead(self) -> int:
         return self.forks if self.prepare_ahead_hosts is None else self.prepare_ahead_hosts
-
-
-def _internal_error(exc: Exception) -> Diagnosis:
-    return Diagnosis(
-        category=Category.UNKNOWN,
-        action=Action(ActionKind.FAIL_HOST),
-        name="internal error",
-        cause=f"arcfleet failed on this host: {type(exc).__name__}: {redact(str(exc))}",
-        fix="report it with the run log (run.log in the run folder); rerun the host",
-        evidence_line=f"{type(exc).__name__}: {redact(str(exc))}",
-        rule="internal",
-    )
 
 
 class FleetRun:
@@ -201,7 +188,9 @@ class FleetRun:
                 outcome = self._unstarted(host, findings.interrupted())
             except Exception as exc:  # a bug must cost one host, not the run
                 log.exception("host run failed", host=host.name)
-                outcome = self._unstarted(host, _internal_error(exc))
+                outcome = self._unstarted(
+                    host, findings.step_failed(f"internal error: {type(exc).__name__}: {exc}")
+                )
             finally:
                 self.in_flight.pop(host.name, None)
             self._record(outcome)
