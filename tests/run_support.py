@@ -9,6 +9,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import IO
 
@@ -137,3 +138,17 @@ def integrity(db: Path) -> str:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
     finally:
         conn.close()
+
+
+def collect_lines(proc: subprocess.Popen[str], into: list[str]) -> threading.Thread:
+    """Append each line the process prints to ``into``, from a daemon thread (so a test can
+    wait for output while the process runs)."""
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            into.append(line)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread

@@ -15,7 +15,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from fleet.lab.scenario import Scenario, ScenarioKind, ScenarioPlan
 from fleet.store import RunStore
 from tests.run_support import (
     arcfleet,
+    collect_lines,
     integrity,
     onboard_args,
     spawn_arcfleet,
@@ -43,17 +43,6 @@ def _plan() -> ScenarioPlan:
               + [Scenario(ScenarioKind.TRANSIENT, fail_times=1)] * 10
               + [Scenario(ScenarioKind.ALREADY_CONNECTED)] * 10)
     return ScenarioPlan(default=Scenario(), spread=tuple(spread))
-
-
-def _pump(proc: subprocess.Popen[str], into: list[str]) -> threading.Thread:
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            into.append(line)
-
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    return thread
 
 
 def _query(db: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
@@ -113,7 +102,7 @@ def test_random_sigkills_never_corrupt_the_store_or_lose_an_outcome(tmp_path: Pa
                  str(state), "--json"] if resume
                 else onboard_args(lab, state, playbook, "--json")))
             lines: list[str] = []
-            pump = _pump(proc, lines)
+            pump = collect_lines(proc, lines)
             killed = False
             if kills < KILLS:
                 # Half the kills at any moment from start-up on, half once hosts finish.

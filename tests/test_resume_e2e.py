@@ -15,7 +15,6 @@ import io
 import json
 import signal
 import sqlite3
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from fleet.lab.scenario import Scenario, ScenarioKind, ScenarioPlan
 from fleet.store import RunStore
 from tests.run_support import (
     arcfleet,
+    collect_lines,
     failures_csv_of,
     onboard_args,
     spawn_arcfleet,
@@ -80,17 +80,6 @@ def hold(monkeypatch: pytest.MonkeyPatch) -> Iterator[_HoldVerify]:
     yield hook
 
 
-def _read_lines(proc: subprocess.Popen[str], into: list[str]) -> threading.Thread:
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            into.append(line)
-
-    thread = threading.Thread(target=pump, daemon=True)
-    thread.start()
-    return thread
-
-
 def _comparable(csv_text: str, subnet: str) -> dict[str, dict[str, str]]:
     rows = stable_rows(csv_text)
     for row in rows.values():
@@ -115,7 +104,7 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(
         proc = spawn_arcfleet(*onboard_args(lab, state, playbook, "--json"),
                               stderr_path=tmp_path / "killed.err")
         lines: list[str] = []
-        pump = _read_lines(proc, lines)
+        pump = collect_lines(proc, lines)
         try:
             assert hold.reached.wait(120), "the held host never connected"
         finally:
@@ -188,7 +177,7 @@ def test_ctrl_c_then_resume_finishes_only_what_was_left(tmp_path: Path) -> None:
         proc = spawn_arcfleet(*onboard_args(lab, state, playbook, "--json", "--forks", "4"),
                               stderr_path=tmp_path / "first.err")
         lines: list[str] = []
-        pump = _read_lines(proc, lines)
+        pump = collect_lines(proc, lines)
         try:
             # While it runs, nothing else may drive the same fleet from this store.
             while not (state / "arcfleet.db").exists() or not lines:
