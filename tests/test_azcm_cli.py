@@ -72,7 +72,7 @@ def test_code_spellings_and_json() -> None:
     out = arcfleet("codes", "41", "--json")
     assert out.returncode == 0
     rows = json.loads(out.stdout)
-    assert rows[0]["code"] == "AZCM0041" and rows[0]["action"] == "fail_run"
+    assert rows[0]["code"] == "AZCM0041" and rows[0]["action"] == "retry"
 
 
 @pytest.mark.parametrize("code", ["AZCM0109", "banana"])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 
-from fleet.azcm.diagnosis import FAIL_HOST, FAIL_RUN, NONE, RETRY, Action, ActionKind, Category
+from fleet.azcm.diagnosis import FAIL_HOST, NONE, RETRY, Action, ActionKind, Category
 from fleet.azcm.diagnosis import Remediation as Rm
 
 LEARN = "https://learn.microsoft.com/azure/azure-arc/servers"
@@ -40,6 +40,26 @@ THROTTLING_URL = (
     "request-limits-and-throttling"
 )
 AZURE_VM_URL = "https://aka.ms/azcmagent-testwarning"
+ENTRA_ERRORS_URL = "https://learn.microsoft.com/entra/identity-platform/reference-error-codes"
+ARM_ERRORS_URL = (
+    "https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/"
+    "common-deployment-errors"
+)
+RG_NOT_FOUND_URL = (
+    "https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/error-not-found"
+)
+POLICY_URL = "https://learn.microsoft.com/azure/governance/policy/troubleshoot/general"
+ROLES_URL = (
+    "https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/management-and-"
+    "governance"
+)
+TLS_URL = "https://learn.microsoft.com/azure/azure-arc/network-requirements-consolidated"
+CLOCK_URL_LINUX = "https://learn.microsoft.com/azure/virtual-machines/linux/time-sync"
+CLOCK_URL = (
+    "https://learn.microsoft.com/windows-server/networking/windows-time-service/"
+    "windows-time-service-tools-and-settings"
+)
+INSTALL_URL = f"{LEARN}/onboard-portal"
 AZURE_LOCAL_URL = "https://aka.ms/install-arc-on-hci-host"
 
 #: agents older than this used the 2021 meanings of AZCM0064..0068 and AZCM0104. The boundary is an
@@ -196,8 +216,8 @@ _ENTRIES: tuple[CodeEntry, ...] = (
        "Run the command again and let it finish."),
     _e(12, "Invalid Access Token", C.CREDENTIALS, REFRESH_TOKEN,
        "The access token passed to azcmagent was rejected (expired or for the wrong audience).",
-       "Mint a fresh ARM token and retry; with service-principal or device login, open a support "
-       "case."),
+       "Pass a new access token for https://management.azure.com/ (e.g. from `az account "
+       "get-access-token`); with service-principal or device login, open a support case."),
     _e(16, "Missing Mandatory Parameter", C.INVALID_INPUT, FAIL_HOST,
        "A required option was not given to the command.",
        "See which option the output names and add it; `azcmagent <command> --help` lists them."),
@@ -222,11 +242,15 @@ _ENTRIES: tuple[CodeEntry, ...] = (
        "Inspect `azcmagent config list`, clear the conflicting setting, retry."),
     _e(28, "TPM Open Failed", C.HOST_PREREQUISITE, FAIL_HOST,
        "The agent could not open the TPM device.", _TPM_FIX),
-    _e(41, "Failed to Get Access Token", C.CREDENTIALS, FAIL_RUN,
-       "Entra ID did not issue a token: wrong client id or secret, expired secret, or a service "
-       "principal from another tenant.",
-       "Check the service principal's client id, secret, expiry and tenant; fix it once for all "
-       "hosts."),
+    # The documented cause is the credentials, but the same code wraps every failure to get a
+    # token (DNS, proxy, TLS, a dropped connection): only the message names the cause, so the
+    # code alone is never a reason to stop other hosts (see fleet.azcm.classifier).
+    _e(41, "Failed to Get Access Token", C.UNKNOWN, RETRY,
+       "The agent got no token from Entra ID, and the message does not say why: a wrong or "
+       "expired secret, an app or tenant mix-up, or the way to login.microsoftonline.com.",
+       "Read the message after the code: an AADSTS code names a credential problem (fix the "
+       "service principal once for all hosts); a socket, DNS, proxy or TLS error names the "
+       "network (`azcmagent check`)."),
     _e(42, "Failed to Create Resource", C.PERMISSIONS, FAIL_HOST,
        "ARM refused to create the Arc machine resource; the message that follows says why.",
        "Read the ARM message: grant 'Azure Connected Machine Onboarding' on the resource group, "
@@ -241,7 +265,7 @@ _ENTRIES: tuple[CodeEntry, ...] = (
     _e(45, "Failed to Update Public Key", C.NETWORK, RETRY,
        "The agent could not send its new public key while reconnecting.",
        "Check connectivity to Azure, then retry; the agent log has the detail."),
-    _e(61, "Agent Communication Error", C.AGENT_SERVICE, RESTART,
+    _e(61, "Agent Communication Error", C.AGENT_SERVICE, WAIT_HIMDS,
        "azcmagent could not talk to the local himds service.", _HIMDS_FIX),
     _e(62, "Failed to Onboard Server to Azure", C.STALE_RESOURCE, FAIL_HOST,
        "Connecting failed part-way; the Azure resource may exist without a working agent behind "
@@ -254,9 +278,9 @@ _ENTRIES: tuple[CodeEntry, ...] = (
     _e(64, "Unable to Obtain Change Token", C.AGENT_SERVICE, WAIT_HIMDS,
        "The himds service did not answer (typical just after install).", _HIMDS_FIX,
        since=OLD),
-    _e(65, "Unable to Obtain Agent Metadata", C.AGENT_SERVICE, RESTART,
+    _e(65, "Unable to Obtain Agent Metadata", C.AGENT_SERVICE, WAIT_HIMDS,
        "The himds service did not return the agent's metadata.", _HIMDS_FIX, since=OLD),
-    _e(66, "Unable to Obtain Agent Status", C.AGENT_SERVICE, RESTART,
+    _e(66, "Unable to Obtain Agent Status", C.AGENT_SERVICE, WAIT_HIMDS,
        "The himds service did not return the agent's status.", _HIMDS_FIX, since=OLD),
     _e(67, "Machine Already Connected", C.RESOURCE_CONFLICT, FAIL_HOST,
        "The agent on this host is already connected (maybe to another subscription, group or "

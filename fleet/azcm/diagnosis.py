@@ -32,6 +32,7 @@ The six ``agent_missing`` .. ``skipped`` describe the transport and the run rath
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -113,6 +114,12 @@ class Evidence:
     log_tail: str = ""
     installer_output: str | None = None  # the install script's --output JSON, when present
     agent_version: str | None = None
+    # When this run started (host or jump-host clock, UTC): azcmagent.log lines older than this
+    # belong to earlier runs and are history, not this run's verdict.
+    run_started: datetime | None = None
+    # Host clock minus jump-host clock, in seconds, when preflight measured it (`date -u` /
+    # Get-Date). A large skew turns certificate-validity and token-time errors into a clock fix.
+    clock_skew_s: float | None = None
 
 
 @dataclass(frozen=True)

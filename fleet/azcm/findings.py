@@ -60,8 +60,9 @@ def agent_missing(detail: str) -> Diagnosis:
     return Diagnosis(
         Category.AGENT_MISSING, FAIL_HOST, name="agent not installed",
         cause="azcmagent is not installed on the host (or not where arcfleet looked).",
-        fix="Install the Connected Machine agent (arcfleet's install stage or the install "
-        "script), then rerun the host.", doc_url=MANAGE_URL, evidence_line=detail,
+        fix="Install the Connected Machine agent with Microsoft's install script "
+        "(install_linux_azcmagent.sh / install_windows_azcmagent.ps1), then rerun the host.",
+        doc_url=MANAGE_URL, evidence_line=detail,
         rule=_TRANSPORT,
     )
 
@@ -72,8 +73,8 @@ def elevation_required(detail: str) -> Diagnosis:
         Category.ELEVATION, FAIL_HOST, name="elevation required",
         cause="Commands on the host could not run as root / Administrator (for example sudo "
         "asked for a password).",
-        fix="Allow the login user passwordless sudo (or set a become password), or log in as an "
-        "Administrator over WinRM.", evidence_line=detail, rule=_TRANSPORT,
+        fix="Allow the login user passwordless sudo (NOPASSWD) and set become for the host, or "
+        "log in as root, or as an Administrator over WinRM.", evidence_line=detail, rule=_TRANSPORT,
     )
 
 

@@ -71,7 +71,7 @@ CODE_CATEGORIES: dict[str, Category] = {
     "AZCM0011": Category.INTERRUPTED,
     "AZCM0012": Category.CREDENTIALS,
     "AZCM0018": Category.ELEVATION,
-    "AZCM0041": Category.CREDENTIALS,
+    "AZCM0041": Category.UNKNOWN,  # the code alone: its message decides (issue 12)
     "AZCM0042": Category.PERMISSIONS,
     "AZCM0043": Category.PERMISSIONS,
     "AZCM0044": Category.RESOURCE_CONFLICT,
