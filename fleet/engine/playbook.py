@@ -43,8 +43,11 @@ class Deadlines(_Strict):
 
 
 class Breaker(_Strict):
-    # Hosts failing with the same fail_run cause before no new host is started; 0 disables.
+    # Hosts of one scope (service principal, subscription, resource group) failing with the same
+    # fail_run cause before no new host of that scope is started; 0 disables.
     threshold: int = Field(3, ge=0)
+    # ... and they must be at least this share of the scope's hosts started so far.
+    share: float = Field(0.2, ge=0, le=1)
 
 
 class Pacing(_Strict):
@@ -72,6 +75,8 @@ class Playbook(_Strict):
     # Use `sudo -n` on hosts whose inventory did not set become, when azcmagent needs root.
     escalate_with_sudo: bool = False
     verify: bool = True
+    # How long to wait for himds to answer (`azcmagent show`) after AZCM0064/0061/0065/0066.
+    himds_wait_s: float = Field(120.0, ge=0, le=3600)
     log_tail_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
     breaker: Breaker = Breaker()
     pacing: Pacing = Pacing()

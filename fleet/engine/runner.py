@@ -17,7 +17,7 @@ import structlog
 
 from fleet.azcm import findings
 from fleet.azcm.diagnosis import Diagnosis
-from fleet.engine.breaker import CircuitBreaker
+from fleet.engine.breaker import CircuitBreaker, ScopeTarget
 from fleet.engine.host_run import HostContext, HostRun
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
 from fleet.engine.pacing import TokenBucket
@@ -80,7 +80,9 @@ class FleetRun:
         self.factory = factory
         self.secrets = secrets
         self.sink = sink
-        self.breaker = CircuitBreaker(options.playbook.breaker.threshold)
+        self.breaker = CircuitBreaker(
+            options.playbook.breaker.threshold, options.playbook.breaker.share
+        )
         self.pacer = TokenBucket(options.connect_rate_per_s, options.connect_burst)
         self.agent_slots = asyncio.Semaphore(options.forks)
         # Prepare-ahead workers start once the first wave is busy with Azure (every slot taken)
@@ -106,14 +108,13 @@ class FleetRun:
         if self._agents_started >= min(self.options.forks, len(self.hosts)):
             self._first_wave_busy.set()
 
-    def _stop_reason(self) -> Diagnosis | None:
+    def _stop_reason(self, host: ResolvedHost) -> Diagnosis | None:
         if self.interrupted:
             return findings.interrupted()
-        if self.breaker.trip is not None:
-            return findings.skipped(self.breaker.trip.reason)
-        return None
+        trip = self.breaker.blocked(_scope_target(host))
+        return findings.skipped(trip.reason) if trip is not None else None
 
-    def _record(self, outcome: HostOutcome) -> None:
+    def _record(self, outcome: HostOutcome, host: ResolvedHost | None = None) -> None:
         self._first_wave_busy.set()
         self.outcomes[outcome.host] = outcome
         d = outcome.diagnosis
@@ -132,7 +133,8 @@ class FleetRun:
             duration_s=round(outcome.duration_s, 3),
         )
         self.sink.outcome_recorded(outcome)
-        self.breaker.record(outcome.diagnosis)
+        if host is not None:
+            self.breaker.record(outcome.diagnosis, _scope_target(host))
 
     def _unstarted(self, host: ResolvedHost, diagnosis: Diagnosis) -> HostOutcome:
         now = datetime.now(UTC)
@@ -161,7 +163,7 @@ class FleetRun:
             sink=self.sink,
             pacer=self.pacer,
             agent_slots=self.agent_slots,
-            stop_reason=self._stop_reason,
+            stop_reason=lambda: self._stop_reason(host),
             agent_started=self._agent_started,
             sp_secret=self.secrets.sp_secret(host),
             transcript_file=self.options.transcript_path.get(host.name, ""),
@@ -172,8 +174,13 @@ class FleetRun:
     async def _worker(self, queue: deque[ResolvedHost], *, ahead: bool = False) -> None:
         if ahead:
             await self._first_wave_busy.wait()
-        while queue and not self.interrupted and not self.breaker.open:
+        while queue and not self.interrupted:
             host = queue.popleft()
+            stop = self._stop_reason(host)
+            if stop is not None:  # its breaker scope tripped: other scopes go on
+                self._record(self._unstarted(host, stop))
+                continue
+            self.breaker.started(_scope_target(host))
 
             async def work(host: ResolvedHost = host) -> HostOutcome:
                 return await self._host_run(host).execute()
@@ -193,7 +200,7 @@ class FleetRun:
                 )
             finally:
                 self.in_flight.pop(host.name, None)
-            self._record(outcome)
+            self._record(outcome, host)
 
     async def run(self) -> list[HostOutcome]:
         queue: deque[ResolvedHost] = deque(self.hosts)
@@ -219,14 +226,20 @@ class FleetRun:
         finally:
             await self.factory.aclose()
         for host in queue:  # never started
-            if self.interrupted:
-                diagnosis = findings.interrupted()
-            elif self.breaker.trip is not None:
-                diagnosis = findings.skipped(self.breaker.trip.reason)
-            else:
-                diagnosis = findings.skipped("not started")
+            diagnosis = self._stop_reason(host) or findings.skipped("not started")
             self._record(self._unstarted(host, diagnosis))
-        if self.breaker.trip is not None:
-            log.error("circuit breaker open", reason=self.breaker.trip.reason)
+        for trip in self.breaker.trips.values():
+            log.error("circuit breaker open", scope=trip.scope.key, reason=trip.reason)
         log.info("run finished", interrupted=self.interrupted, hosts=len(self.outcomes))
         return [self.outcomes[h.name] for h in self.hosts if h.name in self.outcomes]
+
+
+def _scope_target(host: ResolvedHost) -> ScopeTarget:
+    azure = host.azure
+    sp = azure.service_principal
+    return ScopeTarget(
+        client_id=sp.client_id if sp else "",
+        tenant_id=azure.tenant_id or "",
+        subscription_id=azure.subscription_id or "",
+        resource_group=azure.resource_group or "",
+    )
