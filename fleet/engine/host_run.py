@@ -25,6 +25,7 @@ from fleet.azcm import findings
 from fleet.azcm.classifier import classify
 from fleet.azcm.commands import AgentCommands, connect_config
 from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis, Evidence, Remediation
+from fleet.engine import remediation
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
 from fleet.engine.pacing import TokenBucket
 from fleet.engine.playbook import Mode, Playbook
@@ -182,6 +183,10 @@ class HostRun:
         self._connect_attempts = 0
         self._last_exit: int | None = self._earlier.last_exit
         self._agent_version: str | None = None
+        self._agent_path = "azcmagent"
+        # Host clock minus jump-host clock (s), when preflight measured it: the classifier reads
+        # time-window failures as a clock problem when it is large.
+        self.clock_skew_s: float | None = None
 
     # -- recording -----------------------------------------------------------------------
 
@@ -348,7 +353,7 @@ class HostRun:
         paths = [line.strip() for line in located.stdout.splitlines() if line.strip()]
         if located.exit_status != 0 or not paths:
             raise HostFinished(findings.agent_missing(located.stderr.strip() or "not on PATH"))
-        agent = paths[0]
+        agent = self._agent_path = paths[0]
         version = await self._run("preflight", self.commands.version(agent))
         match = _VERSION.search(version.stdout)
         self._agent_version = match.group(0) if match else None
@@ -365,13 +370,17 @@ class HostRun:
                 return None  # connect will say what is wrong, with the agent's own words
         return None
 
-    def _evidence(self, result: CommandResult, log_tail: str = "") -> Evidence:
+    def _evidence(
+        self, result: CommandResult, log_tail: str = "", run_started: datetime | None = None
+    ) -> Evidence:
         return Evidence(
             exit_status=result.exit_status,
             stdout=result.stdout,
             stderr=result.stderr,
             log_tail=log_tail,
             agent_version=self._agent_version,
+            run_started=run_started,
+            clock_skew_s=self.clock_skew_s,
         )
 
     # -- connect -------------------------------------------------------------------------
@@ -386,7 +395,8 @@ class HostRun:
         if diagnosis is not None and diagnosis.retry_after_s:
             # The server said when to come back: sooner would be throttled again. Only the host
             # deadline (stop_after_delay) bounds it, not our own backoff ceiling.
-            return float(diagnosis.retry_after_s)
+            # Jitter above it, so throttled hosts do not all come back in the same second.
+            return float(diagnosis.retry_after_s) * random.uniform(1.0, 1.2)
         backoff = self.playbook.backoff
         ceiling = min(backoff.max_s, backoff.initial_s * backoff.multiplier ** (attempt_number - 1))
         return random.uniform(0, ceiling)  # full jitter: spreads a fleet's retries apart
@@ -433,6 +443,12 @@ class HostRun:
             state = await self._agent_state(agent)
             if state is not None and state.connected and state.matches(self.host):
                 return findings.already_connected(state.resource_id)
+            if state is not None:  # Expired/Disconnected but holding a resource id: stale
+                allowed = self.playbook.allows(Remediation.DISCONNECT_LOCAL)
+                stale = remediation.stale_resource(
+                    diagnosis, state.status, state.resource_id, allowed
+                )
+                diagnosis = stale or diagnosis
         if diagnosis.action.kind is ActionKind.REMEDIATE and await self._remediate(diagnosis):
             return replace(diagnosis, extra={**diagnosis.extra, "remediated": "yes"})
         if diagnosis.action.kind is ActionKind.REMEDIATE:
@@ -459,6 +475,7 @@ class HostRun:
                     raise HostFinished(stop)
                 await self.ctx.pacer.acquire()
                 self.ctx.agent_started()
+                started = _now()
                 result, attempt = await self._exec(
                     stage, build(config), timeout_s=self.playbook.deadlines.agent_connect_s
                 )
@@ -466,7 +483,7 @@ class HostRun:
             diagnosis: Diagnosis | None = None
             try:
                 log_tail = await self._collect_log() if result.exit_status != 0 else ""
-                diagnosis = classify(self._evidence(result, log_tail))
+                diagnosis = classify(self._evidence(result, log_tail, started))
             finally:
                 self._record(replace(attempt, diagnosis=diagnosis))
         finally:
@@ -540,8 +557,9 @@ class HostRun:
             )
             return result.exit_status == 0
         if remedy is Remediation.WAIT_FOR_HIMDS:
-            await asyncio.sleep(min(10.0, self.playbook.backoff.initial_s * 2))
-            return True
+            return await remediation.wait_for_himds(
+                self._run, self.commands, self._agent_path, limit_s=self.playbook.himds_wait_s
+            )
         if remedy is Remediation.DISCONNECT_LOCAL:
             return await self._disconnect(None, force_local_only=True)
         return False
@@ -560,6 +578,12 @@ class HostRun:
             lambda config: self.commands.disconnect(agent, config, force_local_only=False),
         )
         if result.exit_status != 0:
+            # e.g. the resource is already gone (AZCM0043 ResourceNotFound): the documented way
+            # out is a local-only disconnect, when the playbook allows it
+            if diagnosis.action.remediation is Remediation.DISCONNECT_LOCAL and (
+                await self._remediate(diagnosis)
+            ):
+                return True
             raise HostFinished(diagnosis)
         return True
 

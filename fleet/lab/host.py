@@ -71,8 +71,13 @@ class AgentState:
         return self.status == "Connected"
 
     @property
+    def holds_resource(self) -> bool:
+        """Connected, or Expired with its resource still recorded (the agent keeps it)."""
+        return self.status in ("Connected", "Expired") and bool(self.resource_name)
+
+    @property
     def resource_id(self) -> str:
-        if not self.connected:
+        if not self.holds_resource:
             return ""
         return (
             f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
@@ -141,6 +146,8 @@ class LabHost:
     scenario: Scenario = field(default_factory=Scenario)
     state: AgentState = field(default_factory=AgentState)
     service_running: bool = True
+    #: loop time before which himds does not answer yet (``himds_starting``); 0 = ready
+    himds_ready_at: float = 0.0
     agent_config: dict[str, str] = field(default_factory=dict)  # ``azcmagent config set``
     connect_attempts: int = 0  # drives fail-N-times-then-succeed scenarios
     # Records for tests (append-only):
@@ -174,10 +181,16 @@ class LabHost:
         self.scenario = scenario
         self.connect_attempts = 0
         self.service_running = scenario.kind is not ScenarioKind.SERVICE_STOPPED
+        self.himds_ready_at = (time.monotonic() + scenario.himds_after_s
+                               if scenario.kind is ScenarioKind.HIMDS_STARTING else 0.0)
         self.state = AgentState()
         if scenario.kind is ScenarioKind.ALREADY_CONNECTED:
             self._preconnect(self.target.subscription_id, self.target.resource_group,
                              self.target.tenant_id, self.target.location)
+        elif scenario.kind is ScenarioKind.EXPIRED_AGENT:
+            self._preconnect(self.target.subscription_id, self.target.resource_group,
+                             self.target.tenant_id, self.target.location)
+            self.state.status = "Expired"
         elif scenario.kind is ScenarioKind.CONNECTED_ELSEWHERE:
             self._preconnect("ffffffff-1111-2222-3333-444444444444", "rg-legacy",
                              "ffffffff-5555-6666-7777-888888888888", "eastus")
@@ -191,6 +204,11 @@ class LabHost:
             connected_at="2026-01-01T00:00:00Z")
 
     # ---- agent installation and services --------------------------------------------------
+
+    @property
+    def himds_ready(self) -> bool:
+        """himds answers (``himds_starting`` hosts: only after their start-up delay)."""
+        return time.monotonic() >= self.himds_ready_at
 
     @property
     def agent_installed(self) -> bool:

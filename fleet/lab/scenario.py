@@ -45,6 +45,11 @@ class ScenarioKind(StrEnum):
     THROTTLED = "throttled"  # ARM 429 with Retry-After ``fail_times`` times, then success
     TRANSIENT = "transient"  # AZCM0026 ``fail_times`` times, then success
     SERVICE_STOPPED = "service_stopped"  # AZCM0064 until himds is restarted
+    # himds answers only ``himds_after_s`` after the host starts (just installed): until then
+    # `show` reports it starting and connect fails with AZCM0064 "Failed to obtain change token"
+    HIMDS_STARTING = "himds_starting"
+    # the agent is Expired but still holds its resource id: connect answers AZCM0067
+    EXPIRED_AGENT = "expired_agent"
     NOT_ROOT = "not_root"  # sudo does not elevate: the agent answers AZCM0018
     AGENT_MISSING = "agent_missing"  # azcmagent not installed: command not found, 127
     SUDO_PASSWORD = "sudo_password"  # sudo: a password is required, exit 1
@@ -98,6 +103,9 @@ _KIND_CATEGORIES: dict[ScenarioKind, Category] = {
     ScenarioKind.THROTTLED: Category.CONNECTED,  # after waiting Retry-After
     ScenarioKind.TRANSIENT: Category.CONNECTED,  # after retries
     ScenarioKind.SERVICE_STOPPED: Category.CONNECTED,  # after restarting himds
+    ScenarioKind.HIMDS_STARTING: Category.CONNECTED,  # after waiting for himds
+    # with disconnect_force_local_only allowed (reconnect playbook); else stale_resource
+    ScenarioKind.EXPIRED_AGENT: Category.CONNECTED,
     ScenarioKind.NOT_ROOT: Category.ELEVATION,
     ScenarioKind.AGENT_MISSING: Category.AGENT_MISSING,
     ScenarioKind.SUDO_PASSWORD: Category.ELEVATION,
@@ -115,6 +123,8 @@ _FIRST_ATTEMPT: dict[ScenarioKind, Category] = {
     ScenarioKind.THROTTLED: Category.THROTTLED,
     ScenarioKind.TRANSIENT: Category.NETWORK,
     ScenarioKind.SERVICE_STOPPED: Category.AGENT_SERVICE,
+    ScenarioKind.HIMDS_STARTING: Category.AGENT_SERVICE,
+    ScenarioKind.EXPIRED_AGENT: Category.STALE_RESOURCE,
 }
 
 _CODE_RE = re.compile(r"^AZCM\d{4}$")
@@ -129,6 +139,7 @@ class Scenario:
     latency_s: float = 0.0  # every connect takes this long (``slow`` defaults to 3 s)
     output_bytes: int = 4 * 1024 * 1024  # for ``huge_output``
     message: str | None = None  # for ``azcm``: override the failure message
+    himds_after_s: float = 30.0  # for ``himds_starting``
 
     def expected_category(self) -> Category:
         """The category arcfleet should end this host with."""
@@ -187,18 +198,19 @@ def parse_scenario(value: object, *, file: str = "<scenario>", host: str | None 
     values: dict[str, Any] = {}
     types: dict[str, type | tuple[type, ...]] = {
         "code": str, "fail_times": int, "retry_after_s": int, "latency_s": (int, float),
-        "output_bytes": int, "message": str}
+        "output_bytes": int, "message": str, "himds_after_s": (int, float)}
     for key, raw in body.items():
         if key not in types:
             raise bad(f"unknown key {key!r}", f"{field_name}.{key}")
         if not isinstance(raw, types[key]) or isinstance(raw, bool):
             raise bad(f"invalid value {raw!r}", f"{field_name}.{key}")
-        values[key] = (float(raw) if key == "latency_s" and isinstance(raw, int | float)
-                       else raw)
+        values[key] = (float(raw) if key in ("latency_s", "himds_after_s")
+                       and isinstance(raw, int | float) else raw)
     scenario = Scenario(kind, **values)
     if kind is ScenarioKind.AZCM and (scenario.code is None or not _CODE_RE.match(scenario.code)):
         raise bad("scenario 'azcm' needs code: AZCMnnnn", f"{field_name}.code")
-    if scenario.fail_times < 0 or scenario.latency_s < 0 or scenario.output_bytes < 0:
+    if (scenario.fail_times < 0 or scenario.latency_s < 0 or scenario.output_bytes < 0
+            or scenario.himds_after_s < 0):
         raise bad("values must not be negative")
     return scenario
 

@@ -257,6 +257,7 @@ def _show(host: LabHost, console: _Console, flags: dict[str, str | bool],
           rest: list[str]) -> int:
     state = host.state
     service = "running" if host.service_running else "stopped"
+    himds = "starting" if host.service_running and not host.himds_ready else service
     body: dict[str, object] = {
         "resourceName": state.resource_name, "resourceGroup": state.resource_group,
         "resourceNamespace": "Microsoft.HybridCompute", "resourceId": state.resource_id,
@@ -266,7 +267,7 @@ def _show(host: LabHost, console: _Console, flags: dict[str, str | bool],
         "status": state.status, "lastHeartbeat": state.connected_at,
         "agentErrorCode": "", "agentErrorDetails": "", "agentErrorTimestamp": "",
         "httpsProxy": host.agent_config.get("proxy.url", ""),
-        "services": {"himds": service, "arcproxy": service, "extensionservice": service,
+        "services": {"himds": himds, "arcproxy": service, "extensionservice": service,
                      "gcarcservice": service},
     }
     if rest:
@@ -291,7 +292,7 @@ def _show(host: LabHost, console: _Console, flags: dict[str, str | bool],
     console.out.append("Dependent Service Status")
     for label in ("Agent Service (himds)", "Azure Arc Proxy (arcproxy)",
                   "Extension Service (extensionservice)", "GC Service (gcarcservice)"):
-        console.out.append(f"  {label:<38}: {service}")
+        console.out.append(f"  {label:<38}: {himds if 'himds' in label else service}")
     return 0
 
 
@@ -359,6 +360,10 @@ def _need_agent_ready(host: LabHost, elevated: bool) -> None:
         raise _Failure("AZCM0018", code_info("AZCM0018").reason)
     if not host.service_running:
         raise _service_stopped()
+    if not host.himds_ready:
+        # just installed: himds runs but does not answer yet
+        raise _Failure("AZCM0064", "Failed to obtain change token: himds is not ready",
+                       "Unable to communicate with the agent service (himds)")
 
 
 def _service_stopped() -> _Failure:
@@ -493,7 +498,7 @@ def _scenario_failure(host: LabHost, flags: dict[str, str | bool], name: str,
 async def _connect(host: LabHost, console: _Console, flags: dict[str, str | bool],
                    elevated: bool) -> int:
     _need_agent_ready(host, elevated)
-    if host.state.connected:
+    if host.state.holds_resource:
         raise _Failure("AZCM0067", code_info("AZCM0067").reason,
                        "Failed to connect the machine to Azure")
     if host.scenario.kind is ScenarioKind.HANG:
