@@ -154,8 +154,9 @@ PATTERNS: tuple[MessagePattern, ...] = (
        "could not be found.", doc_url=DISCONNECT_URL, only_with_codes=("AZCM0043", "AZCM0063")),
     # --- the local agent --------------------------------------------------------------------
     _p("himds_unreachable",
-       r"(?:localhost|127\.0\.0\.1):40342.{0,256}(?:refused|actively refused)",
-       ("40342",), C.AGENT_SERVICE, RESTART,
+       r"(?:localhost|127\.0\.0\.1):40342.{0,256}(?:refused|actively refused)"
+       r"|himds\.sock.{0,128}(?:refused|no such file)|himds (?:is )?not (?:running|responding)",
+       ("40342", "himds"), C.AGENT_SERVICE, RESTART,
        "The local himds service is not listening.",
        "Start or restart himds (himdsd on Linux), then retry.",
        "Get \"http://localhost:40342/agentstatus\": dial tcp 127.0.0.1:40342: connect: "

@@ -65,8 +65,9 @@ NETWORK: tuple[MessagePattern, ...] = (
        C.NETWORK, FAIL_HOST,
        "The proxy ({proxy}) demands authentication (HTTP 407); the Connected Machine agent "
        "cannot authenticate to a proxy.",
-       "Let the Azure Arc endpoints through proxy {proxy} without authentication (for example "
-       "by the hosts' source addresses), or use an Azure Arc gateway; then rerun.",
+       "The agent cannot authenticate to a proxy: let the Azure Arc endpoints through proxy "
+       "{proxy} without authentication (for example by the hosts' source addresses), or use an "
+       "Azure Arc gateway; then rerun.",
        "proxyconnect tcp: 407 Proxy Authentication Required", doc_url=PROXY_URL),
     _p("proxy_refused", r"proxyconnect tcp", ("proxyconnect",), C.NETWORK, FAIL_HOST,
        "The agent is set to use a proxy ({proxy}) that does not accept connections.",

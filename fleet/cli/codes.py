@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +39,33 @@ def _entry_dict(entry: CodeEntry) -> dict[str, Any]:
     }
 
 
+def breaker_scope(diagnosis: Diagnosis) -> dict[str, str] | None:
+    """The scope a breaker would count this verdict in (None: it never trips one).
+
+    The engine keys it by the host's inventory target; here, from a saved output, the key is
+    read from the message (ids an Entra or ARM answer names), '?' where it names none.
+    """
+    if not diagnosis.fail_run:
+        return None
+    from fleet.engine.breaker import ScopeTarget, scope_kind  # the engine's own keying
+
+    extra = diagnosis.extra
+    target = ScopeTarget(
+        client_id=extra.get("client_id", ""), tenant_id=extra.get("tenant_id", ""),
+        subscription_id=extra.get("subscription_id", ""),
+        resource_group=extra.get("resource_group", ""),
+    )
+    kind = scope_kind(diagnosis)
+    return {"kind": kind, "key": target.key(kind)}
+
+
 def diagnosis_dict(diagnosis: Diagnosis) -> dict[str, Any]:
     """A Diagnosis as JSON-ready data, redacted."""
     data = asdict(diagnosis)
     data["category"] = diagnosis.category.value
     data["action"] = str(diagnosis.action)
     data["correlation_ids"] = list(diagnosis.correlation_ids)
+    data["breaker_scope"] = breaker_scope(diagnosis)
     result: dict[str, Any] = redact_value(data)
     return result
 
@@ -119,17 +141,20 @@ def _kind(name: str, text: str, kind: str) -> str:
 
 
 def _explain_file(
-    path: str, exit_code: int | None, agent_version: str | None, kind: str, as_json: bool
+    path: str, exit_code: int | None, agent_version: str | None, kind: str, as_json: bool,
+    run_started: datetime | None = None, clock_skew_s: float | None = None,
 ) -> None:
     text, name = _read(path)
     kind = _kind(name, text, kind)
+    common: dict[str, Any] = {"agent_version": agent_version, "run_started": run_started,
+                              "clock_skew_s": clock_skew_s}
     if kind == "log":
-        evidence = Evidence(exit_code, log_tail=text, agent_version=agent_version)
+        evidence = Evidence(exit_code, log_tail=text, **common)
     elif kind == "installer":
-        evidence = Evidence(exit_code, installer_output=text, agent_version=agent_version)
+        evidence = Evidence(exit_code, installer_output=text, **common)
     else:
-        evidence = Evidence(exit_code, stdout=text, agent_version=agent_version)
-    diagnosis = classify(evidence)
+        evidence = Evidence(exit_code, stdout=text, **common)
+    diagnosis = classify(evidence)  # the engine's own call: one code path
     if as_json:
         click.echo(json.dumps(diagnosis_dict(diagnosis), indent=2))
         return
@@ -153,6 +178,9 @@ def _explain_file(
         rows.append(("retry after", f"{diagnosis.retry_after_s:g} s"))
     if diagnosis.doc_url:
         rows.append(("docs", diagnosis.doc_url))
+    scope = breaker_scope(diagnosis)
+    if scope is not None:
+        rows.append(("breaker scope", f"{scope['kind']}: {scope['key']}"))
     for key, value in sorted(diagnosis.extra.items()):
         rows.append((key, value))
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
@@ -177,6 +205,13 @@ def _explain_file(
 @click.option("--exit-code", type=int, default=None, help="The exit status of that run.")
 @click.option("--agent-version", default=None, help="The agent version, when known.")
 @click.option(
+    "--run-started", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
+    default=None, help="When that run started (UTC unless an offset is given): older log lines "
+    "are history.",
+)
+@click.option("--clock-skew", type=float, default=None,
+              help="The host's clock minus real time, in seconds, when known.")
+@click.option(
     "--as", "kind", type=click.Choice(_KINDS), default="auto", show_default=True,
     help="How to read FILE (auto: *.log is a log, installer JSON is detected).",
 )
@@ -187,6 +222,8 @@ def codes_command(
     explain: str | None,
     exit_code: int | None,
     agent_version: str | None,
+    run_started: datetime | None,
+    clock_skew: float | None,
     kind: str,
 ) -> None:
     """Explain AZCM codes, list the catalog, or diagnose a saved output.
@@ -197,7 +234,9 @@ def codes_command(
       arcfleet codes --explain out.txt --exit-code 41
     """
     if explain is not None:
-        _explain_file(explain, exit_code, agent_version, kind, as_json)
+        if run_started is not None and run_started.tzinfo is None:
+            run_started = run_started.replace(tzinfo=UTC)
+        _explain_file(explain, exit_code, agent_version, kind, as_json, run_started, clock_skew)
     elif list_all:
         _list(as_json)
     elif code is not None:
