@@ -6,7 +6,7 @@ before or around azcmagent still ends with a category, an action, a cause and a 
 
 from __future__ import annotations
 
-from fleet.azcm.catalog import CONNECT_URL, DISCONNECT_URL, MANAGE_URL
+from fleet.azcm.catalog import CONNECT_URL, DISCONNECT_URL, MANAGE_URL, PREREQ_URL, TROUBLESHOOT_URL
 from fleet.azcm.diagnosis import FAIL_HOST, NONE, RETRY, Category, Diagnosis
 
 _TRANSPORT = "transport"
@@ -74,7 +74,8 @@ def elevation_required(detail: str) -> Diagnosis:
         cause="Commands on the host could not run as root / Administrator (for example sudo "
         "asked for a password).",
         fix="Allow the login user passwordless sudo (NOPASSWD) and set become for the host, or "
-        "log in as root, or as an Administrator over WinRM.", evidence_line=detail, rule=_TRANSPORT,
+        "log in as root, or as an Administrator over WinRM.", doc_url=PREREQ_URL,
+        evidence_line=detail, rule=_TRANSPORT,
     )
 
 
@@ -161,5 +162,5 @@ def step_failed(reason: str) -> Diagnosis:
         Category.UNKNOWN, FAIL_HOST, name="step failed",
         cause=f"arcfleet could not complete a step on this host: {reason}",
         fix="Read the host's transcript; fix what it names, then rerun the host.",
-        evidence_line=reason, rule=_RUN,
+        doc_url=TROUBLESHOOT_URL, evidence_line=reason, rule=_RUN,
     )
