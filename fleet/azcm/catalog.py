@@ -257,8 +257,9 @@ _ENTRIES: tuple[CodeEntry, ...] = (
        "register the resource providers, or wait out throttling.", doc_url=PERMISSIONS_URL),
     _e(43, "Failed to Delete Resource", C.PERMISSIONS, FAIL_HOST,
        "ARM refused to delete the Arc machine resource during disconnect.",
-       "Grant delete rights (Azure Connected Machine Resource Administrator); if the resource is "
-       "already gone, disconnect with --force-local-only.", doc_url=PERMISSIONS_URL),
+       "The 'Azure Connected Machine Onboarding' role cannot delete machines: give the principal "
+       "'Azure Connected Machine Resource Administrator' on the resource group; if the resource "
+       "is already gone, disconnect with --force-local-only.", doc_url=PERMISSIONS_URL),
     _e(44, "Resource Already Exists", C.RESOURCE_CONFLICT, FAIL_HOST,
        "An Arc machine with this resource name already exists in the resource group.",
        "Give the host another --resource-name, or delete the old resource first."),
