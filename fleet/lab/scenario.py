@@ -104,8 +104,8 @@ _KIND_CATEGORIES: dict[ScenarioKind, Category] = {
     ScenarioKind.TRANSIENT: Category.CONNECTED,  # after retries
     ScenarioKind.SERVICE_STOPPED: Category.CONNECTED,  # after restarting himds
     ScenarioKind.HIMDS_STARTING: Category.CONNECTED,  # after waiting for himds
-    # with disconnect_force_local_only allowed (reconnect playbook); else stale_resource
-    ScenarioKind.EXPIRED_AGENT: Category.CONNECTED,
+    # under the default onboard playbook; connected where disconnect_force_local_only is allowed
+    ScenarioKind.EXPIRED_AGENT: Category.STALE_RESOURCE,
     ScenarioKind.NOT_ROOT: Category.ELEVATION,
     ScenarioKind.AGENT_MISSING: Category.AGENT_MISSING,
     ScenarioKind.SUDO_PASSWORD: Category.ELEVATION,
@@ -124,7 +124,7 @@ _FIRST_ATTEMPT: dict[ScenarioKind, Category] = {
     ScenarioKind.TRANSIENT: Category.NETWORK,
     ScenarioKind.SERVICE_STOPPED: Category.AGENT_SERVICE,
     ScenarioKind.HIMDS_STARTING: Category.AGENT_SERVICE,
-    ScenarioKind.EXPIRED_AGENT: Category.STALE_RESOURCE,
+    ScenarioKind.EXPIRED_AGENT: Category.RESOURCE_CONFLICT,  # AZCM0067 as the agent says it
 }
 
 _CODE_RE = re.compile(r"^AZCM\d{4}$")
