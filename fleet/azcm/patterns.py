@@ -162,7 +162,9 @@ PATTERNS: tuple[MessagePattern, ...] = (
        "Get \"http://localhost:40342/agentstatus\": dial tcp 127.0.0.1:40342: connect: "
        "connection refused"),
     _p("himds_change_token",
-       r"(?:failed|unable) to obtain (?:a )?change token|himds (?:is )?not (?:yet )?ready",
+       # the message, not the code's short name ("Unable to Obtain Change Token"): a bare code
+       # line must not outrank the message that says why
+       r"failed to obtain (?:a )?change token|himds (?:is )?not (?:yet )?ready",
        ("change token", "not ready", "not yet ready"), C.AGENT_SERVICE, WAIT_HIMDS,
        "himds is not ready yet; usual in the first minutes after install.",
        "Wait for himds to answer (`azcmagent show`); arcfleet polls it up to the playbook's "
