@@ -187,8 +187,9 @@ ARM: tuple[MessagePattern, ...] = (
        r"AuthorizationFailed|does not have authorization to perform action",
        ("authorizationfailed", "does not have authorization"), C.PERMISSIONS, FAIL_RUN,
        "The service principal lacks the role that allows this action in this scope.",
-       "Assign 'Azure Connected Machine Onboarding' to the service principal on '{arm_scope}' "
-       "(the denied action was '{denied_action}'), wait a few minutes for it to apply, rerun.",
+       "Assign the 'Azure Connected Machine Onboarding' role to the service principal on the "
+       "resource group of '{arm_scope}' (the denied action was '{denied_action}'), wait a few "
+       "minutes for it to apply, rerun.",
        "Get ARM Resource Response: The client 'arc-onboarding' with object id "
        "'00000000-0000-0000-0000-000000000000' does not have authorization to perform action "
        "'Microsoft.HybridCompute/machines/read' over scope '/subscriptions/"
