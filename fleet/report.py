@@ -30,6 +30,7 @@ from fleet.azcm.diagnosis import Category
 from fleet.engine.outcome import HostStatus
 from fleet.redact import redact
 from fleet.store import OutcomeRow, RunStore
+from fleet.text import clean, xml_safe
 
 CSV_COLUMNS: Final = (
     "host", "address", "transport", "os", "status", "category", "azcm_code", "exit_code",
@@ -90,10 +91,11 @@ def _row_values(row: OutcomeRow) -> dict[str, object]:
     values: dict[str, object] = {}
     for column in CSV_COLUMNS:
         value = getattr(row, column)
+        # clean: a store written by an older arcfleet (or edited) may hold escape sequences.
         if isinstance(value, str):
-            value = redact(value)
+            value = clean(redact(value))
         elif isinstance(value, tuple):
-            value = [redact(str(item)) for item in value]
+            value = [clean(redact(str(item)), single_line=True) for item in value]
         values[column] = value
     return values
 
@@ -156,13 +158,14 @@ def render_junit(rows: Sequence[OutcomeRow], *, suite_name: str, timestamp: str 
                       failures=str(failures), errors="0", skipped=str(skipped),
                       time=f"{total_time:.3f}")
     suite = ET.SubElement(
-        root, "testsuite", name=redact(suite_name), tests=str(len(rows)),
+        root, "testsuite", name=xml_safe(redact(suite_name)), tests=str(len(rows)),
         failures=str(failures), errors="0", skipped=str(skipped), time=f"{total_time:.3f}",
     )
     if timestamp:
         suite.set("timestamp", timestamp)
     for row in rows:
-        v = _row_values(row)
+        # Characters XML 1.0 forbids (they come from hosts) would make the file unparseable.
+        v = {k: xml_safe(x) if isinstance(x, str) else x for k, x in _row_values(row).items()}
         case = ET.SubElement(
             suite, "testcase", classname=f"{v['transport']}.{v['os']}", name=str(v["host"]),
             time=f"{row.duration_s or 0.0:.3f}",
@@ -180,9 +183,9 @@ def render_junit(rows: Sequence[OutcomeRow], *, suite_name: str, timestamp: str 
                     ("cause", v["cause"]), ("fix", v["fix"]), ("evidence", v["message"]),
                     ("exit_code", "" if v["exit_code"] is None else v["exit_code"]),
                     ("attempts", v["attempts"]),
-                    ("remediations", ";".join(row.remediations)),
+                    ("remediations", ";".join(xml_safe(redact(r)) for r in row.remediations)),
                     ("correlation_id", v["correlation_id"]), ("log_file", v["log_file"]),
-                    ("run_id", row.run_id),
+                    ("run_id", xml_safe(row.run_id)),
                 )
                 if value not in ("", None)
             )
@@ -295,7 +298,7 @@ class Summary:
         return f"rerun the hosts that are not connected: {self.rerun_command}"
 
     def __rich__(self) -> RenderableType:
-        parts: list[RenderableType] = [Text(redact(self._headline()), style="bold")]
+        parts: list[RenderableType] = [_plain(self._headline(), style="bold")]
         status_styles = {"success": "green", "failed": "red", "skipped": "yellow",
                          "interrupted": "magenta"}
         counts = Text("  ")
@@ -308,7 +311,7 @@ class Summary:
             table.add_column("category")
             table.add_column("hosts", justify="right")
             for category, n in self.by_category.items():
-                table.add_row(category, str(n))
+                table.add_row(_plain(category), str(n))
             parts.append(table)
         if self.top_causes:
             causes = Table(title="top causes", title_justify="left", show_edge=False)
@@ -318,10 +321,16 @@ class Summary:
             causes.add_column("fix", overflow="fold")
             for cause in self.top_causes:
                 label = cause.category + (f" {cause.code}" if cause.code else "")
-                causes.add_row(str(cause.hosts), label, redact(cause.cause), redact(cause.fix))
+                causes.add_row(str(cause.hosts), _plain(label), _plain(cause.cause),
+                               _plain(cause.fix))
             parts.append(causes)
-        parts.append(Text(redact(self._tail()), style="bold" if self.rerun_command else "green"))
+        parts.append(_plain(self._tail(), style="bold" if self.rerun_command else "green"))
         return Group(*parts)
+
+
+def _plain(text: str, style: str = "") -> Text:
+    """Stored text as rich :class:`Text`: never parsed as markup, escapes already removed."""
+    return Text(clean(redact(text), single_line=True), style=style)
 
 
 def rerun_command(root_run_id: str, state_dir: Path | None = None) -> str:

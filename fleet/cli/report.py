@@ -8,12 +8,14 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fleet.cli.state_option import state_dir_option
 from fleet.errors import InputError, Problem, StoreError
 from fleet.redact import redact
 from fleet.report import FORMATS, render, report_rows, summary, write_private
 from fleet.store import RunStore
+from fleet.text import clean
 
 
 def _open_existing(state_dir: Path) -> RunStore:
@@ -91,7 +93,12 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
         console.print(summary(store, root, state_dir=state_dir), soft_wrap=True)
         for path, count in ((csv_file, len(rows)), (output, len(junit_rows))):
             if path is not None:
-                console.print(f"wrote {redact(str(path))} ({count} host row(s))")
+                console.print(_plain(f"wrote {path} ({count} host row(s))"))
+
+
+def _plain(text: str) -> Text:
+    """Stored text (host-derived) for rich: plain Text, never markup, no escape sequences."""
+    return Text(clean(redact(text), single_line=True))
 
 
 def _duration(seconds: float | None) -> str:
@@ -110,7 +117,7 @@ def runs_cmd(state_dir: Path) -> None:
         runs = store.list_runs()
         if not runs:
             raise _no_runs(state_dir)
-        table = Table(title=f"runs in {redact(str(state_dir))}", title_justify="left")
+        table = Table(title=_plain(f"runs in {state_dir}"), title_justify="left")
         for name in ("run", "kind", "parent", "started"):
             table.add_column(name, no_wrap=name in ("run", "parent"))
         for name in ("duration", "status", "hosts", "success", "failed", "skipped",
@@ -138,7 +145,7 @@ def show_cmd(host: str, state_dir: Path) -> None:
             raise InputError(Problem(file=str(state_dir), host=redact(host), field=None,
                                      message="no outcome recorded for this host"))
         console = _console()
-        table = Table(title=f"history of {redact(host)}", title_justify="left")
+        table = Table(title=_plain(f"history of {host}"), title_justify="left")
         for name in ("run", "kind", "status", "category", "code", "exit", "attempts",
                      "finished", "cause", "fix"):
             table.add_column(name, overflow="fold", no_wrap=name == "run")
@@ -146,22 +153,24 @@ def show_cmd(host: str, state_dir: Path) -> None:
         for row in history:
             run = runs.get(row.run_id)
             table.add_row(
-                row.run_id, run.kind if run else "?", row.status, row.category,
-                row.azcm_code or "-", "-" if row.exit_code is None else str(row.exit_code),
-                str(row.attempts), row.finished_at[:19].replace("T", " "),
-                redact(row.cause), redact(row.fix),
+                *map(_plain, (
+                    row.run_id, run.kind if run else "?", row.status, row.category,
+                    row.azcm_code or "-", "-" if row.exit_code is None else str(row.exit_code),
+                    str(row.attempts), row.finished_at[:19].replace("T", " "),
+                    row.cause, row.fix,
+                ))
             )
         console.print(table)
         for row in history:
-            console.print(f"{row.run_id}: evidence: {redact(row.message) or '-'}")
+            console.print(_plain(f"{row.run_id}: evidence: {row.message or '-'}"))
             for attempt in store.attempts_for(row.run_id, row.host):
                 code = f" {attempt.azcm_code}" if attempt.azcm_code else ""
-                console.print(
+                console.print(_plain(
                     f"  #{attempt.seq} {attempt.stage} exit={attempt.exit_status}"
                     f" {attempt.category or ''}{code} ({attempt.duration_s:.1f}s):"
-                    f" {redact(attempt.command)}"
-                )
-            console.print(f"  transcript: {redact(row.log_file) or '-'}")
+                    f" {attempt.command}"
+                ))
+            console.print(_plain(f"  transcript: {row.log_file or '-'}"))
 
 
 COMMANDS: list[click.Command] = [report_cmd, runs_cmd, show_cmd]

@@ -29,6 +29,7 @@ from fleet.logs import close_run_log, configure_run_log
 from fleet.redact import redact
 from fleet.report import summary, write_failures_csv
 from fleet.store import RunRecord, RunStore, RunStoreSink
+from fleet.text import SanitizingSink
 from fleet.transport.factory import TransportFactory
 from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS, HostKeyPolicy
 
@@ -223,7 +224,12 @@ class _Executor:
             )
             sinks: list[OutcomeSink] = [RunStoreSink(store, record.id), transcripts, view]
             fleet = FleetRun(
-                hosts, options, factory=factory, secrets=secrets, sink=FanoutSink(sinks)
+                hosts,
+                options,
+                factory=factory,
+                secrets=secrets,
+                # Host-derived text is cleaned once, before any sink stores or shows it.
+                sink=SanitizingSink(FanoutSink(sinks)),
             )
             self.console.print(
                 f"run {record.id}: {len(hosts)} hosts, playbook {playbook.name}, "
