@@ -10,11 +10,13 @@ latest outcome. A host that never got an outcome (the run died, or is still runn
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import shlex
+import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
@@ -28,6 +30,7 @@ from rich.text import Text
 
 from fleet.azcm.diagnosis import Category
 from fleet.engine.outcome import HostStatus
+from fleet.errors import InputError, Problem
 from fleet.redact import redact
 from fleet.store import OutcomeRow, RunStore
 from fleet.text import clean, xml_safe
@@ -93,7 +96,7 @@ def _row_values(row: OutcomeRow) -> dict[str, object]:
         value = getattr(row, column)
         # clean: a store written by an older arcfleet (or edited) may hold escape sequences.
         if isinstance(value, str):
-            value = clean(redact(value))
+            value = clean(redact(value), keep_cr=True)
         elif isinstance(value, tuple):
             value = [clean(redact(str(item)), single_line=True) for item in value]
         values[column] = value
@@ -211,12 +214,27 @@ def render(rows: Sequence[OutcomeRow], fmt: str, *, suite_name: str = "arcfleet"
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` as UTF-8; a new file is created owner-only (0600)."""
+    """Write ``text`` as UTF-8, owner-only (0600) whatever was there before.
+
+    The text goes to a new temporary file (0600) in the same directory, which then replaces
+    ``path`` by rename: an existing 0644 report ends 0600, a reader never sees half a file,
+    and a symbolic link at ``path`` is refused rather than followed (it could point anywhere).
+    """
+    if path.is_symlink():
+        raise InputError(Problem(str(path), None, None,
+                                 "is a symbolic link; reports are not written through links"))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    # newline="" keeps the CSV's CRLF exactly as rendered.
-    with open(fd, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # newline="" keeps the CSV's CRLF exactly as rendered.
+        with open(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(temporary, 0o600)  # mkstemp says 0600; a umask cannot widen it, be explicit
+        os.replace(temporary, path)  # rename replaces a link made meanwhile, never follows it
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def write_report(store: RunStore, root_run_id: str, path: Path, *, fmt: str = "csv",

@@ -33,6 +33,9 @@ _ESCAPES: Final = re.compile(
 )
 # C0 (but tab and newline), DEL, C1, and the Unicode bidi controls (Trojan Source).
 _CONTROLS: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROLS_BUT_CR: Final = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+)
 _LINE_BREAKS: Final = re.compile(r"\r\n|[\r\n\t\v\f\x85\u2028\u2029]")
 # Characters XML 1.0 does not allow anywhere in a document (surrogates included: they come
 # from undecodable bytes).
@@ -44,20 +47,21 @@ def _visible(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def clean(text: str, *, single_line: bool = False) -> str:
+def clean(text: str, *, single_line: bool = False, keep_cr: bool = False) -> str:
     """``text`` without escape sequences; other control characters shown as ``\\xNN``.
 
     ``single_line`` also turns line breaks and tabs into spaces (for a cause, a table cell, one
-    line per host); otherwise newlines and tabs stay, and CR/CRLF become newlines.
+    line per host); otherwise newlines and tabs stay, and CR/CRLF become newlines (a lone CR
+    on a terminal would overwrite the line) unless ``keep_cr`` (files: CSV quotes it).
     """
     if not text:
         return text
     text = _ESCAPES.sub("", text)
     if single_line:
         text = _LINE_BREAKS.sub(" ", text)
-    else:
+    elif not keep_cr:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROLS.sub(_visible, text)
+    return (_CONTROLS_BUT_CR if keep_cr else _CONTROLS).sub(_visible, text)
 
 
 def xml_safe(text: str) -> str:
