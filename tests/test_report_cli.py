@@ -75,7 +75,7 @@ def test_report_prints_the_summary_of_the_latest_root(filled: tuple[Path, str, s
     state, root, _ = filled
     out = arcfleet("report", "--state-dir", str(state))
     assert out.returncode == 0, out.stderr
-    assert f"run {root} + 1 rerun(s)" in out.stdout
+    assert f"run {root} + 1 rerun (finished)" in out.stdout
     assert "AZCM0016" in out.stdout and "timeout" in out.stdout
     assert f"arcfleet rerun {root} --state-dir {state}" in out.stdout
 

@@ -13,8 +13,9 @@ from rich.text import Text
 from fleet.cli.state_option import state_dir_option
 from fleet.errors import InputError, Problem, StoreError
 from fleet.redact import redact
-from fleet.report import FORMATS, render, report_rows, summary, write_private
+from fleet.report import FORMATS, render, report_rows, write_private
 from fleet.store import RunStore
+from fleet.summary import summary
 from fleet.text import clean
 
 
@@ -90,7 +91,8 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
         # With the report on stdout the summary goes to stderr, so stdout stays parseable.
         console = _console(stderr=to_stdout)
         # soft_wrap keeps the rerun command on one line on narrow terminals and in CI logs.
-        console.print(summary(store, root, state_dir=state_dir), soft_wrap=True)
+        # Every cause: this is where the run's summary sends the operator for the rest.
+        console.print(summary(store, root, state_dir=state_dir, top=None), soft_wrap=True)
         for path, count in ((csv_file, len(rows)), (output, len(junit_rows))):
             if path is not None:
                 console.print(_plain(f"wrote {path} ({count} host row(s))"))

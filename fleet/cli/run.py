@@ -27,13 +27,40 @@ from fleet.inventory import load_inventory, select_hosts
 from fleet.inventory.model import ResolvedHost
 from fleet.logs import close_run_log, configure_run_log
 from fleet.redact import redact
-from fleet.report import summary, write_failures_csv
+from fleet.report import SETTLED, write_failures_csv
 from fleet.store import RunRecord, RunStore, RunStoreSink
+from fleet.summary import GOALS, summary
 from fleet.text import SanitizingSink
 from fleet.transport.factory import TransportFactory
 from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS, HostKeyPolicy
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+# --limit values that select hosts from the run store rather than from the inventory.
+RUN_SELECTIONS = ("@failed", "@ready")
+_NAMED_HOSTS = 3
+
+
+def _one_per_reference(problems: Sequence[Problem]) -> list[Problem]:
+    """Problems that differ only by host (many hosts share one secret reference, e.g. a
+    missing environment variable) as one problem naming the file and how many hosts."""
+    hosts: dict[tuple[str, str | None, str], list[str]] = {}
+    for problem in problems:
+        key = (problem.file, problem.field, problem.message)
+        hosts.setdefault(key, [])
+        if problem.host:
+            hosts[key].append(problem.host)
+    merged = []
+    for (file, field_name, message), names in hosts.items():
+        if len(names) <= 1:
+            merged.append(Problem(file, names[0] if names else None, field_name, message))
+            continue
+        shown = ", ".join(names[:_NAMED_HOSTS])
+        more = f", +{len(names) - _NAMED_HOSTS} more" if len(names) > _NAMED_HOSTS else ""
+        merged.append(
+            Problem(file, None, field_name, f"{message} (referenced by {len(names)} hosts: "
+                    f"{shown}{more})")
+        )
+    return merged
 
 
 @dataclass
@@ -164,7 +191,7 @@ class _Executor:
             [Path(p) for p in request.inventories], azure_overrides=request.azure or None
         )
         hosts = inventory.hosts
-        if request.limit and request.limit != "@failed":
+        if request.limit and request.limit not in RUN_SELECTIONS:
             hosts = select_hosts(inventory, request.limit)
         if only is not None:
             # In the order given (a resume puts the hosts that were in flight first).
@@ -187,7 +214,10 @@ class _Executor:
             self.console.print("nothing to do: no host left to run", markup=False)
             return EXIT_OK
         secrets = SecretBook()
-        secrets.preload(hosts, need_sp=playbook.mode is not Mode.PREFLIGHT)
+        try:
+            secrets.preload(hosts, need_sp=playbook.mode is not Mode.PREFLIGHT)
+        except UsageError as exc:
+            raise UsageError(_one_per_reference(exc.problems)) from None
         pacing = playbook.pacing
         options = RunOptions(
             playbook=playbook,
@@ -259,7 +289,8 @@ class _Executor:
             )
         if fleet.interrupted:
             return EXIT_INTERRUPTED
-        return EXIT_OK if all(o.status.value == "success" for o in outcomes) else EXIT_FAILED
+        # Every host settled: connected (disconnected for offboard), or ready after a preflight.
+        return EXIT_OK if all(o.status.settled for o in outcomes) else EXIT_FAILED
 
 
 async def _run_with_signals(fleet: FleetRun) -> list[HostOutcome]:
@@ -301,6 +332,34 @@ def _failed_hosts(state_dir: Path) -> tuple[str, list[str]]:
         return root, store.hosts_to_rerun(root)
 
 
+def _ready_hosts(state_dir: Path) -> list[str]:
+    """The hosts the latest preflight (with its reruns) found ready, in its order."""
+    with _open_store(state_dir) as store:
+        preflights = [r for r in store.list_runs() if r.kind == "preflight"]
+        if not preflights:
+            raise UsageError(
+                Problem(str(state_dir), None, "--limit @ready", "no preflight run recorded")
+            )
+        root = preflights[-1].id
+        running = [r.id for r in store.runs_under(root) if r.status == "running"]
+        if running:
+            raise UsageError(
+                Problem(
+                    str(state_dir), None, "--limit @ready", f"run {running[-1]} is still running"
+                )
+            )
+        ready = [
+            host for host, row in store.final_outcomes(root).items() if row.status == "ready"
+        ]
+        if not ready:
+            raise UsageError(
+                Problem(
+                    str(state_dir), None, "--limit @ready", f"preflight {root} found no host ready"
+                )
+            )
+        return ready
+
+
 def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command:
     @click.command(name, help=help_text)
     @inventory_option
@@ -330,6 +389,12 @@ def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command
         if request.limit == "@failed":
             parent, only = _failed_hosts(state_dir)
             kind = "rerun"
+        elif request.limit == "@ready":
+            if mode is not Mode.ONBOARD:
+                raise UsageError(
+                    Problem(str(state_dir), None, "--limit @ready", "only onboard takes @ready")
+                )
+            only = _ready_hosts(state_dir)
         sys.exit(executor.execute(request, kind=kind, mode=mode, only=only, parent_run_id=parent))
 
     return command
@@ -470,6 +535,9 @@ def rerun_command(
         # Hosts that never finished (a crash or Ctrl-C) are included: their agent state is
         # read before anything is changed.
         hosts = store.hosts_to_rerun(root, set(categories) if categories else None)
+        # A preflight's ready hosts need no second look (the store counts only success).
+        final = store.final_outcomes(root)
+        hosts = [h for h in hosts if h not in final or final[h].status not in SETTLED]
     request = _recall(root_record)
     _override(request, _given((), azure_overrides, kwargs))
     request.limit = kwargs.get("limit")
@@ -477,7 +545,9 @@ def rerun_command(
         what = (
             f"no host is left in category {', '.join(categories)}"
             if categories
-            else "every host is connected"
+            else "every host is ready or already connected"
+            if root_record.kind == "preflight"
+            else f"every host is {GOALS.get(root_record.kind, 'connected')}"
         )
         console.print(f"run {root}: {what}; nothing to rerun", markup=False, soft_wrap=True)
         sys.exit(EXIT_OK)
