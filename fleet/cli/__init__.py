@@ -30,6 +30,9 @@ def _register() -> None:
     for module in (inventory, codes, lab, run, report):
         for command in module.COMMANDS:
             cli.add_command(command)
+    from fleet.cli.defaults import document_defaults
+
+    document_defaults(cli)
 
 
 _register()

@@ -40,6 +40,17 @@ RUN_SELECTIONS = ("@failed", "@ready")
 _NAMED_HOSTS = 3
 
 
+def _pacing(request: RunRequest, playbook: Playbook) -> tuple[float, int]:
+    """Connect rate and burst. ``--connect-rate N`` alone means N per second from the start:
+    its burst is N (at least 1), not the playbook's, or a rate of 1 would still start the
+    playbook's whole burst at once. ``--connect-burst`` sets the burst explicitly."""
+    pacing = playbook.pacing
+    if request.connect_rate is None:
+        return pacing.connect_rate_per_s, request.connect_burst or pacing.connect_burst
+    burst = request.connect_burst or max(1, int(request.connect_rate))
+    return request.connect_rate, burst
+
+
 def _one_per_reference(problems: Sequence[Problem]) -> list[Problem]:
     """Problems that differ only by host (many hosts share one secret reference, e.g. a
     missing environment variable) as one problem naming the file and how many hosts."""
@@ -72,6 +83,7 @@ class RunRequest:
     limit: str | None = None
     forks: int | None = None
     connect_rate: float | None = None
+    connect_burst: int | None = None
     known_hosts: str | None = None
     accept_new_host_keys: bool = False
     azure: dict[str, Any] = field(default_factory=dict)
@@ -83,6 +95,7 @@ class RunRequest:
             "limit": self.limit,
             "forks": self.forks,
             "connect_rate": self.connect_rate,
+            "connect_burst": self.connect_burst,
             "known_hosts": self.known_hosts,
             "accept_new_host_keys": self.accept_new_host_keys,
             "azure": self.azure,
@@ -96,6 +109,7 @@ class RunRequest:
             limit=options.get("limit"),
             forks=options.get("forks"),
             connect_rate=options.get("connect_rate"),
+            connect_burst=options.get("connect_burst"),
             known_hosts=options.get("known_hosts"),
             accept_new_host_keys=bool(options.get("accept_new_host_keys")),
             azure=dict(options.get("azure") or {}),
@@ -107,19 +121,30 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     decorators = [
         click.option(
             "--playbook",
-            help="Built-in name (onboard, preflight, offboard, reconnect) or a playbook file.",
+            help="Built-in name (onboard, preflight, offboard, reconnect) or a playbook file. "
+            "[default: the command's own built-in playbook; rerun: the run's]",
         ),
         limit_option,
         click.option(
             "--forks",
             type=click.IntRange(1, 5000),
-            help="azcmagent connects at once; as many hosts again are prepared ahead.",
+            help="Agent operations (azcmagent connect/disconnect) at once; as many hosts "
+            "again are opened and preflighted ahead. [default: the playbook's pacing.forks, "
+            "50 in the built-in playbooks]",
         ),
         click.option(
             "--connect-rate",
             type=click.FloatRange(0),
-            help="Connects started per "
-            "second across the fleet (token bucket; 0 = unpaced, lab only).",
+            help="Connects started per second across the fleet (token bucket; 0 = unpaced, "
+            "lab only). Its burst is the same number unless --connect-burst is given. "
+            "[default: the playbook's pacing.connect_rate_per_s, 5 for onboard]",
+        ),
+        click.option(
+            "--connect-burst",
+            type=click.IntRange(1),
+            help="Connects that may start at once before --connect-rate applies. [default: "
+            "the --connect-rate value; without --connect-rate the playbook's "
+            "pacing.connect_burst, 100 for onboard]",
         ),
         click.option(
             "--known-hosts",
@@ -160,6 +185,7 @@ def _given(
         limit=flags.get("limit"),
         forks=flags.get("forks"),
         connect_rate=flags.get("connect_rate"),
+        connect_burst=flags.get("connect_burst"),
         known_hosts=_absolute(flags.get("known_hosts")),
         accept_new_host_keys=bool(flags.get("accept_new_host_keys")),
         azure=azure_overrides,
@@ -218,16 +244,12 @@ class _Executor:
             secrets.preload(hosts, need_sp=playbook.mode is not Mode.PREFLIGHT)
         except UsageError as exc:
             raise UsageError(_one_per_reference(exc.problems)) from None
-        pacing = playbook.pacing
+        rate, burst = _pacing(request, playbook)
         options = RunOptions(
             playbook=playbook,
-            forks=request.forks or pacing.forks,
-            connect_rate_per_s=(
-                request.connect_rate
-                if request.connect_rate is not None
-                else pacing.connect_rate_per_s
-            ),
-            connect_burst=pacing.connect_burst,
+            forks=request.forks or playbook.pacing.forks,
+            connect_rate_per_s=rate,
+            connect_burst=burst,
             earlier_steps=earlier_steps or {},
         )
         policy = HostKeyPolicy(
@@ -485,7 +507,9 @@ def _recall(record: RunRecord) -> RunRequest:
 def _override(request: RunRequest, given: RunRequest) -> None:
     """Options given on this command line win over the recalled ones (not the host set)."""
     request.azure.update(given.azure)
-    for key in ("playbook", "forks", "connect_rate", "known_hosts"):
+    if given.connect_rate is not None and given.connect_burst is None:
+        request.connect_burst = None  # a new rate brings its own burst (see _pacing)
+    for key in ("playbook", "forks", "connect_rate", "connect_burst", "known_hosts"):
         if getattr(given, key) is not None:
             setattr(request, key, getattr(given, key))
     if given.accept_new_host_keys:
