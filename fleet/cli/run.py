@@ -283,6 +283,7 @@ class _Executor:
                 # Host-derived text is cleaned once, before any sink stores or shows it.
                 sink=SanitizingSink(FanoutSink(sinks)),
             )
+            view.attach(fleet)
             self.console.print(
                 f"run {record.id}: {len(hosts)} hosts, playbook {playbook.name}, "
                 f"forks {options.forks}",
