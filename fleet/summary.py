@@ -97,6 +97,9 @@ class Summary:
         lines.extend(self._tail())
         return clean(redact("\n".join(lines)))
 
+    def headline(self) -> str:
+        return self._headline()
+
     def _more(self) -> str:
         return f"+{self.more_causes} more causes (arcfleet report {self.root_run_id})"
 

@@ -60,12 +60,15 @@ def _resolve_root(store: RunStore, state_dir: Path, run_id: str | None) -> str:
               help="Report format for --output (or stdout when --output is not given).")
 @click.option("--output", "output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report in --format (default csv) to FILE.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the HTML report (one self-contained file) to FILE.")
 @click.option("--all", "all_hosts", is_flag=True,
               help="Include every host, not only those that did not end connected.")
 @click.option("--bom", is_flag=True, help="Start CSV files with a UTF-8 BOM (for Excel).")
 @state_dir_option
 def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
-               output: Path | None, all_hosts: bool, bom: bool, state_dir: Path) -> None:
+               output: Path | None, html_file: Path | None, all_hosts: bool, bom: bool,
+               state_dir: Path) -> None:
     """Report a run (default: the latest first run) with all its reruns, from the store.
 
     A RUN_ID of a rerun reports its root run. Always prints the summary; writes files when asked.
@@ -81,6 +84,10 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
         to_stdout = fmt is not None and output is None
         if csv_file is not None:
             write_private(csv_file, render(rows, "csv", bom=bom))
+        if html_file is not None:
+            from fleet.report_html import write_html_report
+
+            write_html_report(store, root, html_file, state_dir=state_dir)
         if output is not None or to_stdout:
             text = render(junit_rows, fmt or "csv", suite_name=f"arcfleet {root}",
                           timestamp=started, bom=bom)
@@ -93,7 +100,9 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
         # soft_wrap keeps the rerun command on one line on narrow terminals and in CI logs.
         # Every cause: this is where the run's summary sends the operator for the rest.
         console.print(summary(store, root, state_dir=state_dir, top=None), soft_wrap=True)
-        for path, count in ((csv_file, len(rows)), (output, len(junit_rows))):
+        every_host = len(report_rows(store, root, all_hosts=True))
+        for path, count in ((csv_file, len(rows)), (output, len(junit_rows)),
+                            (html_file, every_host)):
             if path is not None:
                 console.print(_plain(f"wrote {path} ({count} host row(s))"))
 

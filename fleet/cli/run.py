@@ -310,6 +310,14 @@ class _Executor:
             self.console.print(
                 f"failures CSV: {csv_path}", markup=False, highlight=False, soft_wrap=True
             )
+            from fleet.report_html import write_html_report
+
+            html_path = write_html_report(
+                store, root, csv_path.parent / "report.html", state_dir=self.state_dir
+            )
+            self.console.print(
+                f"HTML report: {html_path}", markup=False, highlight=False, soft_wrap=True
+            )
         if fleet.interrupted:
             return EXIT_INTERRUPTED
         # Every host settled: connected (disconnected for offboard), or ready after a preflight.
