@@ -52,7 +52,7 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.25em .5
 border-bottom:1px solid #e4e7eb;vertical-align:top}
 th{cursor:pointer;user-select:none;background:#f6f8fa;position:sticky;top:0}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
-tr.host{cursor:pointer}tr.host:hover{background:#f3f6fa}
+tr.host{cursor:pointer}#hosts td:first-child{white-space:nowrap}tr.host:hover{background:#f3f6fa}
 .filters label{margin-right:1em}.causes td{max-width:40em}
 svg text{font:11px system-ui,sans-serif}
 """
