@@ -121,7 +121,7 @@ class LiveDisplay:
         self.by_status: Counter[str] = Counter()
         self.by_category: Counter[str] = Counter()
         self.started_hosts = 0
-        self.failures: deque[str] = deque(maxlen=LAST_FAILURES)
+        self.failures: deque[str] = deque(maxlen=LAST_FAILURES)  # on the live panel only
         self.started = time.monotonic()
         self.fleet: object | None = None
         self._live: Any = None
@@ -194,9 +194,9 @@ class LiveDisplay:
     def outcome_recorded(self, outcome: HostOutcome) -> None:
         self.by_status[outcome.status.value] += 1
         self.by_category[outcome.category.value] += 1
-        line = host_line(outcome)
-        if outcome.status.value not in _OK_STATUSES:
-            self.failures.append(line)
+        failed = outcome.status.value not in _OK_STATUSES
         if self._live is None:
             # soft_wrap: one line per host whatever the width; the text is already short.
-            self.console.print(Text(line), soft_wrap=True, highlight=False)
+            self.console.print(Text(host_line(outcome)), soft_wrap=True, highlight=False)
+        elif failed:
+            self.failures.append(host_line(outcome))

@@ -131,14 +131,15 @@ def runs_cmd(state_dir: Path) -> None:
         table = Table(title=_plain(f"runs in {state_dir}"), title_justify="left")
         for name in ("run", "kind", "parent", "started"):
             table.add_column(name, no_wrap=name in ("run", "parent"))
-        for name in ("duration", "status", "hosts", "success", "failed", "skipped",
+        for name in ("duration", "status", "hosts", "success", "ready", "failed", "skipped",
                      "interrupted", "unfinished"):
             table.add_column(name, justify="left" if name == "status" else "right")
         for run in runs:
             table.add_row(
                 run.id, run.kind, run.parent_run_id or "-", run.started_at[:19].replace("T", " "),
                 _duration(run.duration_s), run.status, str(run.hosts),
-                str(run.counts.get("success", 0)), str(run.counts.get("failed", 0)),
+                str(run.counts.get("success", 0)), str(run.counts.get("ready", 0)),
+                str(run.counts.get("failed", 0)),
                 str(run.counts.get("skipped", 0)), str(run.counts.get("interrupted", 0)),
                 str(run.unfinished),
             )
