@@ -130,7 +130,7 @@ def test_runs_lists_runs(filled: tuple[Path, str, str]) -> None:
     assert "onboard" in root_line and "finished" in root_line
     assert "rerun" in rerun_line and root in rerun_line
     cells = [c.strip() for c in root_line.strip("│").split("│")]
-    assert cells[6:] == ["3", "1", "2", "0", "0", "0"]  # hosts, success, failed, ...
+    assert cells[6:] == ["3", "1", "0", "2", "0", "0", "0"]  # hosts, success, ready, failed, ...
 
 
 def test_show_host_history_with_transcripts(filled: tuple[Path, str, str]) -> None:
