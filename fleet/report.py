@@ -10,26 +10,23 @@ latest outcome. A host that never got an outcome (the run died, or is still runn
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
-import shlex
+import tempfile
 import xml.etree.ElementTree as ET
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
-
 from fleet.azcm.diagnosis import Category
 from fleet.engine.outcome import HostStatus
+from fleet.errors import InputError, Problem
 from fleet.redact import redact
 from fleet.store import OutcomeRow, RunStore
+from fleet.text import clean, xml_safe
 
 CSV_COLUMNS: Final = (
     "host", "address", "transport", "os", "status", "category", "azcm_code", "exit_code",
@@ -43,7 +40,9 @@ DEFAULT_STATE_DIR: Final = Path(".arcfleet")
 # Excel/LibreOffice/Sheets; a leading apostrophe makes it text.
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 _NUMERIC_COLUMNS: Final = frozenset({"exit_code", "attempts", "duration_s"})
-_SUCCESS: Final = HostStatus.SUCCESS.value
+# Hosts that need nothing more: connected (or disconnected, for offboard), or found ready by a
+# preflight. They are left out of failures.csv and of reruns.
+SETTLED: Final = frozenset({HostStatus.SUCCESS.value, HostStatus.READY.value})
 
 
 # --------------------------------------------------------------------------- rows
@@ -52,7 +51,8 @@ _SUCCESS: Final = HostStatus.SUCCESS.value
 def report_rows(store: RunStore, root_run_id: str, *, all_hosts: bool = False) -> list[OutcomeRow]:
     """The report's rows for a root run, in inventory order.
 
-    Hosts whose latest outcome is success are left out unless ``all_hosts``. Hosts without any
+    Hosts whose latest outcome is settled (success, or ready after a preflight) are left out
+    unless ``all_hosts``. Hosts without any
     outcome get a synthesized ``interrupted`` row naming the run that left them unfinished.
     """
     final = store.final_outcomes(root_run_id)
@@ -75,12 +75,13 @@ def report_rows(store: RunStore, root_run_id: str, *, all_hosts: bool = False) -
                 host=entry.host, address=entry.address, transport=entry.transport, os=entry.os,
                 status=HostStatus.INTERRUPTED.value, category=Category.INTERRUPTED.value,
                 azcm_code=None, exit_code=None, cause=cause,
-                fix="rerun it (arcfleet rerun): the agent state is checked before connecting",
+                fix="Resume the run (--resume); hosts that finished are not redone, and the "
+                "agent state is read before anything is changed.",
                 attempts=0, remediations=(), message="", correlation_id="", resource_id=None,
                 log_file="", started_at=entry.started_at or "", finished_at="",
                 duration_s=None, run_id=run_id,
             )
-        if all_hosts or row.status != _SUCCESS:
+        if all_hosts or row.status not in SETTLED:
             rows.append(row)
     return rows
 
@@ -90,10 +91,11 @@ def _row_values(row: OutcomeRow) -> dict[str, object]:
     values: dict[str, object] = {}
     for column in CSV_COLUMNS:
         value = getattr(row, column)
+        # clean: a store written by an older arcfleet (or edited) may hold escape sequences.
         if isinstance(value, str):
-            value = redact(value)
+            value = clean(redact(value), keep_cr=True)
         elif isinstance(value, tuple):
-            value = [redact(str(item)) for item in value]
+            value = [clean(redact(str(item)), single_line=True) for item in value]
         values[column] = value
     return values
 
@@ -156,13 +158,14 @@ def render_junit(rows: Sequence[OutcomeRow], *, suite_name: str, timestamp: str 
                       failures=str(failures), errors="0", skipped=str(skipped),
                       time=f"{total_time:.3f}")
     suite = ET.SubElement(
-        root, "testsuite", name=redact(suite_name), tests=str(len(rows)),
+        root, "testsuite", name=xml_safe(redact(suite_name)), tests=str(len(rows)),
         failures=str(failures), errors="0", skipped=str(skipped), time=f"{total_time:.3f}",
     )
     if timestamp:
         suite.set("timestamp", timestamp)
     for row in rows:
-        v = _row_values(row)
+        # Characters XML 1.0 forbids (they come from hosts) would make the file unparseable.
+        v = {k: xml_safe(x) if isinstance(x, str) else x for k, x in _row_values(row).items()}
         case = ET.SubElement(
             suite, "testcase", classname=f"{v['transport']}.{v['os']}", name=str(v["host"]),
             time=f"{row.duration_s or 0.0:.3f}",
@@ -171,7 +174,7 @@ def render_junit(rows: Sequence[OutcomeRow], *, suite_name: str, timestamp: str 
         headline = f"{v['category']}{code}: {v['cause']}"
         if row.status == HostStatus.SKIPPED.value:
             ET.SubElement(case, "skipped", message=headline)
-        elif row.status != _SUCCESS:
+        elif row.status not in SETTLED:
             failure = ET.SubElement(case, "failure", message=headline, type=str(v["category"]))
             failure.text = "\n".join(
                 f"{label}: {value}"
@@ -180,9 +183,9 @@ def render_junit(rows: Sequence[OutcomeRow], *, suite_name: str, timestamp: str 
                     ("cause", v["cause"]), ("fix", v["fix"]), ("evidence", v["message"]),
                     ("exit_code", "" if v["exit_code"] is None else v["exit_code"]),
                     ("attempts", v["attempts"]),
-                    ("remediations", ";".join(row.remediations)),
+                    ("remediations", ";".join(xml_safe(redact(r)) for r in row.remediations)),
                     ("correlation_id", v["correlation_id"]), ("log_file", v["log_file"]),
-                    ("run_id", row.run_id),
+                    ("run_id", xml_safe(row.run_id)),
                 )
                 if value not in ("", None)
             )
@@ -208,12 +211,27 @@ def render(rows: Sequence[OutcomeRow], fmt: str, *, suite_name: str = "arcfleet"
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` as UTF-8; a new file is created owner-only (0600)."""
+    """Write ``text`` as UTF-8, owner-only (0600) whatever was there before.
+
+    The text goes to a new temporary file (0600) in the same directory, which then replaces
+    ``path`` by rename: an existing 0644 report ends 0600, a reader never sees half a file,
+    and a symbolic link at ``path`` is refused rather than followed (it could point anywhere).
+    """
+    if path.is_symlink():
+        raise InputError(Problem(str(path), None, None,
+                                 "is a symbolic link; reports are not written through links"))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    # newline="" keeps the CSV's CRLF exactly as rendered.
-    with open(fd, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # newline="" keeps the CSV's CRLF exactly as rendered.
+        with open(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(temporary, 0o600)  # mkstemp says 0600; a umask cannot widen it, be explicit
+        os.replace(temporary, path)  # rename replaces a link made meanwhile, never follows it
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def write_report(store: RunStore, root_run_id: str, path: Path, *, fmt: str = "csv",
@@ -240,128 +258,3 @@ def write_failures_csv(store: RunStore, root_run_id: str, *, run_id: str | None 
     path = store.run_folder(run_id or root_run_id) / "failures.csv"
     write_report(store, root_run_id, path, fmt="csv", bom=bom)
     return path
-
-
-# --------------------------------------------------------------------------- summary
-
-
-@dataclass(frozen=True)
-class Cause:
-    category: str
-    code: str | None
-    cause: str
-    fix: str
-    hosts: int
-    example_host: str
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What an operator reads at the end of a run: counts, top causes, the rerun command."""
-
-    root_run_id: str
-    runs: tuple[str, ...]  # the root and its reruns, in order
-    status: str  # of the latest run
-    total: int
-    by_status: dict[str, int]
-    by_category: dict[str, int]
-    top_causes: tuple[Cause, ...]
-    rerun_command: str | None  # None when every host is connected
-
-    def as_text(self) -> str:
-        lines = [self._headline()]
-        lines.append("  " + ", ".join(f"{k}: {n}" for k, n in self.by_status.items() if n))
-        if self.by_category:
-            lines.append("by category:")
-            lines.extend(f"  {category:<18} {n}" for category, n in self.by_category.items())
-        if self.top_causes:
-            lines.append("top causes:")
-            for cause in self.top_causes:
-                code = f" {cause.code}" if cause.code else ""
-                lines.append(f"  {cause.hosts:>4} x {cause.category}{code}: {cause.cause}")
-                if cause.fix:
-                    lines.append(f"         fix: {cause.fix}")
-        lines.append(self._tail())
-        return redact("\n".join(lines))
-
-    def _headline(self) -> str:
-        reruns = len(self.runs) - 1
-        extra = f" + {reruns} rerun(s)" if reruns else ""
-        return f"run {self.root_run_id}{extra} ({self.status}): {self.total} host(s)"
-
-    def _tail(self) -> str:
-        if self.rerun_command is None:
-            return "every host is connected"
-        return f"rerun the hosts that are not connected: {self.rerun_command}"
-
-    def __rich__(self) -> RenderableType:
-        parts: list[RenderableType] = [Text(redact(self._headline()), style="bold")]
-        status_styles = {"success": "green", "failed": "red", "skipped": "yellow",
-                         "interrupted": "magenta"}
-        counts = Text("  ")
-        for status, n in self.by_status.items():
-            if n:
-                counts.append(f"{status}: {n}  ", style=status_styles.get(status, ""))
-        parts.append(counts)
-        if self.by_category:
-            table = Table(title="hosts by category", title_justify="left", show_edge=False)
-            table.add_column("category")
-            table.add_column("hosts", justify="right")
-            for category, n in self.by_category.items():
-                table.add_row(category, str(n))
-            parts.append(table)
-        if self.top_causes:
-            causes = Table(title="top causes", title_justify="left", show_edge=False)
-            causes.add_column("hosts", justify="right")
-            causes.add_column("category / code", overflow="fold")
-            causes.add_column("cause", overflow="fold")
-            causes.add_column("fix", overflow="fold")
-            for cause in self.top_causes:
-                label = cause.category + (f" {cause.code}" if cause.code else "")
-                causes.add_row(str(cause.hosts), label, redact(cause.cause), redact(cause.fix))
-            parts.append(causes)
-        parts.append(Text(redact(self._tail()), style="bold" if self.rerun_command else "green"))
-        return Group(*parts)
-
-
-def rerun_command(root_run_id: str, state_dir: Path | None = None) -> str:
-    command = f"arcfleet rerun {root_run_id}"
-    if state_dir is not None and Path(state_dir) != DEFAULT_STATE_DIR:
-        command += f" --state-dir {shlex.quote(str(state_dir))}"
-    return command
-
-
-def summary(store: RunStore, root_run_id: str, *, state_dir: Path | None = None,
-            top: int = 5) -> Summary:
-    """The summary of a root run and its reruns, from the store.
-
-    ``print``/``console.print`` it (rich renderable) or call ``.as_text()``. ``state_dir`` is
-    the one the operator used; the rerun command names it unless it is the default.
-    """
-    rows = report_rows(store, root_run_id, all_hosts=True)
-    runs = store.runs_under(root_run_id)
-    by_status = {status.value: 0 for status in HostStatus}
-    by_status.update(Counter(row.status for row in rows))
-    by_category = dict(Counter(row.category for row in rows).most_common())
-    groups: dict[tuple[str, str | None], list[OutcomeRow]] = {}
-    for row in rows:
-        if row.status != _SUCCESS:
-            groups.setdefault((row.category, row.azcm_code), []).append(row)
-    ranked = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0][0]))[:top]
-    causes = []
-    for (category, code), members in ranked:
-        # The most frequent cause/fix wording within the group represents it.
-        (cause, fix), _ = Counter((m.cause, m.fix) for m in members).most_common(1)[0]
-        causes.append(Cause(category=category, code=code, cause=cause, fix=fix,
-                            hosts=len(members), example_host=members[0].host))
-    not_connected = any(row.status != _SUCCESS for row in rows)
-    return Summary(
-        root_run_id=root_run_id,
-        runs=tuple(run.id for run in runs),
-        status=runs[-1].status if runs else "unknown",
-        total=len(rows),
-        by_status=by_status,
-        by_category=by_category,
-        top_causes=tuple(causes),
-        rerun_command=rerun_command(root_run_id, state_dir) if not_connected else None,
-    )

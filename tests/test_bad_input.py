@@ -96,7 +96,9 @@ def test_missing_secret_env_var(lab: LabFleet, tmp_path: Path) -> None:
     err = _assert_refused(_run(lab, tmp_path, inventory=inventory), lab, str(inventory),
                           "field azure.service_principal.secret",
                           "ARCFLEET_TEST_UNSET_SECRET")
-    assert "host lab-000" in err
+    # One error for the one reference, naming the hosts that use it (issue 18).
+    assert len(err.strip().splitlines()) == 1, err
+    assert "referenced by 3 hosts: lab-0001, lab-0002, lab-0003" in err
 
 
 def test_secret_file_that_is_not_text(lab: LabFleet, tmp_path: Path) -> None:

@@ -347,9 +347,9 @@ def test_preflight_playbook_changes_nothing(tmp_path: Path) -> None:
         states = lab.call(lambda: {n: h.state for n, h in lab.hosts.items()})
         result = run_cli(lab, tmp_path, command="preflight")
         assert {h: o["category"] for h, o in result.outcomes.items()} == {
-            "lab-0001": "skipped", "lab-0002": "already_connected",
+            "lab-0001": "ready", "lab-0002": "already_connected",
             "lab-0003": "resource_conflict", "lab-0004": "elevation"}, result.describe()
-        assert "preflight" in result.outcomes["lab-0001"]["cause"]
+        assert "onboard would connect" in result.outcomes["lab-0001"]["cause"]
         for name in lab.hosts:
             assert not connect_calls(lab, name)
             assert not sftp_writes(lab, name)

@@ -215,7 +215,7 @@ def test_windows_preflight_offboard_and_reconnect(tmp_path: Path) -> None:
         server = winrm_server(lab)
         result = run_cli(lab, tmp_path, command="preflight", state_dir=tmp_path / "s1")
         assert [result.category(n) for n in ("lab-0001", "lab-0002", "lab-0003")] == [
-            "already_connected", "resource_conflict", "skipped"], result.describe()
+            "already_connected", "resource_conflict", "ready"], result.describe()
         assert not any(connect_calls(lab, n) for n in lab.hosts)
         assert lab.call(lambda: [len(r.file_writes) for r in server.records.values()]) == [0] * 3
 

@@ -75,7 +75,7 @@ def test_report_prints_the_summary_of_the_latest_root(filled: tuple[Path, str, s
     state, root, _ = filled
     out = arcfleet("report", "--state-dir", str(state))
     assert out.returncode == 0, out.stderr
-    assert f"run {root} + 1 rerun(s)" in out.stdout
+    assert f"run {root} + 1 rerun (finished)" in out.stdout
     assert "AZCM0016" in out.stdout and "timeout" in out.stdout
     assert f"arcfleet rerun {root} --state-dir {state}" in out.stdout
 
@@ -130,7 +130,7 @@ def test_runs_lists_runs(filled: tuple[Path, str, str]) -> None:
     assert "onboard" in root_line and "finished" in root_line
     assert "rerun" in rerun_line and root in rerun_line
     cells = [c.strip() for c in root_line.strip("│").split("│")]
-    assert cells[6:] == ["3", "1", "2", "0", "0", "0"]  # hosts, success, failed, ...
+    assert cells[6:] == ["3", "1", "0", "2", "0", "0", "0"]  # hosts, success, ready, failed, ...
 
 
 def test_show_host_history_with_transcripts(filled: tuple[Path, str, str]) -> None:

@@ -20,11 +20,11 @@ from fleet.report import (
     render_json,
     render_junit,
     report_rows,
-    summary,
     write_failures_csv,
     write_report,
 )
 from fleet.store import RunStore
+from fleet.summary import summary
 from tests.store_helpers import outcome, start
 
 TRICKY = 'fatal: "quoted", comma,\nsecond line — Größe 日本語'
@@ -234,21 +234,40 @@ def test_junit_of_an_empty_run(store: RunStore) -> None:
     assert [suite.tests for suite in xml] == [0]
 
 
-def test_summary_counts_causes_and_rerun_command(store: RunStore) -> None:
-    root = _fill(store)
+def test_summary_counts_causes_and_the_resume_command_after_an_interrupt(
+    store: RunStore,
+) -> None:
+    root = _fill(store)  # the run ended interrupted (Ctrl-C)
     result = summary(store, root, state_dir=Path("/srv/arc state"))
     assert result.total == 7
-    assert result.by_status == {"success": 2, "failed": 3, "skipped": 1, "interrupted": 1}
+    assert result.by_status == {"success": 2, "failed": 3, "skipped": 1, "interrupted": 1,
+                                "ready": 0}
     assert result.by_category["credentials"] == 1
-    assert result.rerun_command == f"arcfleet rerun {root} --state-dir '/srv/arc state'"
+    # After Ctrl-C the command is the resume, and the interrupted host's fix names it too.
+    resume = "arcfleet onboard -i inv.yaml --resume --state-dir '/srv/arc state'"
+    assert result.rerun_command is None
+    assert [step.command for step in result.next_steps] == [resume]
+    lost = next(c for c in result.top_causes if c.category == "interrupted")
+    assert lost.fix == f"resume the run: {resume}"
     text = result.as_text()
     assert "credentials AZCM0016: secret expired" in text
     assert "fix: create a new client secret" in text
-    assert result.rerun_command in text
+    assert f"resume the run (hosts that finished are not redone): {resume}" in text
+    assert "rerun" not in text.splitlines()[0]
     console = Console(record=True, width=200)
     console.print(result)
     rendered = console.export_text()
-    assert "AZCM0016" in rendered and result.rerun_command in rendered
+    assert "AZCM0016" in rendered and resume in rendered
+
+
+def test_summary_of_a_finished_run_prints_the_rerun_command(store: RunStore) -> None:
+    root = start(store, ["a", "b"])
+    store.record_outcome(root, outcome("a", Category.NETWORK, cause="dns"))
+    store.record_outcome(root, outcome("b", Category.CONNECTED))
+    store.finish_run(root, "finished")
+    result = summary(store, root, state_dir=Path("/srv/arc state"))
+    assert result.rerun_command == f"arcfleet rerun {root} --state-dir '/srv/arc state'"
+    assert f"rerun the hosts that are not connected: {result.rerun_command}" in result.as_text()
 
 
 def test_summary_groups_hosts_by_category_and_code(store: RunStore) -> None:

@@ -147,7 +147,7 @@ def test_reruns_touch_only_failed_hosts_until_none_is_left(tmp_path: Path) -> No
     assert hosts["lab-0002"]["category"] == "already_connected"
     failed_only = arcfleet("report", "--format", "json", "--state-dir", str(state))
     assert json.loads(failed_only.stdout) == []
-    assert "+ 3 rerun(s)" in failed_only.stderr
+    assert "+ 3 reruns (" in failed_only.stderr
 
 
 def test_rerun_without_any_run_is_a_one_line_error(tmp_path: Path) -> None:

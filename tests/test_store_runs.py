@@ -184,7 +184,8 @@ def test_list_runs_counts_by_status(store: RunStore) -> None:
     root, rerun1, rerun2 = _fleet_with_reruns(store)
     runs = {r.id: r for r in store.list_runs()}
     assert list(runs) == [root, rerun1, rerun2]
-    assert runs[root].counts == {"success": 1, "failed": 2, "skipped": 0, "interrupted": 0}
+    assert runs[root].counts == {"success": 1, "failed": 2, "skipped": 0, "interrupted": 0,
+                                 "ready": 0}
     assert runs[root].hosts == 4 and runs[root].unfinished == 1
     assert runs[root].status == "crashed"
     assert runs[rerun1].parent_run_id == root and runs[rerun1].duration_s is not None

@@ -25,6 +25,8 @@ Categories (a fixed vocabulary; reports and the CSV use exactly these strings):
 ``skipped``            arcfleet chose not to start the host (circuit breaker, limit, resume).
 ``unknown``            no rule matched; the Diagnosis carries the raw evidence.
 ``disconnected``       (offboard only) the host was disconnected, or was not connected.
+``ready``              (preflight only) every check passed and the host is not connected: the
+                       onboard would connect it (``extra["onboard_would"]``).
 
 The six ``agent_missing`` .. ``skipped`` describe the transport and the run rather than azcmagent.
 """
@@ -57,6 +59,7 @@ class Category(StrEnum):
     SKIPPED = "skipped"
     UNKNOWN = "unknown"
     DISCONNECTED = "disconnected"
+    READY = "ready"
 
     @property
     def is_success(self) -> bool:

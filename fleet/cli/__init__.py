@@ -10,6 +10,7 @@ import click
 from fleet import __version__
 from fleet.errors import ArcfleetError, InputError
 from fleet.redact import redact, redacted_output
+from fleet.text import pipe_safe_output
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +30,9 @@ def _register() -> None:
     for module in (inventory, codes, lab, run, report):
         for command in module.COMMANDS:
             cli.add_command(command)
+    from fleet.cli.defaults import document_defaults
+
+    document_defaults(cli)
 
 
 _register()
@@ -42,8 +46,9 @@ def _show_traceback(exc: BaseException) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    # Everything the CLI prints passes the one output filter, whoever prints it.
-    with redacted_output():
+    # Everything the CLI prints passes the one output filter, whoever prints it; a reader that
+    # goes away (`| head`) stops the printing, not the run.
+    with pipe_safe_output(), redacted_output():
         _main(args)
 
 

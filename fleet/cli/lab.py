@@ -94,7 +94,13 @@ def _fleet_options(*, hosts: int, windows: int) -> Callable[[F], F]:
     show_default=True,
     help="SSH port on every host address (0: pick a free one).",
 )
-@click.option("--winrm-port", type=click.IntRange(0, 65535), default=0, show_default=True)
+@click.option(
+    "--winrm-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="WinRM (HTTP) port on every Windows host address (0: pick a free one).",
+)
 @click.option(
     "--subnet", default="127.77", show_default=True, help="Host addresses are <subnet>.x.y."
 )

@@ -39,7 +39,8 @@ limit_option = click.option(
     metavar="PATTERN",
     help="Only these hosts: names, groups, globs (web*), a:b or a,b (union), a:&b "
     "(intersection), a:!b (exclusion), @FILE (one host name per line); for runs also "
-    "@failed (hosts not connected in the latest run).",
+    "@failed (hosts not connected in the latest run) and, for onboard, @ready (hosts the "
+    "latest preflight found ready).",
 )
 
 _OVERRIDES = (

@@ -8,12 +8,15 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fleet.cli.state_option import state_dir_option
 from fleet.errors import InputError, Problem, StoreError
 from fleet.redact import redact
-from fleet.report import FORMATS, render, report_rows, summary, write_private
+from fleet.report import FORMATS, render, report_rows, write_private
 from fleet.store import RunStore
+from fleet.summary import summary
+from fleet.text import clean
 
 
 def _open_existing(state_dir: Path) -> RunStore:
@@ -57,12 +60,15 @@ def _resolve_root(store: RunStore, state_dir: Path, run_id: str | None) -> str:
               help="Report format for --output (or stdout when --output is not given).")
 @click.option("--output", "output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report in --format (default csv) to FILE.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the HTML report (one self-contained file) to FILE.")
 @click.option("--all", "all_hosts", is_flag=True,
               help="Include every host, not only those that did not end connected.")
 @click.option("--bom", is_flag=True, help="Start CSV files with a UTF-8 BOM (for Excel).")
 @state_dir_option
 def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
-               output: Path | None, all_hosts: bool, bom: bool, state_dir: Path) -> None:
+               output: Path | None, html_file: Path | None, all_hosts: bool, bom: bool,
+               state_dir: Path) -> None:
     """Report a run (default: the latest first run) with all its reruns, from the store.
 
     A RUN_ID of a rerun reports its root run. Always prints the summary; writes files when asked.
@@ -78,6 +84,10 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
         to_stdout = fmt is not None and output is None
         if csv_file is not None:
             write_private(csv_file, render(rows, "csv", bom=bom))
+        if html_file is not None:
+            from fleet.report_html import write_html_report
+
+            write_html_report(store, root, html_file, state_dir=state_dir)
         if output is not None or to_stdout:
             text = render(junit_rows, fmt or "csv", suite_name=f"arcfleet {root}",
                           timestamp=started, bom=bom)
@@ -88,10 +98,18 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
         # With the report on stdout the summary goes to stderr, so stdout stays parseable.
         console = _console(stderr=to_stdout)
         # soft_wrap keeps the rerun command on one line on narrow terminals and in CI logs.
-        console.print(summary(store, root, state_dir=state_dir), soft_wrap=True)
-        for path, count in ((csv_file, len(rows)), (output, len(junit_rows))):
+        # Every cause: this is where the run's summary sends the operator for the rest.
+        console.print(summary(store, root, state_dir=state_dir, top=None), soft_wrap=True)
+        every_host = len(report_rows(store, root, all_hosts=True))
+        for path, count in ((csv_file, len(rows)), (output, len(junit_rows)),
+                            (html_file, every_host)):
             if path is not None:
-                console.print(f"wrote {redact(str(path))} ({count} host row(s))")
+                console.print(_plain(f"wrote {path} ({count} host row(s))"))
+
+
+def _plain(text: str) -> Text:
+    """Stored text (host-derived) for rich: plain Text, never markup, no escape sequences."""
+    return Text(clean(redact(text), single_line=True))
 
 
 def _duration(seconds: float | None) -> str:
@@ -110,17 +128,18 @@ def runs_cmd(state_dir: Path) -> None:
         runs = store.list_runs()
         if not runs:
             raise _no_runs(state_dir)
-        table = Table(title=f"runs in {redact(str(state_dir))}", title_justify="left")
+        table = Table(title=_plain(f"runs in {state_dir}"), title_justify="left")
         for name in ("run", "kind", "parent", "started"):
             table.add_column(name, no_wrap=name in ("run", "parent"))
-        for name in ("duration", "status", "hosts", "success", "failed", "skipped",
+        for name in ("duration", "status", "hosts", "success", "ready", "failed", "skipped",
                      "interrupted", "unfinished"):
             table.add_column(name, justify="left" if name == "status" else "right")
         for run in runs:
             table.add_row(
                 run.id, run.kind, run.parent_run_id or "-", run.started_at[:19].replace("T", " "),
                 _duration(run.duration_s), run.status, str(run.hosts),
-                str(run.counts.get("success", 0)), str(run.counts.get("failed", 0)),
+                str(run.counts.get("success", 0)), str(run.counts.get("ready", 0)),
+                str(run.counts.get("failed", 0)),
                 str(run.counts.get("skipped", 0)), str(run.counts.get("interrupted", 0)),
                 str(run.unfinished),
             )
@@ -138,7 +157,7 @@ def show_cmd(host: str, state_dir: Path) -> None:
             raise InputError(Problem(file=str(state_dir), host=redact(host), field=None,
                                      message="no outcome recorded for this host"))
         console = _console()
-        table = Table(title=f"history of {redact(host)}", title_justify="left")
+        table = Table(title=_plain(f"history of {host}"), title_justify="left")
         for name in ("run", "kind", "status", "category", "code", "exit", "attempts",
                      "finished", "cause", "fix"):
             table.add_column(name, overflow="fold", no_wrap=name == "run")
@@ -146,22 +165,24 @@ def show_cmd(host: str, state_dir: Path) -> None:
         for row in history:
             run = runs.get(row.run_id)
             table.add_row(
-                row.run_id, run.kind if run else "?", row.status, row.category,
-                row.azcm_code or "-", "-" if row.exit_code is None else str(row.exit_code),
-                str(row.attempts), row.finished_at[:19].replace("T", " "),
-                redact(row.cause), redact(row.fix),
+                *map(_plain, (
+                    row.run_id, run.kind if run else "?", row.status, row.category,
+                    row.azcm_code or "-", "-" if row.exit_code is None else str(row.exit_code),
+                    str(row.attempts), row.finished_at[:19].replace("T", " "),
+                    row.cause, row.fix,
+                ))
             )
         console.print(table)
         for row in history:
-            console.print(f"{row.run_id}: evidence: {redact(row.message) or '-'}")
+            console.print(_plain(f"{row.run_id}: evidence: {row.message or '-'}"))
             for attempt in store.attempts_for(row.run_id, row.host):
                 code = f" {attempt.azcm_code}" if attempt.azcm_code else ""
-                console.print(
+                console.print(_plain(
                     f"  #{attempt.seq} {attempt.stage} exit={attempt.exit_status}"
                     f" {attempt.category or ''}{code} ({attempt.duration_s:.1f}s):"
-                    f" {redact(attempt.command)}"
-                )
-            console.print(f"  transcript: {redact(row.log_file) or '-'}")
+                    f" {attempt.command}"
+                ))
+            console.print(_plain(f"  transcript: {row.log_file or '-'}"))
 
 
 COMMANDS: list[click.Command] = [report_cmd, runs_cmd, show_cmd]

@@ -27,12 +27,51 @@ from fleet.inventory import load_inventory, select_hosts
 from fleet.inventory.model import ResolvedHost
 from fleet.logs import close_run_log, configure_run_log
 from fleet.redact import redact
-from fleet.report import summary, write_failures_csv
+from fleet.report import SETTLED, write_failures_csv
 from fleet.store import RunRecord, RunStore, RunStoreSink
+from fleet.summary import GOALS, summary
+from fleet.text import SanitizingSink
 from fleet.transport.factory import TransportFactory
 from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS, HostKeyPolicy
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+# --limit values that select hosts from the run store rather than from the inventory.
+RUN_SELECTIONS = ("@failed", "@ready")
+_NAMED_HOSTS = 3
+
+
+def _pacing(request: RunRequest, playbook: Playbook) -> tuple[float, int]:
+    """Connect rate and burst. ``--connect-rate N`` alone means N per second from the start:
+    its burst is N (at least 1), not the playbook's, or a rate of 1 would still start the
+    playbook's whole burst at once. ``--connect-burst`` sets the burst explicitly."""
+    pacing = playbook.pacing
+    if request.connect_rate is None:
+        return pacing.connect_rate_per_s, request.connect_burst or pacing.connect_burst
+    burst = request.connect_burst or max(1, int(request.connect_rate))
+    return request.connect_rate, burst
+
+
+def _one_per_reference(problems: Sequence[Problem]) -> list[Problem]:
+    """Problems that differ only by host (many hosts share one secret reference, e.g. a
+    missing environment variable) as one problem naming the file and how many hosts."""
+    hosts: dict[tuple[str, str | None, str], list[str]] = {}
+    for problem in problems:
+        key = (problem.file, problem.field, problem.message)
+        hosts.setdefault(key, [])
+        if problem.host:
+            hosts[key].append(problem.host)
+    merged = []
+    for (file, field_name, message), names in hosts.items():
+        if len(names) <= 1:
+            merged.append(Problem(file, names[0] if names else None, field_name, message))
+            continue
+        shown = ", ".join(names[:_NAMED_HOSTS])
+        more = f", +{len(names) - _NAMED_HOSTS} more" if len(names) > _NAMED_HOSTS else ""
+        merged.append(
+            Problem(file, None, field_name, f"{message} (referenced by {len(names)} hosts: "
+                    f"{shown}{more})")
+        )
+    return merged
 
 
 @dataclass
@@ -44,6 +83,7 @@ class RunRequest:
     limit: str | None = None
     forks: int | None = None
     connect_rate: float | None = None
+    connect_burst: int | None = None
     known_hosts: str | None = None
     accept_new_host_keys: bool = False
     azure: dict[str, Any] = field(default_factory=dict)
@@ -55,6 +95,7 @@ class RunRequest:
             "limit": self.limit,
             "forks": self.forks,
             "connect_rate": self.connect_rate,
+            "connect_burst": self.connect_burst,
             "known_hosts": self.known_hosts,
             "accept_new_host_keys": self.accept_new_host_keys,
             "azure": self.azure,
@@ -68,6 +109,7 @@ class RunRequest:
             limit=options.get("limit"),
             forks=options.get("forks"),
             connect_rate=options.get("connect_rate"),
+            connect_burst=options.get("connect_burst"),
             known_hosts=options.get("known_hosts"),
             accept_new_host_keys=bool(options.get("accept_new_host_keys")),
             azure=dict(options.get("azure") or {}),
@@ -79,19 +121,30 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     decorators = [
         click.option(
             "--playbook",
-            help="Built-in name (onboard, preflight, offboard, reconnect) or a playbook file.",
+            help="Built-in name (onboard, preflight, offboard, reconnect) or a playbook file. "
+            "[default: the command's own built-in playbook; rerun: the run's]",
         ),
         limit_option,
         click.option(
             "--forks",
             type=click.IntRange(1, 5000),
-            help="azcmagent connects at once; as many hosts again are prepared ahead.",
+            help="Agent operations (azcmagent connect/disconnect) at once; as many hosts "
+            "again are opened and preflighted ahead. [default: the playbook's pacing.forks, "
+            "50 in the built-in playbooks]",
         ),
         click.option(
             "--connect-rate",
             type=click.FloatRange(0),
-            help="Connects started per "
-            "second across the fleet (token bucket; 0 = unpaced, lab only).",
+            help="Connects started per second across the fleet (token bucket; 0 = unpaced, "
+            "lab only). Its burst is the same number unless --connect-burst is given. "
+            "[default: the playbook's pacing.connect_rate_per_s, 5 for onboard]",
+        ),
+        click.option(
+            "--connect-burst",
+            type=click.IntRange(1),
+            help="Connects that may start at once before --connect-rate applies. [default: "
+            "the --connect-rate value; without --connect-rate the playbook's "
+            "pacing.connect_burst, 100 for onboard]",
         ),
         click.option(
             "--known-hosts",
@@ -132,6 +185,7 @@ def _given(
         limit=flags.get("limit"),
         forks=flags.get("forks"),
         connect_rate=flags.get("connect_rate"),
+        connect_burst=flags.get("connect_burst"),
         known_hosts=_absolute(flags.get("known_hosts")),
         accept_new_host_keys=bool(flags.get("accept_new_host_keys")),
         azure=azure_overrides,
@@ -163,7 +217,7 @@ class _Executor:
             [Path(p) for p in request.inventories], azure_overrides=request.azure or None
         )
         hosts = inventory.hosts
-        if request.limit and request.limit != "@failed":
+        if request.limit and request.limit not in RUN_SELECTIONS:
             hosts = select_hosts(inventory, request.limit)
         if only is not None:
             # In the order given (a resume puts the hosts that were in flight first).
@@ -186,17 +240,16 @@ class _Executor:
             self.console.print("nothing to do: no host left to run", markup=False)
             return EXIT_OK
         secrets = SecretBook()
-        secrets.preload(hosts, need_sp=playbook.mode is not Mode.PREFLIGHT)
-        pacing = playbook.pacing
+        try:
+            secrets.preload(hosts, need_sp=playbook.mode is not Mode.PREFLIGHT)
+        except UsageError as exc:
+            raise UsageError(_one_per_reference(exc.problems)) from None
+        rate, burst = _pacing(request, playbook)
         options = RunOptions(
             playbook=playbook,
-            forks=request.forks or pacing.forks,
-            connect_rate_per_s=(
-                request.connect_rate
-                if request.connect_rate is not None
-                else pacing.connect_rate_per_s
-            ),
-            connect_burst=pacing.connect_burst,
+            forks=request.forks or playbook.pacing.forks,
+            connect_rate_per_s=rate,
+            connect_burst=burst,
             earlier_steps=earlier_steps or {},
         )
         policy = HostKeyPolicy(
@@ -223,8 +276,14 @@ class _Executor:
             )
             sinks: list[OutcomeSink] = [RunStoreSink(store, record.id), transcripts, view]
             fleet = FleetRun(
-                hosts, options, factory=factory, secrets=secrets, sink=FanoutSink(sinks)
+                hosts,
+                options,
+                factory=factory,
+                secrets=secrets,
+                # Host-derived text is cleaned once, before any sink stores or shows it.
+                sink=SanitizingSink(FanoutSink(sinks)),
             )
+            view.attach(fleet)
             self.console.print(
                 f"run {record.id}: {len(hosts)} hosts, playbook {playbook.name}, "
                 f"forks {options.forks}",
@@ -251,9 +310,18 @@ class _Executor:
             self.console.print(
                 f"failures CSV: {csv_path}", markup=False, highlight=False, soft_wrap=True
             )
+            from fleet.report_html import write_html_report
+
+            html_path = write_html_report(
+                store, root, csv_path.parent / "report.html", state_dir=self.state_dir
+            )
+            self.console.print(
+                f"HTML report: {html_path}", markup=False, highlight=False, soft_wrap=True
+            )
         if fleet.interrupted:
             return EXIT_INTERRUPTED
-        return EXIT_OK if all(o.status.value == "success" for o in outcomes) else EXIT_FAILED
+        # Every host settled: connected (disconnected for offboard), or ready after a preflight.
+        return EXIT_OK if all(o.status.settled for o in outcomes) else EXIT_FAILED
 
 
 async def _run_with_signals(fleet: FleetRun) -> list[HostOutcome]:
@@ -295,6 +363,34 @@ def _failed_hosts(state_dir: Path) -> tuple[str, list[str]]:
         return root, store.hosts_to_rerun(root)
 
 
+def _ready_hosts(state_dir: Path) -> list[str]:
+    """The hosts the latest preflight (with its reruns) found ready, in its order."""
+    with _open_store(state_dir) as store:
+        preflights = [r for r in store.list_runs() if r.kind == "preflight"]
+        if not preflights:
+            raise UsageError(
+                Problem(str(state_dir), None, "--limit @ready", "no preflight run recorded")
+            )
+        root = preflights[-1].id
+        running = [r.id for r in store.runs_under(root) if r.status == "running"]
+        if running:
+            raise UsageError(
+                Problem(
+                    str(state_dir), None, "--limit @ready", f"run {running[-1]} is still running"
+                )
+            )
+        ready = [
+            host for host, row in store.final_outcomes(root).items() if row.status == "ready"
+        ]
+        if not ready:
+            raise UsageError(
+                Problem(
+                    str(state_dir), None, "--limit @ready", f"preflight {root} found no host ready"
+                )
+            )
+        return ready
+
+
 def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command:
     @click.command(name, help=help_text)
     @inventory_option
@@ -324,6 +420,12 @@ def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command
         if request.limit == "@failed":
             parent, only = _failed_hosts(state_dir)
             kind = "rerun"
+        elif request.limit == "@ready":
+            if mode is not Mode.ONBOARD:
+                raise UsageError(
+                    Problem(str(state_dir), None, "--limit @ready", "only onboard takes @ready")
+                )
+            only = _ready_hosts(state_dir)
         sys.exit(executor.execute(request, kind=kind, mode=mode, only=only, parent_run_id=parent))
 
     return command
@@ -414,7 +516,9 @@ def _recall(record: RunRecord) -> RunRequest:
 def _override(request: RunRequest, given: RunRequest) -> None:
     """Options given on this command line win over the recalled ones (not the host set)."""
     request.azure.update(given.azure)
-    for key in ("playbook", "forks", "connect_rate", "known_hosts"):
+    if given.connect_rate is not None and given.connect_burst is None:
+        request.connect_burst = None  # a new rate brings its own burst (see _pacing)
+    for key in ("playbook", "forks", "connect_rate", "connect_burst", "known_hosts"):
         if getattr(given, key) is not None:
             setattr(request, key, getattr(given, key))
     if given.accept_new_host_keys:
@@ -464,6 +568,9 @@ def rerun_command(
         # Hosts that never finished (a crash or Ctrl-C) are included: their agent state is
         # read before anything is changed.
         hosts = store.hosts_to_rerun(root, set(categories) if categories else None)
+        # A preflight's ready hosts need no second look (the store counts only success).
+        final = store.final_outcomes(root)
+        hosts = [h for h in hosts if h not in final or final[h].status not in SETTLED]
     request = _recall(root_record)
     _override(request, _given((), azure_overrides, kwargs))
     request.limit = kwargs.get("limit")
@@ -471,7 +578,9 @@ def rerun_command(
         what = (
             f"no host is left in category {', '.join(categories)}"
             if categories
-            else "every host is connected"
+            else "every host is ready or already connected"
+            if root_record.kind == "preflight"
+            else f"every host is {GOALS.get(root_record.kind, 'connected')}"
         )
         console.print(f"run {root}: {what}; nothing to rerun", markup=False, soft_wrap=True)
         sys.exit(EXIT_OK)

@@ -619,14 +619,16 @@ def _strip_internal(diagnosis: Diagnosis) -> Diagnosis:
 
 
 def _preflight_ready(agent_version: str | None) -> Diagnosis:
+    """Every preflight check passed and the agent is not connected: onboard would connect it."""
     return Diagnosis(
-        category=Category.SKIPPED,
+        category=Category.READY,
         action=Action(ActionKind.NONE),
-        name="preflight passed",
-        cause=f"preflight only: reachable, elevated, agent {agent_version or 'present'}, "
-        "not connected; nothing was changed",
-        fix="run `arcfleet onboard` to connect it",
+        name="ready",
+        cause=f"ready: reachable, elevated, agent {agent_version or 'present'}, not connected; "
+        "onboard would connect it (nothing was changed)",
+        fix="arcfleet onboard --limit @ready connects the hosts this preflight found ready",
         rule="preflight:ready",
+        extra={"onboard_would": "connect"},
     )
 
 

@@ -19,6 +19,7 @@ class HostStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     INTERRUPTED = "interrupted"
+    READY = "ready"  # preflight: every check passed; the onboard would connect it
 
     @classmethod
     def for_category(cls, category: Category) -> HostStatus:
@@ -26,9 +27,17 @@ class HostStatus(StrEnum):
             return cls.SUCCESS
         if category is Category.SKIPPED:
             return cls.SKIPPED
+        if category is Category.READY:
+            return cls.READY
         if category is Category.INTERRUPTED:
             return cls.INTERRUPTED
         return cls.FAILED
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more to do for the host: the run reached its goal, or a preflight found it
+        ready. Settled hosts make exit status 0 and are left out of failures and reruns."""
+        return self in (HostStatus.SUCCESS, HostStatus.READY)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Literal
 
 
 class TokenBucket:
@@ -17,6 +18,7 @@ class TokenBucket:
         self._tokens = float(burst)
         self._stamp = time.monotonic()
         self._lock = asyncio.Lock()
+        self.waiting = 0  # connects queued for a token (shown on the live display)
 
     @property
     def unlimited(self) -> bool:
@@ -25,12 +27,43 @@ class TokenBucket:
     async def acquire(self) -> None:
         if self.unlimited:
             return
-        async with self._lock:  # FIFO: waiters are served in order
-            while True:
-                now = time.monotonic()
-                self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
-                self._stamp = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+        self.waiting += 1
+        try:
+            async with self._lock:  # FIFO: waiters are served in order
+                while True:
+                    now = time.monotonic()
+                    elapsed = now - self._stamp
+                    self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
+                    self._stamp = now
+                    if self._tokens >= 1:
+                        self._tokens -= 1
+                        return
+                    await asyncio.sleep((1 - self._tokens) / self.rate)
+        finally:
+            self.waiting -= 1
+
+    def describe(self) -> str:
+        """The pacing state in a few words, for the live display."""
+        if self.unlimited:
+            return "connects unpaced"
+        state = f"connects paced {self.rate:g}/s (burst {self.capacity:g})"
+        return f"{state}, {self.waiting} waiting" if self.waiting else state
+
+
+class CountingSemaphore(asyncio.Semaphore):
+    """A semaphore that knows how many holders it has (agent operations running, bounded by
+    ``--forks``), so the display can say it."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.limit = value
+        self.held = 0
+
+    async def acquire(self) -> Literal[True]:
+        await super().acquire()
+        self.held += 1
+        return True
+
+    def release(self) -> None:
+        self.held -= 1
+        super().release()

@@ -20,7 +20,7 @@ from fleet.azcm.diagnosis import Diagnosis
 from fleet.engine.breaker import CircuitBreaker, ScopeTarget
 from fleet.engine.host_run import HostContext, HostRun
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
-from fleet.engine.pacing import TokenBucket
+from fleet.engine.pacing import CountingSemaphore, TokenBucket
 from fleet.engine.playbook import Playbook
 from fleet.engine.secrets import SecretBook
 from fleet.inventory.model import OsFamily, ResolvedHost
@@ -84,7 +84,7 @@ class FleetRun:
             options.playbook.breaker.threshold, options.playbook.breaker.share
         )
         self.pacer = TokenBucket(options.connect_rate_per_s, options.connect_burst)
-        self.agent_slots = asyncio.Semaphore(options.forks)
+        self.agent_slots = CountingSemaphore(options.forks)
         # Prepare-ahead workers start once the first wave is busy with Azure (every slot taken)
         # or a host has finished: starting all sessions at once would delay the first connects.
         self._first_wave_busy = asyncio.Event()

@@ -121,6 +121,7 @@ class ConnectCall:
     config_path: str | None
     config_existed: bool
     exit_status: int | None  # None: the simulated process was cancelled
+    started_at: float = 0.0  # time.monotonic() when the agent started (pacing tests)
 
 
 @dataclass

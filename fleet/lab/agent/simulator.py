@@ -198,6 +198,7 @@ async def run_agent(argv: list[str], host: LabHost, *, elevated: bool) -> AgentR
     if args and args[0].replace("\\", "/").rsplit("/", 1)[-1] in ("azcmagent", "azcmagent.exe"):
         args = args[1:]
     console = _Console()
+    started = time.monotonic()
     config_path: str | None = None
     config_existed = False
     command = ""
@@ -225,7 +226,8 @@ async def run_agent(argv: list[str], host: LabHost, *, elevated: bool) -> AgentR
             host.append_log(console.log)
         if command == "connect":
             host.connect_calls.append(
-                ConnectCall(tuple(argv), elevated, config_path, config_existed, status))
+                ConnectCall(tuple(argv), elevated, config_path, config_existed, status,
+                            started_at=started))
 
 
 async def _dispatch(command: str, rest: list[str], flags: dict[str, str | bool], host: LabHost,
