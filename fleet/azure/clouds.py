@@ -1,9 +1,10 @@
 """The clouds arcfleet supports, mapped to their Entra ID authority and ARM endpoints.
 
-``ARCFLEET_AZURE_ENDPOINTS`` may name a JSON file ``{"authority_host", "resource_manager",
-"ca_bundle"}`` that replaces the endpoints of every cloud for the jump host's own Azure calls
-(the lab writes one for its fake Entra ID and ARM; hosts are not affected). The file is read
-when a check runs, and a bad one is bad input.
+An endpoints file, JSON ``{"authority_host", "resource_manager", "ca_bundle"}``, replaces the
+endpoints of the cloud for the jump host's own Azure calls (hosts are not affected): named by an
+inventory's ``azure.endpoints_file`` (the lab's inventory names its fake Entra ID and ARM), or
+for every inventory by ``ARCFLEET_AZURE_ENDPOINTS``. It is read when a check runs; a bad one is
+bad input.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ CLOUDS: dict[Cloud, CloudEndpoints] = {
 }
 
 
-def endpoints_for(cloud: Cloud) -> CloudEndpoints:
-    """The endpoints of ``cloud``, or those of the override file when one is set."""
-    path = os.environ.get(ENDPOINTS_ENV)
+def endpoints_for(cloud: Cloud, endpoints_file: Path | None = None) -> CloudEndpoints:
+    """The endpoints of ``cloud``; an inventory's ``azure.endpoints_file``, else the file
+    ``ARCFLEET_AZURE_ENDPOINTS`` names, replaces them."""
+    path = str(endpoints_file) if endpoints_file else os.environ.get(ENDPOINTS_ENV)
     if not path:
         return CLOUDS[cloud]
     try:

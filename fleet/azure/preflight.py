@@ -101,11 +101,15 @@ def _call(fn: Callable[[], T]) -> T:
     except CredentialUnavailableError as exc:
         raise _CallFailed("unavailable", _first_line(str(exc))) from None
     except ClientAuthenticationError as exc:
-        status = exc.status_code
-        if status is None or status in (400, 401):  # Entra refused the sign-in
-            raise _CallFailed("sign_in", _sign_in_text(exc), status) from None
-        raise _CallFailed("http", _first_line(str(exc.message)), status,
-                          exc.error.code if exc.error else None) from None
+        # Entra refused the sign-in when it says so (AADSTS) or answered 400/401; a 5xx or a
+        # broken answer on the way is Entra not reached, and stops nobody.
+        text = _sign_in_text(exc)
+        if "AADSTS" in text or exc.status_code in (400, 401):
+            raise _CallFailed("sign_in", text, exc.status_code) from None
+        if exc.status_code is not None and exc.status_code < 500:
+            raise _CallFailed("http", _first_line(str(exc.message)), exc.status_code,
+                              exc.error.code if exc.error else None) from None
+        raise _CallFailed("unavailable", text, exc.status_code) from None
     except HttpResponseError as exc:
         raise _CallFailed("http", _first_line(str(exc.message)), exc.status_code,
                           exc.error.code if exc.error else None) from None
@@ -158,7 +162,7 @@ class AzurePreflight:
             sp = host.azure.service_principal
             key = (host.azure.cloud, (host.azure.tenant_id or "").lower(),
                    sp.client_id.lower() if sp else None, sp.secret if sp else None,
-                   sp.certificate_file if sp else None)
+                   sp.certificate_file if sp else None, host.azure.endpoints_file)
             by_identity[key].append(host)
         quiet = logging.getLogger("azure")
         level = quiet.level
@@ -189,7 +193,8 @@ class AzurePreflight:
             return
         identity = Identity(first.azure.tenant_id, sp.client_id if sp else None, secret,
                             sp.certificate_file if sp else None)
-        session = ArmSession(identity, endpoints_for(first.azure.cloud))
+        session = ArmSession(identity,
+                             endpoints_for(first.azure.cloud, first.azure.endpoints_file))
         try:
             try:
                 _call(session.token)
@@ -437,8 +442,8 @@ class _SubscriptionChecks:
         parsed = parse_resource_id(machine_id)
         machine_rg = parsed[1] if parsed else "?"
         properties = getattr(machine, "properties", None)
-        status = str(getattr(properties, "status", None) or getattr(machine, "status", None)
-                     or "Unknown")
+        raw_status = getattr(properties, "status", None) or getattr(machine, "status", None)
+        status = str(getattr(raw_status, "value", raw_status) or "Unknown")
         same_rg = machine_rg.lower() == wanted_rg
         if same_rg and status.lower() == "connected":
             cause = (f"{name} already exists in the target resource group and is Connected: "

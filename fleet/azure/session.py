@@ -80,6 +80,8 @@ def make_credential(identity: Identity, endpoints: CloudEndpoints) -> TokenCrede
         )
     return DefaultAzureCredential(
         exclude_interactive_browser_credential=True,
+        # The managed identity endpoint is not on the overridden (lab) network.
+        exclude_managed_identity_credential=endpoints.overridden,
         **({"interactive_browser_tenant_id": identity.tenant_id} if identity.tenant_id else {}),
         **options,
     )

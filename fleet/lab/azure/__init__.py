@@ -42,6 +42,17 @@ class LabAzure:
         }, indent=2), encoding="utf-8")
         return self.endpoints_file
 
+    def seed(self, *, tenant_id: str, subscription_id: str, client_id: str, secret: str,
+             resource_group: str, location: str = "westeurope") -> None:
+        """The lab's ordinary Azure: the app with its secret, the subscription with the Arc
+        providers registered, the resource group, and the onboarding role on it."""
+        self.state.add_app(tenant_id, client_id, secret)
+        self.state.add_subscription(subscription_id, tenant_id)
+        self.state.add_resource_group(subscription_id, resource_group, location)
+        self.state.assign_role(client_id,
+                               f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}",
+                               "Azure Connected Machine Onboarding")
+
     def start(self) -> None:
         self.server.start()
         self.write_endpoints()
