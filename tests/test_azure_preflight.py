@@ -55,6 +55,11 @@ def test_expired_secret_stops_only_that_service_principal(tmp_path: Path) -> Non
             assert all("secret has expired" in cause for _, _, cause in found.values())
             credential = checks(state, result.stderr)["credential"]
             assert [(s, len(h)) for s, _, h in credential] == [("failed", 200)]
+            # The secret itself is nowhere: terminal, store, run log.
+            assert lab.secret not in result.stderr + result.stdout
+            for path in state.rglob("*"):
+                if path.is_file():
+                    assert lab.secret.encode() not in path.read_bytes(), path
         assert sum(contacted(lab).values()) == 0
         # One token request per run, none from any host.
         tokens = [r for r in lab.azure.state.requests if r.path.endswith("/token")]
@@ -87,6 +92,12 @@ def test_resource_group_without_role_skips_only_its_hosts(tmp_path: Path) -> Non
         touched = contacted(lab)
         assert all(touched[n] == 0 for n in ("lab-0004", "lab-0005", "lab-0006"))
         assert all(touched[n] > 0 for n in ("lab-0001", "lab-0002", "lab-0003"))
+        # The report has the target-level section.
+        report = arcfleet("report", "--state-dir", str(state))
+        assert report.returncode == 0, report.stderr
+        text = report.stdout + report.stderr
+        assert "Azure preflight of run" in text
+        assert "failed   permissions" in text and "rg-norole" in text
 
 
 def test_unregistered_provider_reported_then_registered_on_request(tmp_path: Path) -> None:

@@ -105,14 +105,21 @@ def _hosts_text(hosts: Sequence[str]) -> str:
 
 def render_checks(results: Sequence[CheckResult]) -> str:
     """Plain lines for the terminal: one per check, failed ones with their fix."""
-    lines = ["Azure preflight (from this jump host):"]
-    for r in results:
-        what = f"  {r.status.value:<8} {r.check.value:<18} {r.scope}"
+    return render_rows([CheckRow("", r.check.value, r.scope, r.status.value,
+                                 r.category.value if r.category else None, r.cause, r.fix,
+                                 r.doc_url, r.hosts, r.detail) for r in results])
+
+
+def render_rows(rows: Sequence[CheckRow],
+                title: str = "Azure preflight (from this jump host):") -> str:
+    lines = [title]
+    for r in rows:
+        what = f"  {r.status:<8} {r.check:<18} {r.scope}"
         if r.hosts:
             what += f"  [{_hosts_text(r.hosts)}]"
         lines.append(what)
-        if r.status.value in ("failed", "warning", "not_done", "fixed") and r.cause:
+        if r.status in ("failed", "warning", "not_done", "fixed") and r.cause:
             lines.append(f"           cause: {r.cause}")
-            if r.fix and r.status.value != "fixed":
+            if r.fix and r.status != "fixed":
                 lines.append(f"           fix: {r.fix}")
     return redact("\n".join(lines))

@@ -7,6 +7,7 @@ contact, each with its diagnosis.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,9 +39,13 @@ def azure_preflight_step(
                       f"only, not confirmed by Azure: {names}", markup=False, highlight=False,
                       soft_wrap=True)
         return {}
+    started = time.monotonic()
     outcome = run_azure_preflight(hosts, secrets, register_providers=register_providers)
+    elapsed = time.monotonic() - started
     record_checks(db_path, run_id, outcome.results)
     console.print(render_checks(outcome.results), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"Azure preflight: {len(outcome.results)} check(s) for {len(hosts)} host(s) "
+                  f"in {elapsed:.1f} s", markup=False, highlight=False, soft_wrap=True)
     if outcome.not_done:
         console.print("Azure preflight: some checks were not done (see above); the run goes on "
                       "without them.", markup=False, highlight=False, soft_wrap=True)

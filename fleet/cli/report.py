@@ -89,9 +89,23 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
         console = _console(stderr=to_stdout)
         # soft_wrap keeps the rerun command on one line on narrow terminals and in CI logs.
         console.print(summary(store, root, state_dir=state_dir), soft_wrap=True)
+        _print_azure_checks(console, store, root)
         for path, count in ((csv_file, len(rows)), (output, len(junit_rows))):
             if path is not None:
                 console.print(f"wrote {redact(str(path))} ({count} host row(s))")
+
+
+def _print_azure_checks(console: Console, store: RunStore, root: str) -> None:
+    """The target-level section: the Azure preflight rows of the latest run under ``root``
+    that has any (docs/azure.md)."""
+    from fleet.azure.record import checks_for, render_rows
+
+    for run in reversed(store.runs_under(root)):
+        rows = checks_for(store.db_path, run.id)
+        if rows:
+            console.print(render_rows(rows, title=f"Azure preflight of run {run.id}:"),
+                          markup=False, soft_wrap=True)
+            return
 
 
 def _duration(seconds: float | None) -> str:
