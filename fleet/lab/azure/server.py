@@ -66,11 +66,35 @@ def _arm_error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-def _jwt_header(assertion: str) -> dict[str, Any]:
-    head = assertion.split(".", 1)[0]
-    data = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
-    value = json.loads(data)
-    return value if isinstance(value, dict) else {}
+def _b64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def assertion_valid(assertion: str, certificate_pem: bytes) -> bool:
+    """Whether a client assertion (a JWT, RS256 or PS256) is signed by the certificate's key."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    try:
+        head, body, signature = assertion.split(".")
+        header = json.loads(_b64(head))
+        key = x509.load_pem_x509_certificate(certificate_pem).public_key()
+        if not isinstance(key, rsa.RSAPublicKey):
+            return False
+        algorithm = header.get("alg")
+        if algorithm == "RS256":
+            scheme: padding.AsymmetricPadding = padding.PKCS1v15()
+        elif algorithm == "PS256":
+            scheme = padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
+                                 salt_length=padding.PSS.DIGEST_LENGTH)
+        else:
+            return False
+        key.verify(_b64(signature), f"{head}.{body}".encode(), scheme, hashes.SHA256())
+    except (ValueError, InvalidSignature, AttributeError):
+        return False
+    return True
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -165,10 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
                                        f"the directory '{tenant}'."), principal=client)
             return
         if "client_assertion" in form:
-            header = _jwt_header(form["client_assertion"])
-            thumb = base64.urlsafe_b64decode(
-                str(header.get("x5t", "")) + "==").hex().upper() if header.get("x5t") else ""
-            if not app.certificate_thumbprint or thumb != app.certificate_thumbprint.upper():
+            if not app.certificate_pem or not assertion_valid(form["client_assertion"],
+                                                              app.certificate_pem):
                 self._send(401, _aad_error(700027, "invalid_client",
                                            "Client assertion failed signature validation."),
                            principal=client)

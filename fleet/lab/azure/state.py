@@ -77,8 +77,8 @@ class App:
     client_id: str
     secret: str | None = None
     secret_expired: bool = False
-    # SHA-1 thumbprint (hex, upper case) of a certificate it may sign assertions with.
-    certificate_thumbprint: str | None = None
+    # The certificate (PEM) whose key may sign client assertions for it.
+    certificate_pem: bytes | None = None
 
 
 @dataclass
@@ -150,11 +150,10 @@ class AzureState:
             self.tenants.add(tenant_id.lower())
 
     def add_app(self, tenant_id: str, client_id: str, secret: str | None = None, *,
-                expired: bool = False, certificate_thumbprint: str | None = None) -> App:
+                expired: bool = False, certificate_pem: bytes | None = None) -> App:
         with self.lock:
             self.add_tenant(tenant_id)
-            app = App(tenant_id.lower(), client_id.lower(), secret, expired,
-                      certificate_thumbprint)
+            app = App(tenant_id.lower(), client_id.lower(), secret, expired, certificate_pem)
             self.apps[client_id.lower()] = app
             return app
 
