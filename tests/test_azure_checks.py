@@ -202,3 +202,85 @@ def test_arm_permission_rules() -> None:
                               ["Microsoft.HybridCompute/*"], ["Microsoft.HybridCompute/*/write"])
     assert parse_resource_id(PLS) == (SUB, RG, "privateLinkScopes", "pls1")
     assert parse_resource_id("/subscriptions/x") is None
+
+
+class _ConnectProxy:
+    """A minimal HTTP CONNECT proxy on loopback that records the targets it tunnelled to."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.targets: list[str] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while not self._stop:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: object) -> None:
+        import select
+        import socket
+
+        assert isinstance(client, socket.socket)
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            method, target = head.split(b" ", 2)[:2]
+            host, port = target.decode().rsplit(":", 1)
+            if method != b"CONNECT" or host != "127.0.0.1":  # loopback only
+                client.sendall(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+                return
+            self.targets.append(target.decode())
+            with socket.create_connection((host, int(port))) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                pair = {client: upstream, upstream: client}
+                while True:
+                    ready, _, _ = select.select(list(pair), [], [], 5)
+                    if not ready:
+                        return
+                    for sock in ready:
+                        data = sock.recv(65536)
+                        if not data:
+                            return
+                        pair[sock].sendall(data)
+
+    def close(self) -> None:
+        self._stop = True
+        self.listener.close()
+
+
+def test_https_proxy_is_honoured(azure: LabAzure, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = _ConnectProxy()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        result = run_azure_preflight([host(azure, tmp_path)], SecretBook())
+        assert statuses(result)["permissions"] == ["passed"]
+        port = azure.url.rsplit(":", 1)[1]
+        assert proxy.targets and set(proxy.targets) == {f"127.0.0.1:{port}"}
+    finally:
+        proxy.close()
+    # A proxy that is not there: ARM cannot be reached, the checks are not done, no host stops.
+    # (The token may come from azure-identity's cache of the run above.)
+    result = run_azure_preflight([host(azure, tmp_path)], SecretBook())
+    found = statuses(result)
+    assert found.pop("credential") in (["passed"], ["not_done"])
+    assert found and {s for v in found.values() for s in v} == {"not_done"}
+    assert not result.stopped
