@@ -284,3 +284,13 @@ def test_https_proxy_is_honoured(azure: LabAzure, tmp_path: Path,
     assert found.pop("credential") in (["passed"], ["not_done"])
     assert found and {s for v in found.values() for s in v} == {"not_done"}
     assert not result.stopped
+
+
+def test_unusable_endpoints_file_stops_its_hosts_only(azure: LabAzure, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json", encoding="utf-8")
+    result = run_azure_preflight([host(azure, tmp_path, "h1", endpoints_file=broken),
+                                  host(azure, tmp_path, "h2")], SecretBook())
+    assert set(result.stopped) == {"h1"}
+    assert result.stopped["h1"].category.value == "invalid_input"
+    assert "endpoints_file" in result.stopped["h1"].fix

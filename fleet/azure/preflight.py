@@ -36,7 +36,7 @@ from fleet.azure.checks import (
 from fleet.azure.clouds import endpoints_for
 from fleet.azure.session import ArmSession, Identity
 from fleet.engine.secrets import SecretBook
-from fleet.errors import SecretUnavailable
+from fleet.errors import SecretUnavailable, UsageError
 from fleet.inventory.model import ResolvedHost
 from fleet.inventory.regions import normalize_location
 
@@ -193,8 +193,16 @@ class AzurePreflight:
             return
         identity = Identity(first.azure.tenant_id, sp.client_id if sp else None, secret,
                             sp.certificate_file if sp else None)
-        session = ArmSession(identity,
-                             endpoints_for(first.azure.cloud, first.azure.endpoints_file))
+        try:
+            endpoints = endpoints_for(first.azure.cloud, first.azure.endpoints_file)
+        except UsageError as exc:
+            self.result.add(CheckResult(
+                CheckName.CREDENTIAL, scope, CheckStatus.FAILED, Category.INVALID_INPUT,
+                f"the Azure endpoints file cannot be used: {exc}",
+                "Correct azure.endpoints_file (or ARCFLEET_AZURE_ENDPOINTS), or remove it to "
+                "use the cloud's own endpoints.", hosts=names))
+            return
+        session = ArmSession(identity, endpoints)
         try:
             try:
                 _call(session.token)

@@ -40,7 +40,13 @@ def azure_preflight_step(
                       soft_wrap=True)
         return {}
     started = time.monotonic()
-    outcome = run_azure_preflight(hosts, secrets, register_providers=register_providers)
+    try:
+        outcome = run_azure_preflight(hosts, secrets, register_providers=register_providers)
+    except Exception as exc:  # a bug here must not cost the run: no check stops any host
+        console.print(f"Azure preflight: internal error ({type(exc).__name__}: {exc}); the "
+                      "checks were not done and the run goes on", markup=False,
+                      highlight=False, soft_wrap=True)
+        return {}
     elapsed = time.monotonic() - started
     record_checks(db_path, run_id, outcome.results)
     console.print(render_checks(outcome.results), markup=False, highlight=False, soft_wrap=True)
