@@ -13,6 +13,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -42,6 +43,7 @@ from fleet.inventory.regions import normalize_location
 
 T = TypeVar("T")
 REGISTRATION_WAIT_S = 120.0
+PARALLEL_IDENTITIES = 8
 MAX_LINE = 2000
 
 
@@ -167,16 +169,24 @@ class AzurePreflight:
         quiet = logging.getLogger("azure")
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # azure-identity warns on every refused sign-in
+        groups = list(by_identity.values())
+        parts = [AzurePreflightResult() for _ in groups]
         try:
-            for hosts in by_identity.values():
-                self._identity(hosts)
+            # Identities are independent (their own sign-in and clients): checked side by side,
+            # their rows then kept in inventory order.
+            workers = max(1, min(PARALLEL_IDENTITIES, len(groups)))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="azure") as pool:
+                list(pool.map(self._identity, groups, parts))
         finally:
             quiet.setLevel(level)
+        for part in parts:
+            for result in part.results:
+                self.result.add(result)
         return self.result
 
     # ---- one identity (service principal) ---------------------------------------------
 
-    def _identity(self, hosts: list[ResolvedHost]) -> None:
+    def _identity(self, hosts: list[ResolvedHost], result: AzurePreflightResult) -> None:
         first = hosts[0]
         sp = first.azure.service_principal
         who = (f"service principal {sp.client_id}" if sp else "the operator's credential")
@@ -185,7 +195,7 @@ class AzurePreflight:
         try:
             secret = self.secrets.sp_secret(first)
         except SecretUnavailable as exc:
-            self.result.add(CheckResult(
+            result.add(CheckResult(
                 CheckName.CREDENTIAL, scope, CheckStatus.FAILED, Category.CREDENTIALS,
                 f"the service principal's secret cannot be read: {exc}",
                 "Fix the secret reference in the inventory (env or file) and rerun.",
@@ -196,7 +206,7 @@ class AzurePreflight:
         try:
             endpoints = endpoints_for(first.azure.cloud, first.azure.endpoints_file)
         except UsageError as exc:
-            self.result.add(CheckResult(
+            result.add(CheckResult(
                 CheckName.CREDENTIAL, scope, CheckStatus.FAILED, Category.INVALID_INPUT,
                 f"the Azure endpoints file cannot be used: {exc}",
                 "Correct azure.endpoints_file (or ARCFLEET_AZURE_ENDPOINTS), or remove it to "
@@ -207,26 +217,26 @@ class AzurePreflight:
             try:
                 _call(session.token)
             except _CallFailed as failed:
-                self._credential_failed(scope, names, failed)
+                self._credential_failed(scope, names, failed, result)
                 return
-            self.result.add(CheckResult(CheckName.CREDENTIAL, scope, CheckStatus.PASSED,
-                                        cause="an ARM access token was issued", hosts=names))
+            result.add(CheckResult(CheckName.CREDENTIAL, scope, CheckStatus.PASSED,
+                                   cause="an ARM access token was issued", hosts=names))
             by_subscription: dict[str, list[ResolvedHost]] = defaultdict(list)
             for host in hosts:
                 by_subscription[str(host.azure.subscription_id).lower()].append(host)
             for sub_hosts in by_subscription.values():
-                _SubscriptionChecks(self, session, sub_hosts).run()
+                _SubscriptionChecks(self, session, sub_hosts, result).run()
         finally:
             session.close()
 
     def _credential_failed(self, scope: str, names: tuple[str, ...],
-                           failed: _CallFailed) -> None:
+                           failed: _CallFailed, result: AzurePreflightResult) -> None:
         if failed.kind == "sign_in":
             cause, fix = _sign_in_result(str(failed))
-            self.result.add(CheckResult(CheckName.CREDENTIAL, scope, CheckStatus.FAILED,
-                                        Category.CREDENTIALS, cause, fix, hosts=names))
+            result.add(CheckResult(CheckName.CREDENTIAL, scope, CheckStatus.FAILED,
+                                   Category.CREDENTIALS, cause, fix, hosts=names))
             return
-        self.result.add(CheckResult(
+        result.add(CheckResult(
             CheckName.CREDENTIAL, scope, CheckStatus.NOT_DONE, Category.NETWORK,
             f"no token could be requested ({failed.kind}): {failed}; the other checks of "
             "these hosts were not done either",
@@ -239,12 +249,12 @@ class _SubscriptionChecks:
     subscription, for the hosts of one identity."""
 
     def __init__(self, preflight: AzurePreflight, session: ArmSession,
-                 hosts: list[ResolvedHost]) -> None:
+                 hosts: list[ResolvedHost], result: AzurePreflightResult) -> None:
         self.preflight = preflight
         self.session = session
         self.hosts = hosts
         self.subscription = str(hosts[0].azure.subscription_id)
-        self.add = preflight.result.add
+        self.add = result.add
 
     def not_done(self, check: CheckName, scope: str, hosts: Iterable[ResolvedHost],
                  failed: _CallFailed, what: str) -> None:
