@@ -294,3 +294,14 @@ def test_unusable_endpoints_file_stops_its_hosts_only(azure: LabAzure, tmp_path:
     assert set(result.stopped) == {"h1"}
     assert result.stopped["h1"].category.value == "invalid_input"
     assert "endpoints_file" in result.stopped["h1"].fix
+
+
+def test_unreadable_secret_is_not_done_and_stops_nobody(azure: LabAzure, tmp_path: Path) -> None:
+    # `preflight` does not need the secret for the hosts; without it Azure is not asked.
+    unreadable = host(azure, tmp_path).model_copy(update={"azure": host(azure, tmp_path).azure
+        .model_copy(update={"service_principal": ServicePrincipal(
+            client_id=CLIENT, secret=SecretRef(env="ARCFLEET_TEST_NO_SUCH_VARIABLE"))})})
+    result = run_azure_preflight([unreadable], SecretBook())
+    assert statuses(result) == {"credential": ["not_done"]}
+    assert not result.stopped
+    assert not azure.state.requests

@@ -195,11 +195,13 @@ class AzurePreflight:
         try:
             secret = self.secrets.sp_secret(first)
         except SecretUnavailable as exc:
+            # Only `preflight` gets here (onboard reads every secret first, and refuses the run
+            # when one is missing): no sign-in was tried, so the hosts are still checked.
             result.add(CheckResult(
-                CheckName.CREDENTIAL, scope, CheckStatus.FAILED, Category.CREDENTIALS,
-                f"the service principal's secret cannot be read: {exc}",
-                "Fix the secret reference in the inventory (env or file) and rerun.",
-                hosts=names))
+                CheckName.CREDENTIAL, scope, CheckStatus.NOT_DONE, None,
+                f"the service principal's secret cannot be read here ({exc}); the Azure "
+                "checks of these hosts were not done",
+                "Make the secret readable (env or file) to have Azure checked.", hosts=names))
             return
         identity = Identity(first.azure.tenant_id, sp.client_id if sp else None, secret,
                             sp.certificate_file if sp else None)
