@@ -65,3 +65,38 @@ def fault_ns(netns_unavailable: str | None) -> Iterator[netfaults.FaultNamespace
         pytest.skip(netns_unavailable)
     with netfaults.FaultNamespace.create() as namespace:
         yield namespace
+
+
+# --------------------------------------------------------------------------- Azure endpoints (sec)
+# The Azure preflight of a run whose inventory names no endpoints file (the lab's inventories
+# name their fake Azure) would ask the real Entra ID. Tests must not: for the whole session,
+# ARCFLEET_AZURE_ENDPOINTS names a loopback port where nothing listens, so such checks end
+# "not done" at once and the runs go on as before. Tests that want an Azure use the lab's.
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _azure_endpoints_on_loopback(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    import json
+    import os
+    import socket
+
+    from fleet.azure.clouds import ENDPOINTS_ENV
+
+    with socket.socket() as probe:  # a port that was free a moment ago; nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = tmp_path_factory.mktemp("azure") / "endpoints.json"
+    url = f"https://127.0.0.1:{port}"
+    path.write_text(json.dumps({"authority_host": url, "resource_manager": url}),
+                    encoding="utf-8")
+    before = os.environ.get(ENDPOINTS_ENV)
+    os.environ[ENDPOINTS_ENV] = str(path)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENDPOINTS_ENV, None)
+        else:
+            os.environ[ENDPOINTS_ENV] = before

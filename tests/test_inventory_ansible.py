@@ -231,7 +231,7 @@ def test_unsupported_connection(tmp_path: Path) -> None:
 
 def test_bad_value_names_ansible_variable(tmp_path: Path) -> None:
     problem = one_problem(write(tmp_path, "hosts",
-                                f"{ARC_VARS_INI}\n[g]\nh1 arc_location=atlantis\n"))
+                                f"{ARC_VARS_INI}\n[g]\nh1 arc_location=west_europe\n"))
     assert (problem.host, problem.field) == ("h1", "arc_location")
     problem = one_problem(write(tmp_path, "h2", f"{ARC_VARS_INI}\n[g]\nh1\n[g:vars]\n"
                                 "arc_resource_group=bad/rg\n"))

@@ -28,7 +28,7 @@ def test_validate_ok(tmp_path: Path) -> None:
 
 def test_validate_problems_exit_2_one_line_each(tmp_path: Path) -> None:
     path = write(tmp_path, "inv.yaml", arcfleet(
-        "hosts:\n  a: {azure: {location: atlantis}}\n  b: {port: 0}\n"
+        "hosts:\n  a: {azure: {location: atlantis!}}\n  b: {port: 0}\n"
         "  c: {winrm: {password: 'TopSecret99'}}\n"))
     result = run("inventory", "validate", "-i", str(path))
     assert result.returncode == 2
@@ -73,6 +73,6 @@ def test_limit_matching_nothing_exit_2(tmp_path: Path) -> None:
 
 def test_bad_override_flag_exit_2(tmp_path: Path) -> None:
     path = write(tmp_path, "hosts", f"{ARC_VARS_INI}\n[web]\nweb1\n")
-    result = run("inventory", "validate", "-i", str(path), "--location", "mars")
+    result = run("inventory", "validate", "-i", str(path), "--location", "mars-1")
     assert result.returncode == 2
     assert "<command line>" in result.stderr and "location" in result.stderr

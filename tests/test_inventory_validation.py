@@ -26,7 +26,7 @@ HOST_RULES = [
     ("azure: {resource_name: 'web-'}", "azure.resource_name", "end"),
     ("azure: {resource_name: web_}", "azure.resource_name", "end"),
     ("azure: {resource_name: " + "a" * 55 + "}", "azure.resource_name", "54"),
-    ("azure: {location: atlantis}", "azure.location", "AZCM0020"),
+    ("azure: {location: west-europe}", "azure.location", "region name"),
     ("azure: {location: usgovvirginia}", "azure.location", "AzureCloud"),
     ("azure: {resource_group: 'rg/bad'}", "azure.resource_group", "resource group"),
     ("azure: {resource_group: 'rg.'}", "azure.resource_group", "resource group"),
@@ -90,7 +90,7 @@ def test_ssh_user_required(tmp_path: Path) -> None:
 
 def test_defaults_and_group_errors_name_their_place(tmp_path: Path) -> None:
     path = write(tmp_path, "inv.yaml", arcfleet(
-        "groups:\n  g: {azure: {location: nowhere}, hosts: [h1]}\nhosts:\n  h1: {}\n",
+        "groups:\n  g: {azure: {location: no-where}, hosts: [h1]}\nhosts:\n  h1: {}\n",
         defaults_extra="  port: 0\n"))
     fields = {(p.host, p.field) for p in problems_of(path)}
     assert fields == {(None, "defaults.port"), (None, "groups.g.azure.location")}

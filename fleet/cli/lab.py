@@ -178,6 +178,8 @@ async def _serve(lab: object) -> None:
         )
         click.echo(f"lab: work dir {lab.work_dir}")
         click.echo(f"lab: inventory {lab.inventory_path}")
+        click.echo(f"lab: Azure (fake Entra ID + ARM) at {lab.azure.url}, CA "
+                   f"{lab.azure.certificates.ca_file}; the inventory names it")
         click.echo(f"run: arcfleet onboard -i {lab.inventory_path}")
         click.echo("lab: serving; Ctrl-C or SIGTERM stops it", err=True)
         await stop.wait()

@@ -100,6 +100,7 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
         # soft_wrap keeps the rerun command on one line on narrow terminals and in CI logs.
         # Every cause: this is where the run's summary sends the operator for the rest.
         console.print(summary(store, root, state_dir=state_dir, top=None), soft_wrap=True)
+        _print_azure_checks(console, store, root)
         every_host = len(report_rows(store, root, all_hosts=True))
         for path, count in ((csv_file, len(rows)), (output, len(junit_rows)),
                             (html_file, every_host)):
@@ -110,6 +111,19 @@ def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
 def _plain(text: str) -> Text:
     """Stored text (host-derived) for rich: plain Text, never markup, no escape sequences."""
     return Text(clean(redact(text), single_line=True))
+
+
+def _print_azure_checks(console: Console, store: RunStore, root: str) -> None:
+    """The target-level section: the Azure preflight rows of the latest run under ``root``
+    that has any (docs/azure.md)."""
+    from fleet.azure.record import checks_for, render_rows
+
+    for run in reversed(store.runs_under(root)):
+        rows = checks_for(store.db_path, run.id)
+        if rows:
+            console.print(render_rows(rows, title=f"Azure preflight of run {run.id}:"),
+                          markup=False, soft_wrap=True)
+            return
 
 
 def _duration(seconds: float | None) -> str:

@@ -87,6 +87,8 @@ class RunRequest:
     known_hosts: str | None = None
     accept_new_host_keys: bool = False
     azure: dict[str, Any] = field(default_factory=dict)
+    azure_check: bool = True  # --no-azure-check turns the Azure preflight off
+    register_providers: bool = False
 
     def options(self) -> dict[str, object]:
         return {
@@ -99,6 +101,8 @@ class RunRequest:
             "known_hosts": self.known_hosts,
             "accept_new_host_keys": self.accept_new_host_keys,
             "azure": self.azure,
+            "azure_check": self.azure_check,
+            "register_providers": self.register_providers,
         }
 
     @classmethod
@@ -113,6 +117,8 @@ class RunRequest:
             known_hosts=options.get("known_hosts"),
             accept_new_host_keys=bool(options.get("accept_new_host_keys")),
             azure=dict(options.get("azure") or {}),
+            azure_check=bool(options.get("azure_check", True)),
+            register_providers=bool(options.get("register_providers")),
         )
 
 
@@ -159,6 +165,18 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         azure_override_options,
         click.option(
+            "--no-azure-check",
+            is_flag=True,
+            help="Do not ask Azure first (credential, providers, resource group, region, "
+            "role, names); regions are then checked for syntax only.",
+        ),
+        click.option(
+            "--register-providers",
+            is_flag=True,
+            help="Register the Azure Arc resource providers when the Azure preflight finds "
+            "them unregistered (needs */register/action on the subscription).",
+        ),
+        click.option(
             "--json", "json_lines", is_flag=True, help="One JSON object per host outcome on stdout."
         ),
         state_dir_option,
@@ -189,6 +207,8 @@ def _given(
         known_hosts=_absolute(flags.get("known_hosts")),
         accept_new_host_keys=bool(flags.get("accept_new_host_keys")),
         azure=azure_overrides,
+        azure_check=not flags.get("no_azure_check"),
+        register_providers=bool(flags.get("register_providers")),
     )
 
 
@@ -274,6 +294,19 @@ class _Executor:
             view: LiveDisplay | JsonLines = (
                 JsonLines() if self.json_lines else LiveDisplay(len(hosts), self.console)
             )
+            settled = {}
+            if playbook.mode in (Mode.ONBOARD, Mode.PREFLIGHT):
+                from fleet.azure.step import azure_preflight_step
+
+                settled = azure_preflight_step(
+                    hosts,
+                    secrets,
+                    check=request.azure_check,
+                    register_providers=request.register_providers,
+                    db_path=store.db_path,
+                    run_id=record.id,
+                    console=self.console,
+                )
             sinks: list[OutcomeSink] = [RunStoreSink(store, record.id), transcripts, view]
             fleet = FleetRun(
                 hosts,
@@ -282,6 +315,7 @@ class _Executor:
                 secrets=secrets,
                 # Host-derived text is cleaned once, before any sink stores or shows it.
                 sink=SanitizingSink(FanoutSink(sinks)),
+                settled=settled,
             )
             view.attach(fleet)
             self.console.print(
@@ -523,6 +557,10 @@ def _override(request: RunRequest, given: RunRequest) -> None:
             setattr(request, key, getattr(given, key))
     if given.accept_new_host_keys:
         request.accept_new_host_keys = True
+    if not given.azure_check:
+        request.azure_check = False
+    if given.register_providers:
+        request.register_providers = True
 
 
 @click.command("rerun")

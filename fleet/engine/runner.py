@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -74,8 +74,11 @@ class FleetRun:
         factory: TransportFactory,
         secrets: SecretBook,
         sink: OutcomeSink,
+        settled: Mapping[str, Diagnosis] | None = None,
     ) -> None:
         self.hosts = list(hosts)
+        # Hosts already failed before the run (the Azure preflight): recorded, never contacted.
+        self.settled = dict(settled or {})
         self.options = options
         self.factory = factory
         self.secrets = secrets
@@ -203,7 +206,10 @@ class FleetRun:
             self._record(outcome, host)
 
     async def run(self) -> list[HostOutcome]:
-        queue: deque[ResolvedHost] = deque(self.hosts)
+        for host in self.hosts:
+            if host.name in self.settled:
+                self._record(self._unstarted(host, self.settled[host.name]))
+        queue: deque[ResolvedHost] = deque(h for h in self.hosts if h.name not in self.settled)
         # ``forks`` agent operations at once (agent_slots), and as many hosts again being opened
         # and preflighted, so the CPU work of one host overlaps another's wait for Azure.
         workers = min(self.options.forks + self.options.prepare_ahead, max(1, len(queue)))

@@ -108,6 +108,9 @@ class AzureTarget(_Frozen):
     gateway_id: str | None = None
     proxy_url: str | None = None
     service_principal: ServicePrincipal | None = None
+    # The jump host's own Azure endpoints (authority, ARM, CA bundle) instead of the cloud's:
+    # the lab's fake Azure. Only the Azure preflight reads it; hosts use ``cloud``.
+    endpoints_file: Path | None = None
 
     def expected_resource_id(self, host_name: str) -> str | None:
         """The ARM id azcmagent reports after a connect to this target, if it can be known."""

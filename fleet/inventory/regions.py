@@ -1,38 +1,24 @@
-"""Azure region names azcmagent accepts for ``--location``, per cloud.
+"""Azure region names: their syntax, and the cloud a name belongs to by its naming convention.
 
-The list is deliberately generous (every public, government and China region we know of, including
-EUAP canary regions): a region missing here blocks a whole run, a stale extra name costs nothing but
-an AZCM0020 on the host. Compare with :func:`normalize_location`.
+There is no list of regions here: regions come and go, and a stale list blocks runs. Whether
+``Microsoft.HybridCompute/machines`` is offered in a region is asked from Azure by the Azure
+preflight (:mod:`fleet.azure.preflight`, the provider's metadata). Offline (``--no-azure-check``)
+a name is checked for syntax only, and the run says so.
 """
 
 from __future__ import annotations
 
+import re
+
 from fleet.inventory.model import Cloud
 
-_PUBLIC = """
-australiacentral australiacentral2 australiaeast australiasoutheast austriaeast belgiumcentral
-brazilsouth brazilsoutheast brazilus canadacentral canadaeast centralindia centralus centraluseuap
-chilecentral denmarkeast eastasia eastus eastus2 eastus2euap eastus3 francecentral francesouth
-germanynorth germanywestcentral indonesiacentral israelcentral israelnorthwest italynorth japaneast
-japanwest jioindiacentral jioindiawest koreacentral koreasouth malaysiasouth malaysiawest
-mexicocentral newzealandnorth northcentralus northeurope norwayeast norwaywest polandcentral
-qatarcentral saudiarabiacentral southafricanorth southafricawest southcentralus southcentralus2
-southeastasia southeastus southindia spaincentral swedencentral swedensouth switzerlandnorth
-switzerlandwest taiwannorth taiwannorthwest uaecentral uaenorth uksouth ukwest westcentralus
-westeurope westindia westus westus2 westus3
-"""
-_US_GOVERNMENT = """
-usdodcentral usdodeast usgovarizona usgoviowa usgovtexas usgovvirginia usseceast ussecwest
-ussecwestcentral usnateast usnatwest
-"""
-_CHINA = "chinaeast chinaeast2 chinaeast3 chinanorth chinanorth2 chinanorth3"
-
-REGIONS_BY_CLOUD: dict[Cloud, frozenset[str]] = {
-    Cloud.AZURE: frozenset(_PUBLIC.split()),
-    Cloud.US_GOVERNMENT: frozenset(_US_GOVERNMENT.split()),
-    Cloud.CHINA: frozenset(_CHINA.split()),
+# ARM's location names: lower-case letters and digits ("westeurope", "eastus2euap").
+_LOCATION_RE = re.compile(r"^[a-z][a-z0-9]{1,39}$")
+# Sovereign region names start with these (usgovvirginia, usdodeast, chinanorth3, ...).
+_PREFIXES: dict[Cloud, tuple[str, ...]] = {
+    Cloud.US_GOVERNMENT: ("usgov", "usdod", "ussec", "usnat"),
+    Cloud.CHINA: ("china",),
 }
-ALL_REGIONS: frozenset[str] = frozenset().union(*REGIONS_BY_CLOUD.values())
 
 
 def normalize_location(value: str) -> str:
@@ -40,8 +26,17 @@ def normalize_location(value: str) -> str:
     return "".join(value.split()).lower()
 
 
-def cloud_of(location: str) -> Cloud | None:
-    for cloud, regions in REGIONS_BY_CLOUD.items():
-        if location in regions:
+def location_syntax_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an Azure location name, or None when it could be one."""
+    if _LOCATION_RE.match(normalize_location(value)):
+        return None
+    return ("not an Azure region name (letters and digits, like westeurope; the Azure "
+            "preflight checks that the region exists)")
+
+
+def cloud_of(location: str) -> Cloud:
+    """The cloud a region name belongs to by the naming convention of sovereign regions."""
+    for cloud, prefixes in _PREFIXES.items():
+        if location.startswith(prefixes):
             return cloud
-    return None
+    return Cloud.AZURE

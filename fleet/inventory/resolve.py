@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from fleet.errors import Problem
 from fleet.inventory import rules
 from fleet.inventory.model import Cloud, OsFamily, ResolvedHost, Transport
-from fleet.inventory.regions import REGIONS_BY_CLOUD
+from fleet.inventory.regions import cloud_of
 from fleet.inventory.tree import ALL, UNGROUPED, InventoryTree, Layer, error_message
 
 ENVIRONMENT = "<environment>"
@@ -303,7 +303,7 @@ class Resolver:
                     "environment when no inventory names one)")
         location = azure.get("location")
         cloud = Cloud(azure.get("cloud", Cloud.AZURE))
-        if location and location not in REGIONS_BY_CLOUD[cloud]:
+        if location and cloud_of(location) is not cloud:
             problem("azure.location", f"region is not part of cloud {cloud.value} (azcmagent "
                     "would fail with AZCM0020); set azure.cloud or another location")
         if len(self.problems) > before:

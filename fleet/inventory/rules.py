@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from fleet.inventory.regions import ALL_REGIONS, normalize_location
+from fleet.inventory.regions import location_syntax_problem
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 # azcmagent (AZCM0017/AZCM0102): alphanumerics, hyphens, underscores, not ending in - or _.
@@ -71,9 +71,7 @@ def check_resource_group(value: str) -> str | None:
 
 
 def check_location(value: str) -> str | None:
-    if normalize_location(value) in ALL_REGIONS:
-        return None
-    return "unknown Azure region (azcmagent would fail with AZCM0020); use a name like westeurope"
+    return location_syntax_problem(value)
 
 
 def check_tags(tags: dict[str, str]) -> list[str]:

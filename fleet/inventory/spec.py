@@ -170,6 +170,12 @@ class AzureSpec(_Spec):
     gateway_id: str | None = None
     proxy_url: str | None = None
     service_principal: ServicePrincipalSpec | None = None
+    endpoints_file: Path | None = None
+
+    @field_validator("endpoints_file")
+    @classmethod
+    def _endpoints_file(cls, value: Path, info: ValidationInfo) -> Path:
+        return resolve_path(value, info)
 
     @field_validator("tenant_id", "subscription_id", "correlation_id")
     @classmethod

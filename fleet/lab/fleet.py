@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 import asyncssh
 import yaml
 
+from fleet.lab.azure import LabAzure
 from fleet.lab.host import (
     LAB_CLIENT_ID,
     LAB_SUBSCRIPTION_ID,
@@ -108,6 +109,12 @@ class LabFleet:
             self.hosts[name] = host
         for name, address in zip(names[total:], spare, strict=True):
             self.unreachable[name] = address
+        # The lab's Azure (fake Entra ID + ARM on loopback); the inventory names its endpoints.
+        self.azure = LabAzure(self.work_dir / "azure")
+        self.azure.seed(tenant_id=self.target.tenant_id,
+                        subscription_id=self.target.subscription_id,
+                        client_id=self.target.client_id, secret=self.secret,
+                        resource_group=self.target.resource_group, location=self.target.location)
         self.client_key = asyncssh.generate_private_key("ssh-ed25519")
         linux = [h for h in self.hosts.values() if h.os == "linux"]
         self.ssh = LabSshServer(linux, self.client_key, port=port)
@@ -128,6 +135,7 @@ class LabFleet:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self.azure.start()
         if self.ssh.hosts:
             await self.ssh.start()
         windows = [h for h in self.hosts.values() if h.os == "windows"]
@@ -147,6 +155,7 @@ class LabFleet:
         return server
 
     async def stop(self) -> None:
+        await asyncio.to_thread(self.azure.stop)
         await self.ssh.stop()
         if self.winrm is not None:
             await self.winrm.stop()
@@ -294,6 +303,7 @@ class LabFleet:
                     "cloud": self.target.cloud,
                     "service_principal": {"client_id": self.target.client_id,
                                           "secret": {"file": rel(self.secret_file)}},
+                    "endpoints_file": rel(self.azure.endpoints_file),
                 },
             },
             "hosts": hosts,
