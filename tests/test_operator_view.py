@@ -235,7 +235,8 @@ def test_after_ctrl_c_the_printed_resume_command_and_the_fix_agree(tmp_path: Pat
         resumed = subprocess.run(command, shell=True, env=arcfleet_on_path(tmp_path), cwd=ROOT,
                                  capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr
-    headline = next(line for line in resumed.stderr.splitlines() if " host(s)" in line)
+    headline = next(line for line in resumed.stderr.splitlines()
+                    if line.startswith("run ") and " host(s)" in line)
     assert "+ 1 resume" in headline and "rerun" not in headline
 
 

@@ -22,6 +22,8 @@ UNSET: Final = {
     "explain": "none: look codes up instead",
     "exit_code": "unknown",
     "agent_version": "unknown: codes of every agent version",
+    "run_started": "unknown: the log is cut at its last connect marker",
+    "clock_skew": "unknown: no skew is assumed",
     "categories": "every category",
     "csv_file": "no CSV file",
     "fmt": "csv with --output; otherwise no report on stdout",
