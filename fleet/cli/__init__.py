@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import resource
 import sys
 import traceback
 
@@ -84,7 +86,14 @@ def _show_traceback(exc: BaseException) -> None:
     click.echo(redact(text).rstrip("\n"), err=True)
 
 
+def disable_core_dumps() -> None:
+    """A core dump of this process would hold the secrets it read; children inherit the limit."""
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def main(argv: list[str] | None = None) -> None:
+    disable_core_dumps()
     args = sys.argv[1:] if argv is None else argv
     # Everything the CLI prints passes the one output filter, whoever prints it.
     with redacted_output():

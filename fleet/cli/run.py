@@ -15,7 +15,12 @@ import click
 from rich.console import Console
 
 from fleet.cli.display import JsonLines, LiveDisplay
-from fleet.cli.options import azure_override_options, inventory_option, limit_option
+from fleet.cli.options import (
+    allow_secret_env_option,
+    azure_override_options,
+    inventory_option,
+    limit_option,
+)
 from fleet.cli.state_option import state_dir_option
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
 from fleet.engine.playbook import BUILTIN, Mode, Playbook, load_playbook
@@ -30,7 +35,7 @@ from fleet.redact import redact
 from fleet.report import summary, write_failures_csv
 from fleet.store import RunRecord, RunStore, RunStoreSink
 from fleet.transport.factory import TransportFactory
-from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS, HostKeyPolicy
+from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS, HostKeyPolicy, check_known_hosts
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -47,6 +52,9 @@ class RunRequest:
     known_hosts: str | None = None
     accept_new_host_keys: bool = False
     azure: dict[str, Any] = field(default_factory=dict)
+    # Security opt-ins hold for the command line that gives them: a rerun or resume does not
+    # recall them (they are not in options()), the operator gives them again.
+    allow_secret_env: tuple[str, ...] = ()
 
     def options(self) -> dict[str, object]:
         return {
@@ -69,7 +77,8 @@ class RunRequest:
             forks=options.get("forks"),
             connect_rate=options.get("connect_rate"),
             known_hosts=options.get("known_hosts"),
-            accept_new_host_keys=bool(options.get("accept_new_host_keys")),
+            # Recorded for the record only: trust on first use is asked for again (see above).
+            accept_new_host_keys=False,
             azure=dict(options.get("azure") or {}),
         )
 
@@ -102,8 +111,10 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--accept-new-host-keys",
             is_flag=True,
             help="Trust on first use: add "
-            "unknown host keys to known_hosts. A changed key is still refused.",
+            "unknown host keys to known_hosts. A changed key is still refused. Not carried "
+            "over to rerun or --resume: give it again.",
         ),
+        allow_secret_env_option,
         azure_override_options,
         click.option(
             "--json", "json_lines", is_flag=True, help="One JSON object per host outcome on stdout."
@@ -135,6 +146,7 @@ def _given(
         known_hosts=_absolute(flags.get("known_hosts")),
         accept_new_host_keys=bool(flags.get("accept_new_host_keys")),
         azure=azure_overrides,
+        allow_secret_env=tuple(flags.get("allow_secret_env") or ()),
     )
 
 
@@ -185,7 +197,12 @@ class _Executor:
         if not hosts:
             self.console.print("nothing to do: no host left to run", markup=False)
             return EXIT_OK
-        secrets = SecretBook()
+        policy = HostKeyPolicy(
+            known_hosts=Path(request.known_hosts) if request.known_hosts else DEFAULT_KNOWN_HOSTS,
+            accept_new=request.accept_new_host_keys,
+        )
+        check_known_hosts(hosts, policy, flag="--known-hosts")
+        secrets = SecretBook(allowed_env=request.allow_secret_env)
         secrets.preload(hosts, need_sp=playbook.mode is not Mode.PREFLIGHT)
         pacing = playbook.pacing
         options = RunOptions(
@@ -198,10 +215,6 @@ class _Executor:
             ),
             connect_burst=pacing.connect_burst,
             earlier_steps=earlier_steps or {},
-        )
-        policy = HostKeyPolicy(
-            known_hosts=Path(request.known_hosts) if request.known_hosts else DEFAULT_KNOWN_HOSTS,
-            accept_new=request.accept_new_host_keys,
         )
         factory = TransportFactory(policy, connect_timeout_s=playbook.deadlines.connect_timeout_s)
         with _open_store(self.state_dir) as store:
@@ -417,8 +430,8 @@ def _override(request: RunRequest, given: RunRequest) -> None:
     for key in ("playbook", "forks", "connect_rate", "known_hosts"):
         if getattr(given, key) is not None:
             setattr(request, key, getattr(given, key))
-    if given.accept_new_host_keys:
-        request.accept_new_host_keys = True
+    request.accept_new_host_keys = given.accept_new_host_keys
+    request.allow_secret_env = given.allow_secret_env
 
 
 @click.command("rerun")

@@ -24,8 +24,8 @@ from typing import Any
 import asyncssh
 from asyncssh.encryption import get_default_encryption_algs
 
-from fleet.errors import ConnectionDropped, HostAuthFailed, HostUnreachable
-from fleet.inventory.model import ResolvedHost
+from fleet.errors import ConnectionDropped, HostAuthFailed, HostUnreachable, Problem, UsageError
+from fleet.inventory.model import ResolvedHost, Transport
 from fleet.transport.base import OUTPUT_CAP_BYTES, CappedOutput, CommandResult
 
 KEEPALIVE_INTERVAL_S = 15
@@ -175,6 +175,31 @@ class HostKeyPolicy:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as handle:
                 handle.write(line)
+
+
+def check_known_hosts(hosts: list[ResolvedHost], policy: HostKeyPolicy, *, flag: str) -> None:
+    """Under trust on first use, refuse before any host is contacted a known_hosts file that
+    would not fail closed (/dev/null, a directory, unreadable, a line that does not parse):
+    bad input, one problem per file and the first host that uses it."""
+    if not policy.accept_new:
+        return
+    problems: dict[Path, Problem] = {}
+    for host in hosts:
+        if host.transport is not Transport.SSH:
+            continue
+        path = host.ssh.known_hosts or policy.known_hosts
+        if path in problems:
+            continue
+        try:
+            policy.load(path)
+        except KnownHostsUnusable as exc:
+            field = "ssh.known_hosts" if host.ssh.known_hosts else flag
+            problems[path] = Problem(
+                host.source, host.name, field,
+                f"{exc}; --accept-new-host-keys needs a regular known_hosts file it can parse",
+            )
+    if problems:
+        raise UsageError(list(problems.values()))
 
 
 class _HostKeyCheck(asyncssh.SSHClient):
