@@ -98,6 +98,18 @@ def successful_connects(lab: LabFleet) -> dict[str, int]:
     })
 
 
+def connect_attempts(lab: LabFleet) -> dict[str, int]:
+    """Per lab host: how many ``azcmagent connect`` calls ran to an exit status, whatever it
+    was. "Nobody is connected twice" counts these: a repeated connect on a host that was
+    already connected fails (AZCM0067) and would be missed by counting successes only. A
+    connect cancelled mid-way (its client killed or interrupted) has no exit status and may
+    rightly be run again."""
+    return lab.call(lambda: {
+        name: sum(call.exit_status is not None for call in host.connect_calls)
+        for name, host in lab.hosts.items()
+    })
+
+
 def rerun_command_of(stderr: str) -> str:
     """The rerun command a run's summary printed (one line, as the operator copies it)."""
     marker = "rerun the hosts that are not connected: "
