@@ -74,11 +74,14 @@ MUTATIONS: list[Mutation] = [
         ("tests/test_azcm_fuzz.py::test_classify_always_returns_a_diagnosis",),
     ),
     Mutation(
-        "a resumed host that the crashed run connected is connected again (AZCM0067)",
+        "a resumed host is connected again although its agent reports Connected (AZCM0067)",
         "fleet/engine/host_run.py",
+        "        if state is not None and state.connected:\n            if state.matches(self.host)"
+        " and self._earlier.launched:",
+        "        if state is not None and state.connected and not self._earlier.launched:\n"
         "            if state.matches(self.host) and self._earlier.launched:",
-        "            if False:",
-        ("tests/test_resume_e2e.py::test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run",),
+        ("tests/test_crash_safety.py::test_random_sigkills_never_corrupt_the_store_or_lose_an_outcome",
+         "tests/test_resume_e2e.py::test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run"),
     ),
     Mutation(
         "SSH compression offered by default (asyncssh's zlib)",
