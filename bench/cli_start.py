@@ -29,11 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 ARCFLEET = [sys.executable, "-c", "import sys; from fleet.cli import main; main(sys.argv[1:])"]
 
 
-def wall_times(args: list[str], runs: int) -> list[float]:
+def wall_times(args: list[str], runs: int, tree: Path = REPO) -> list[float]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run([*ARCFLEET, *args], cwd=REPO, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run([*ARCFLEET, *args], cwd=tree, env=env, stdout=subprocess.DEVNULL,
+                       check=True)
         times.append(time.perf_counter() - started)
     return times
 
@@ -42,6 +44,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--hosts", type=int, default=5000)
+    parser.add_argument("--compare", type=Path, default=None, metavar="TREE",
+                        help="also time another source tree in the same run, e.g. an older "
+                        "commit: git archive COMMIT | tar -x -C TREE")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         inventory = Path(tmp) / "hosts.ini"
@@ -52,7 +57,10 @@ def main() -> None:
             (f"inventory show --json ({args.hosts} hosts, INI)",
              ["inventory", "show", "--json", "-i", str(inventory)], 1.0),
         ]
-        wall_times(["--version"], 1)  # warm the file cache
+        trees = [("", REPO)] + ([("  (compare) ", args.compare)] if args.compare else [])
+        for _, tree in trees:  # warm the file cache and write every .pyc once
+            for _label, argv, _target in cases:
+                wall_times(argv, 1, tree)
         python_only = wall_times_python(args.runs)
         print(f"load average {os.getloadavg()[0]:.2f}, {args.runs} runs each, "
               f"bare `python -c pass` median {statistics.median(python_only):.3f} s")
@@ -60,10 +68,11 @@ def main() -> None:
         print(f"{'command':<42} {'best':>7} {'median':>7} {'target':>7} {'median/target':>14} "
               f"{'median/bare python':>19}")
         for label, argv, target in cases:
-            times = wall_times(argv, args.runs)
-            median = statistics.median(times)
-            print(f"{label:<42} {min(times):>6.3f}s {median:>6.3f}s {target:>6.1f}s "
-                  f"{median / target:>14.2f} {median / bare:>19.1f}")
+            for prefix, tree in trees:
+                times = wall_times(argv, args.runs, tree)
+                median = statistics.median(times)
+                print(f"{prefix + label:<42} {min(times):>6.3f}s {median:>6.3f}s "
+                      f"{target:>6.1f}s {median / target:>14.2f} {median / bare:>19.1f}")
 
 
 def wall_times_python(runs: int) -> list[float]:
