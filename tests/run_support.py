@@ -99,13 +99,14 @@ def successful_connects(lab: LabFleet) -> dict[str, int]:
 
 
 def connect_attempts(lab: LabFleet) -> dict[str, int]:
-    """Per lab host: how many ``azcmagent connect`` calls ran to an exit status, whatever it
-    was. "Nobody is connected twice" counts these: a repeated connect on a host that was
-    already connected fails (AZCM0067) and would be missed by counting successes only. A
-    connect cancelled mid-way (its client killed or interrupted) has no exit status and may
-    rightly be run again."""
+    """Per lab host: how many ``azcmagent connect`` calls connected it or were sent to an agent
+    that was connected already. "Nobody is connected twice" counts these: a repeated connect
+    fails (AZCM0067) and would be missed by counting successes only. A connect that failed
+    on a disconnected agent (a transient error, then retried) or was cancelled mid-way (its
+    client killed) may rightly be followed by another."""
     return lab.call(lambda: {
-        name: sum(call.exit_status is not None for call in host.connect_calls)
+        name: sum(call.exit_status == 0 or call.agent_was_connected
+                  for call in host.connect_calls)
         for name, host in lab.hosts.items()
     })
 

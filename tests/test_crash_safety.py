@@ -70,8 +70,8 @@ def _latest_run(db: Path) -> tuple[str, str] | None:
 
 def _check_fleet(db: Path, root: str, connects: dict[str, int]) -> None:
     """Every host of the fleet has exactly one outcome across the run and its resumes, and
-    ``connects`` (connect attempts that ran to an exit status during this fleet, failed ones
-    included) is at most one per host."""
+    ``connects`` (connects during this fleet that connected the host or hit an agent already
+    connected, see run_support.connect_attempts) is at most one per host."""
     counts: dict[str, int] = dict(_query(
         db, "SELECT o.host, COUNT(*) FROM outcomes o JOIN runs r ON r.id = o.run_id"
         " WHERE r.root_run_id = ? GROUP BY o.host", root))

@@ -116,6 +116,8 @@ class ConnectCall:
     config_path: str | None
     config_existed: bool
     exit_status: int | None  # None: the simulated process was cancelled
+    # The agent was connected when this connect started: a repeated connect (AZCM0067).
+    agent_was_connected: bool = False
 
 
 @dataclass

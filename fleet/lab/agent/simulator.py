@@ -202,6 +202,7 @@ async def run_agent(argv: list[str], host: LabHost, *, elevated: bool) -> AgentR
     config_existed = False
     command = ""
     status: int | None = None  # None while running: a cancelled connect records None
+    was_connected = host.state.connected
     try:
         try:
             positional, cli_flags = _parse(args)
@@ -225,7 +226,8 @@ async def run_agent(argv: list[str], host: LabHost, *, elevated: bool) -> AgentR
             host.append_log(console.log)
         if command == "connect":
             host.connect_calls.append(
-                ConnectCall(tuple(argv), elevated, config_path, config_existed, status))
+                ConnectCall(tuple(argv), elevated, config_path, config_existed, status,
+                            was_connected))
 
 
 async def _dispatch(command: str, rest: list[str], flags: dict[str, str | bool], host: LabHost,
