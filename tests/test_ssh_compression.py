@@ -21,7 +21,7 @@ BOMB_PACKET = 32 * 1024 * 1024  # zeros: about 32 KiB on the wire once zlib-comp
 BOMB_PACKETS = 24
 
 CLIENT = """
-import asyncio, json, resource, sys
+import asyncio, json, sys
 from pathlib import Path
 from fleet.errors import ArcfleetError
 from fleet.inventory.model import OsFamily, ResolvedHost, SshSettings, Transport
@@ -43,7 +43,10 @@ async def main() -> None:
         outcome = f"refused: {exc}"
     finally:
         await transport.close()
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak over fork and exec into ru_maxrss,
+    # and the parent here is the test process.
+    status = Path("/proc/self/status").read_text()
+    peak_mb = int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1]) / 1024
     print(json.dumps({"outcome": outcome, "peak_mb": peak_mb}))
 
 asyncio.run(main())
