@@ -19,9 +19,10 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from typing import Any, Final, TextIO, cast
+from typing import TYPE_CHECKING, Any, Final, TextIO, cast
 
-from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
+if TYPE_CHECKING:  # the CLI imports this module for --help: nothing heavy at import time
+    from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
 
 # ECMA-48: CSI (ESC [ or 8-bit 0x9b) ... final byte; OSC / DCS / SOS / PM / APC strings up to
 # BEL or ST (or the end of the text: an unterminated string still must not reach a terminal);

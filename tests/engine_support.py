@@ -91,11 +91,13 @@ class CliResult:
 
     @property
     def outcomes(self) -> dict[str, dict[str, Any]]:
-        """host -> its ``--json`` line (each stdout line must be one JSON object)."""
+        """host -> its ``--json`` line (each stdout line must be one JSON object, each host
+        printed once)."""
         result: dict[str, dict[str, Any]] = {}
         for line in self.stdout.splitlines():
             body = json.loads(line)
             assert isinstance(body, dict), line
+            assert body["host"] not in result, f"{body['host']} printed twice: {self.stdout}"
             result[body["host"]] = body
         return result
 

@@ -58,9 +58,11 @@ def onboard(lab: LabFleet, state_dir: Path, playbook: Path, *extra: str | Path,
 
 
 def outcomes(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
-    """host -> its --json outcome line."""
+    """host -> its --json outcome line; a host printed twice fails the calling test."""
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return {row["host"]: row for row in rows}
+    folded = {row["host"]: row for row in rows}
+    assert len(folded) == len(rows), f"a host's outcome was printed twice: {result.stdout}"
+    return folded
 
 
 def edit_inventory(lab: LabFleet, change: Callable[[dict[str, Any]], None],

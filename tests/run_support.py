@@ -98,6 +98,19 @@ def successful_connects(lab: LabFleet) -> dict[str, int]:
     })
 
 
+def connect_attempts(lab: LabFleet) -> dict[str, int]:
+    """Per lab host: how many ``azcmagent connect`` calls connected it or were sent to an agent
+    that was connected already. "Nobody is connected twice" counts these: a repeated connect
+    fails (AZCM0067) and would be missed by counting successes only. A connect that failed
+    on a disconnected agent (a transient error, then retried) or was cancelled mid-way (its
+    client killed) may rightly be followed by another."""
+    return lab.call(lambda: {
+        name: sum(call.exit_status == 0 or call.agent_was_connected
+                  for call in host.connect_calls)
+        for name, host in lab.hosts.items()
+    })
+
+
 def rerun_command_of(stderr: str) -> str:
     """The rerun command a run's summary printed (one line, as the operator copies it)."""
     marker = "rerun the hosts that are not connected: "

@@ -104,6 +104,7 @@ def test_missing_secret_env_var(lab: LabFleet, tmp_path: Path) -> None:
 def test_secret_file_that_is_not_text(lab: LabFleet, tmp_path: Path) -> None:
     binary = lab.work_dir / "binary_secret"
     binary.write_bytes(b"\xff\xfe\x00\x81secret")
+    binary.chmod(0o600)
 
     def from_file(body: dict[str, Any]) -> None:
         body["defaults"]["winrm"]["password"] = {"file": str(binary)}

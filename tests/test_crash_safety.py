@@ -27,10 +27,10 @@ from fleet.store import RunStore
 from tests.run_support import (
     arcfleet,
     collect_lines,
+    connect_attempts,
     integrity,
     onboard_args,
     spawn_arcfleet,
-    successful_connects,
     write_playbook,
 )
 
@@ -70,7 +70,8 @@ def _latest_run(db: Path) -> tuple[str, str] | None:
 
 def _check_fleet(db: Path, root: str, connects: dict[str, int]) -> None:
     """Every host of the fleet has exactly one outcome across the run and its resumes, and
-    ``connects`` (successful connects during this fleet) is at most one per host."""
+    ``connects`` (connects during this fleet that connected the host or hit an agent already
+    connected, see run_support.connect_attempts) is at most one per host."""
     counts: dict[str, int] = dict(_query(
         db, "SELECT o.host, COUNT(*) FROM outcomes o JOIN runs r ON r.id = o.run_id"
         " WHERE r.root_run_id = ? GROUP BY o.host", root))
@@ -93,7 +94,7 @@ def test_random_sigkills_never_corrupt_the_store_or_lose_an_outcome(tmp_path: Pa
     with LabFleet.in_thread(tmp_path / "lab", hosts=HOSTS, plan=_plan(), subnet="127.63",
                             latency_s=0.4) as lab:
         scenarios = lab.call(lambda: {n: h.scenario for n, h in lab.hosts.items()})
-        connects_at_start = successful_connects(lab)
+        connects_at_start = connect_attempts(lab)
         resume = False
         while kills < KILLS or resume:
             before = _latest_run(db)
@@ -147,14 +148,14 @@ def test_random_sigkills_never_corrupt_the_store_or_lose_an_outcome(tmp_path: Pa
                 continue
             # The fleet is done (a resume found nothing left, or a run finished).
             root = _query(db, "SELECT root_run_id FROM runs ORDER BY seq DESC LIMIT 1")[0][0]
-            now = successful_connects(lab)
+            now = connect_attempts(lab)
             _check_fleet(db, str(root), {h: now[h] - connects_at_start[h] for h in now})
             fleets_done += 1
             resume = False
             if kills < KILLS:  # a fresh fleet: every agent back to its scenario's start
                 for name, scenario in scenarios.items():
                     lab.set_scenario(name, scenario)
-                connects_at_start = successful_connects(lab)
+                connects_at_start = connect_attempts(lab)
     print(f"seed {seed}: {kills} kills, {mid_run} mid-run, {fleets_done} fleet(s) done")
     assert kills >= KILLS and fleets_done >= 1 and mid_run >= KILLS // 3
     assert integrity(db) == "ok"

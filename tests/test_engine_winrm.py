@@ -161,6 +161,7 @@ def test_windows_wrong_password_is_auth(tmp_path: Path) -> None:
     with windows_lab(tmp_path, windows=2) as lab:
         wrong = tmp_path / "wrong_password"
         wrong.write_text("Not-The-Password-1\n", encoding="utf-8")
+        wrong.chmod(0o600)
 
         def wrong_password(body: dict[str, Any]) -> None:
             body["hosts"]["lab-0001"]["winrm"] = {"password": {"file": str(wrong)}}

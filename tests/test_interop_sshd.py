@@ -59,6 +59,7 @@ def _onboard(argv_prefix: list[str], inventory: Path, state: Path,
     for line in done.stdout.splitlines():
         if line.startswith("{"):
             body = json.loads(line)
+            assert body["host"] not in outcomes, f"{body['host']} printed twice: {done.stdout}"
             outcomes[body["host"]] = body
     return done.returncode, outcomes, done.stdout + done.stderr
 

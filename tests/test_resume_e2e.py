@@ -30,6 +30,7 @@ from fleet.store import RunStore
 from tests.run_support import (
     arcfleet,
     collect_lines,
+    connect_attempts,
     failures_csv_of,
     onboard_args,
     spawn_arcfleet,
@@ -133,7 +134,7 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(
         assert failures_csv_of(resumed.stderr).parent.parent == state / "runs"
 
         # Nobody was connected twice, the held host included: its agent said Connected.
-        connects = successful_connects(lab)
+        connects = connect_attempts(lab)
         assert max(connects.values()) == 1
         assert connects[HELD] == 1
         counts = _outcome_counts(state / "arcfleet.db")
@@ -203,7 +204,7 @@ def test_ctrl_c_then_resume_finishes_only_what_was_left(tmp_path: Path) -> None:
                            "--state-dir", str(state), "--json")
         assert resumed.returncode == 0, resumed.stderr
         assert len(resumed.stdout.splitlines()) == 16 - finished
-        assert set(successful_connects(lab).values()) == {1}
+        assert set(connect_attempts(lab).values()) == {1}
 
         again = arcfleet("onboard", "-i", str(lab.inventory_path), "--resume",
                          "--state-dir", str(state))

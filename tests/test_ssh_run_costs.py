@@ -5,13 +5,15 @@ Both came out of the benchmarks (docs/benchmarks.md); these tests pin the behavi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import asyncssh
+import pytest
 
 from fleet.inventory import load_inventory
 from fleet.lab.fleet import LabFleet
-from fleet.transport.ssh import ClientKeys, HostKeyPolicy, SshTransport
+from fleet.transport.ssh import ClientKeys, HostKeyPolicy, KnownHostsUnusable, SshTransport
 
 SUBNET = "127.65"  # the benchmark helper's range, 127.64-69
 
@@ -31,21 +33,22 @@ def test_known_hosts_is_parsed_once_and_reparsed_when_the_file_changes(tmp_path:
     loaded = policy.load(path)
     assert loaded is not None
     assert policy.load(path) is loaded  # same object: no second parse
-    assert policy.is_known("127.65.0.1", 2222)
-    assert not policy.is_known("127.65.0.2", 2222)
+    assert policy.is_known("127.65.0.1", "127.65.0.1", 2222)
+    assert not policy.is_known("127.65.0.2", "127.65.0.2", 2222)
 
     with path.open("a", encoding="utf-8") as handle:
         handle.write(f"[127.65.0.2]:2222 {second}\n")
     assert policy.load(path) is not loaded
-    assert policy.is_known("127.65.0.2", 2222)
+    assert policy.is_known("127.65.0.2", "127.65.0.2", 2222)
 
 
-def test_unreadable_known_hosts_is_left_to_asyncssh(tmp_path: Path) -> None:
+def test_unusable_known_hosts_is_refused_not_treated_as_empty(tmp_path: Path) -> None:
     policy = HostKeyPolicy(known_hosts=tmp_path / "missing")
-    assert policy.load(tmp_path / "missing") is None
+    with pytest.raises(KnownHostsUnusable, match="no known_hosts file"):
+        policy.load(tmp_path / "missing")
     broken = _policy_file(tmp_path, ["@bogus-marker 127.65.0.1 ssh-ed25519 AAAA"])
-    assert policy.load(broken) is None
-    assert not policy.is_known("127.65.0.1", 22)
+    with pytest.raises(KnownHostsUnusable, match="bogus"):
+        policy.load(broken)
 
 
 async def test_lab_session_uses_aes_gcm_and_the_shared_known_hosts(tmp_path: Path) -> None:
@@ -54,19 +57,37 @@ async def test_lab_session_uses_aes_gcm_and_the_shared_known_hosts(tmp_path: Pat
         policy = HostKeyPolicy(known_hosts=lab.known_hosts_file)
         keys = ClientKeys()
         ciphers = []
-        for host in hosts:
-            transport = SshTransport(host, policy=policy, client_keys=keys)
-            await transport.open()
-            try:
-                conn = transport._require()
-                ciphers.append(conn.get_extra_info("send_cipher"))
-                result = await transport.run("id -u", timeout_s=10)
-                assert result.exit_status == 0
-            finally:
-                await transport.close()
+        known_text = lab.known_hosts_file.read_bytes()
+        key_text = lab.key_file.read_bytes()
+        try:
+            for index, host in enumerate(hosts):
+                if index == 1:
+                    _spoil_behind_the_caches(lab.known_hosts_file, lab.key_file)
+                transport = SshTransport(host, policy=policy, client_keys=keys)
+                await transport.open()
+                try:
+                    conn = transport._require()
+                    ciphers.append(conn.get_extra_info("send_cipher"))
+                    result = await transport.run("id -u", timeout_s=10)
+                    assert result.exit_status == 0
+                finally:
+                    await transport.close()
+        finally:
+            lab.known_hosts_file.write_bytes(known_text)
+            lab.key_file.write_bytes(key_text)
         assert ciphers == ["aes256-gcm@openssh.com"] * 2
         assert len(policy._parsed) == 1  # both hosts matched against one parsed file
         assert list(keys._loaded) == [lab.key_file]  # and logged in with one loaded key
+
+
+def _spoil_behind_the_caches(known_hosts: Path, key_file: Path) -> None:
+    """Make both files unusable while keeping what the parse-once caches key on (size and
+    mtime): the second connection succeeds only if the transport hands asyncssh the parsed
+    copies, not the paths (asyncssh would read and parse these again, and fail)."""
+    stat = known_hosts.stat()
+    known_hosts.write_bytes(b"@garbage " + b"x" * (stat.st_size - 10) + b"\n")
+    os.utime(known_hosts, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    key_file.write_bytes(b"not a key\n")
 
 
 def test_client_keys_are_loaded_once_or_left_to_asyncssh(tmp_path: Path) -> None:

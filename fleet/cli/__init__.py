@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import resource
 import sys
 import traceback
 
@@ -12,8 +15,67 @@ from fleet.errors import ArcfleetError, InputError
 from fleet.redact import redact, redacted_output
 from fleet.text import pipe_safe_output
 
+# Each command's module, and its one-line help for ``arcfleet --help``. A command's module (and
+# what it needs: asyncssh, pywinrm, pydantic models, rich tables, the AZCM catalog) is imported
+# only when that command runs, so --version and --help start at once. tests/test_cli_start.py
+# checks this table against the commands themselves.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "codes": (
+        "fleet.cli.codes", "Explain AZCM codes, list the catalog, or diagnose a saved output."
+    ),
+    "inventory": (
+        "fleet.cli.inventory", "Read, check and show inventories (arcfleet YAML, Ansible INI/YAML)."
+    ),
+    "lab": (
+        "fleet.cli.lab",
+        "A simulated fleet on loopback: SSH and WinRM hosts running an azcmagent simulator.",
+    ),
+    "offboard": ("fleet.cli.run", "Disconnect every host from Azure Arc."),
+    "onboard": ("fleet.cli.run", "Connect every host to Azure Arc."),
+    "preflight": ("fleet.cli.run", "Check every host is ready; change nothing."),
+    "report": (
+        "fleet.cli.report",
+        "Report a run (default: the latest first run) with all its reruns, from the store.",
+    ),
+    "rerun": (
+        "fleet.cli.run",
+        "Run again only the hosts that did not end connected, with the same options.",
+    ),
+    "runs": ("fleet.cli.report", "List the recorded runs, oldest first."),
+    "show": ("fleet.cli.report", "One host's history across runs, with its transcript file(s)."),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported from their module when first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*LAZY_COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            from fleet.cli.defaults import document_defaults
+
+            module = importlib.import_module(LAZY_COMMANDS[cmd_name][0])
+            for command in module.COMMANDS:
+                if str(command.name) not in self.commands:
+                    document_defaults(command)  # every option's --help says its default
+                    self.commands[str(command.name)] = command
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The one-line helps from the table: asking each command would import every module.
+        # Truncated as click does (click.Group.format_commands).
+        limit = formatter.width - 6 - max(len(name) for name in LAZY_COMMANDS)
+        rows = [
+            (name, click.Command(name, help=LAZY_COMMANDS[name][1]).get_short_help_str(limit))
+            for name in sorted(LAZY_COMMANDS)
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="arcfleet")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks (secrets still redacted).")
 @click.pass_context
@@ -23,28 +85,20 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
-def _register() -> None:
-    # Imported here so each module can import ``cli`` without a cycle.
-    from fleet.cli import codes, inventory, lab, report, run
-
-    for module in (inventory, codes, lab, run, report):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-    from fleet.cli.defaults import document_defaults
-
-    document_defaults(cli)
-
-
-_register()
-
-
 def _show_traceback(exc: BaseException) -> None:
     # Python's own printing would bypass redaction; the traceback is text like any other output.
     text = "".join(traceback.format_exception(exc))
     click.echo(redact(text).rstrip("\n"), err=True)
 
 
+def disable_core_dumps() -> None:
+    """A core dump of this process would hold the secrets it read; children inherit the limit."""
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def main(argv: list[str] | None = None) -> None:
+    disable_core_dumps()
     args = sys.argv[1:] if argv is None else argv
     # Everything the CLI prints passes the one output filter, whoever prints it; a reader that
     # goes away (`| head`) stops the printing, not the run.

@@ -31,6 +31,7 @@ UNSET: Final = {
     "html_file": "no HTML file",
     "inventory_out": "<work-dir>/inventory.yaml",
     "work_dir": "a temporary directory",
+    "allow_secret_env": "none: only AZURE_*, ARC_* and ARCFLEET_* variables",
 }
 
 
@@ -60,8 +61,11 @@ def options_without_default(command: click.Command, path: str = "arcfleet") -> l
     """Options whose help still says nothing about their default (for the test)."""
     missing = []
     if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
-            missing += options_without_default(sub, f"{path} {name}")
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):  # a lazy group imports each command here
+            sub = command.get_command(ctx, name)
+            if sub is not None:
+                missing += options_without_default(sub, f"{path} {name}")
     for param in command.params:
         if isinstance(param, click.Option) and not _has_default_text(param):
             missing.append(f"{path} {'/'.join(param.opts)}")

@@ -43,6 +43,15 @@ limit_option = click.option(
     "latest preflight found ready).",
 )
 
+allow_secret_env_option = click.option(
+    "--allow-secret-env",
+    "allow_secret_env",
+    multiple=True,
+    metavar="NAME",
+    help="Let a secret reference read environment variable NAME although it is outside "
+    "AZURE_*, ARC_* and ARCFLEET_* (repeatable). Not carried over to rerun or --resume.",
+)
+
 _OVERRIDES = (
     ("tenant_id", "--tenant-id", "Azure tenant id (GUID) for every host."),
     ("subscription_id", "--subscription-id", "Azure subscription id (GUID) for every host."),

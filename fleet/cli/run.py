@@ -15,7 +15,12 @@ import click
 from rich.console import Console
 
 from fleet.cli.display import JsonLines, LiveDisplay
-from fleet.cli.options import azure_override_options, inventory_option, limit_option
+from fleet.cli.options import (
+    allow_secret_env_option,
+    azure_override_options,
+    inventory_option,
+    limit_option,
+)
 from fleet.cli.state_option import state_dir_option
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
 from fleet.engine.playbook import BUILTIN, Mode, Playbook, load_playbook
@@ -32,7 +37,7 @@ from fleet.store import RunRecord, RunStore, RunStoreSink
 from fleet.summary import GOALS, summary
 from fleet.text import SanitizingSink
 from fleet.transport.factory import TransportFactory
-from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS, HostKeyPolicy
+from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS, HostKeyPolicy, check_known_hosts
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 # --limit values that select hosts from the run store rather than from the inventory.
@@ -89,6 +94,9 @@ class RunRequest:
     azure: dict[str, Any] = field(default_factory=dict)
     azure_check: bool = True  # --no-azure-check turns the Azure preflight off
     register_providers: bool = False
+    # Security opt-ins hold for the command line that gives them: a rerun or resume does not
+    # recall them (they are not in options()), the operator gives them again.
+    allow_secret_env: tuple[str, ...] = ()
 
     def options(self) -> dict[str, object]:
         return {
@@ -115,7 +123,8 @@ class RunRequest:
             connect_rate=options.get("connect_rate"),
             connect_burst=options.get("connect_burst"),
             known_hosts=options.get("known_hosts"),
-            accept_new_host_keys=bool(options.get("accept_new_host_keys")),
+            # Recorded for the record only: trust on first use is asked for again (see above).
+            accept_new_host_keys=False,
             azure=dict(options.get("azure") or {}),
             azure_check=bool(options.get("azure_check", True)),
             register_providers=bool(options.get("register_providers")),
@@ -161,8 +170,10 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--accept-new-host-keys",
             is_flag=True,
             help="Trust on first use: add "
-            "unknown host keys to known_hosts. A changed key is still refused.",
+            "unknown host keys to known_hosts. A changed key is still refused. Not carried "
+            "over to rerun or --resume: give it again.",
         ),
+        allow_secret_env_option,
         azure_override_options,
         click.option(
             "--no-azure-check",
@@ -209,6 +220,7 @@ def _given(
         azure=azure_overrides,
         azure_check=not flags.get("no_azure_check"),
         register_providers=bool(flags.get("register_providers")),
+        allow_secret_env=tuple(flags.get("allow_secret_env") or ()),
     )
 
 
@@ -259,7 +271,12 @@ class _Executor:
         if not hosts:
             self.console.print("nothing to do: no host left to run", markup=False)
             return EXIT_OK
-        secrets = SecretBook()
+        policy = HostKeyPolicy(
+            known_hosts=Path(request.known_hosts) if request.known_hosts else DEFAULT_KNOWN_HOSTS,
+            accept_new=request.accept_new_host_keys,
+        )
+        check_known_hosts(hosts, policy, flag="--known-hosts")
+        secrets = SecretBook(allowed_env=request.allow_secret_env)
         try:
             secrets.preload(hosts, need_sp=playbook.mode is not Mode.PREFLIGHT)
         except UsageError as exc:
@@ -271,10 +288,6 @@ class _Executor:
             connect_rate_per_s=rate,
             connect_burst=burst,
             earlier_steps=earlier_steps or {},
-        )
-        policy = HostKeyPolicy(
-            known_hosts=Path(request.known_hosts) if request.known_hosts else DEFAULT_KNOWN_HOSTS,
-            accept_new=request.accept_new_host_keys,
         )
         factory = TransportFactory(policy, connect_timeout_s=playbook.deadlines.connect_timeout_s)
         with _open_store(self.state_dir) as store:
@@ -555,8 +568,8 @@ def _override(request: RunRequest, given: RunRequest) -> None:
     for key in ("playbook", "forks", "connect_rate", "connect_burst", "known_hosts"):
         if getattr(given, key) is not None:
             setattr(request, key, getattr(given, key))
-    if given.accept_new_host_keys:
-        request.accept_new_host_keys = True
+    request.accept_new_host_keys = given.accept_new_host_keys
+    request.allow_secret_env = given.allow_secret_env
     if not given.azure_check:
         request.azure_check = False
     if given.register_providers:

@@ -1,18 +1,64 @@
-"""Resolve each secret reference once per run, register it for redaction, hand it out on demand."""
+"""Resolve each secret reference once per run, register it for redaction, hand it out on demand.
+
+A reference can only name a place meant for a secret: a file private to the operator (regular,
+owned by them, no group or other permission bits, as ssh demands of a private key) or an
+environment variable in the allow-list (``AZURE_*``, ``ARC_*``, ``ARCFLEET_*``, or one named with
+``--allow-secret-env``). Otherwise ``secret: {file: ~/.ssh/id_ed25519}`` or
+``{env: AWS_SECRET_ACCESS_KEY}`` would send that value to every host of the inventory.
+"""
 
 from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
 
 from fleet.errors import Problem, SecretUnavailable, UsageError
 from fleet.inventory.model import ResolvedHost, SecretRef, Transport
 from fleet.redact import register_secret
 
+SECRET_ENV_PREFIXES = ("AZURE_", "ARC_", "ARCFLEET_")
+
+
+def reference_problem(ref: SecretRef, allowed_env: Iterable[str] = ()) -> str | None:
+    """Why arcfleet refuses to read this reference, or None when it may."""
+    if ref.env:
+        if ref.env.startswith(SECRET_ENV_PREFIXES) or ref.env in set(allowed_env):
+            return None
+        return (
+            f"environment variable {ref.env} is not a secret variable arcfleet reads "
+            f"({', '.join(p + '*' for p in SECRET_ENV_PREFIXES)}); "
+            f"pass --allow-secret-env {ref.env} if it is meant for this"
+        )
+    if ref.file:
+        path = ref.file.expanduser()
+        try:
+            info = path.stat()
+        except OSError:
+            return None  # missing or unreadable: resolve() says so
+        if not stat.S_ISREG(info.st_mode):
+            return f"secret file {path} is not a regular file"
+        if info.st_uid != os.geteuid():
+            return f"secret file {path} is not owned by the user running arcfleet"
+        if info.st_mode & 0o077:
+            mode = stat.S_IMODE(info.st_mode)
+            return (
+                f"secret file {path} is accessible by group or others (mode {mode:04o}); "
+                f"chmod 600 {path}"
+            )
+    return None
+
 
 class SecretBook:
-    def __init__(self) -> None:
+    def __init__(self, *, allowed_env: Iterable[str] = ()) -> None:
         self._values: dict[SecretRef, str] = {}
+        self._allowed_env = frozenset(allowed_env)
 
     def _resolve(self, ref: SecretRef) -> str:
         if ref not in self._values:
+            problem = reference_problem(ref, self._allowed_env)
+            if problem is not None:
+                raise SecretUnavailable(ref.describe(), problem)
             value = ref.resolve()
             register_secret(value)
             self._values[ref] = value

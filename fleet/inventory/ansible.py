@@ -312,6 +312,7 @@ ARC_VARS: dict[str, Callable[[_Conversion, str, Any], None]] = {
     "arc_winrm_allow_basic_over_http": _setter("winrm.allow_basic_over_http"),
     "arc_known_hosts": _setter("ssh.known_hosts"),
     "arc_connect_timeout_s": _setter("ssh.connect_timeout_s"),
+    "arc_ssh_compression": _setter("ssh.compression"),
     "arc_os": _setter("os"),
 }
 

@@ -83,6 +83,8 @@ class SshSettings(_Frozen):
     jump_hosts: tuple[str, ...] = ()
     become: bool = False
     connect_timeout_s: float = 15.0
+    # zlib is a compression bomb from a hostile server: off unless the inventory opts in.
+    compression: bool = False
 
 
 class WinrmSettings(_Frozen):

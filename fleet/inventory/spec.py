@@ -122,6 +122,7 @@ class SshSpec(_Spec):
     jump_hosts: list[str] | None = None
     become: bool | None = None
     connect_timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    compression: bool | None = None
 
     @field_validator("user")
     @classmethod

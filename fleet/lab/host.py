@@ -122,6 +122,8 @@ class ConnectCall:
     config_existed: bool
     exit_status: int | None  # None: the simulated process was cancelled
     started_at: float = 0.0  # time.monotonic() when the agent started (pacing tests)
+    # The agent was connected when this connect started: a repeated connect (AZCM0067).
+    agent_was_connected: bool = False
 
 
 @dataclass

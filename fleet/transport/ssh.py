@@ -18,12 +18,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
+from typing import Any
 
 import asyncssh
 from asyncssh.encryption import get_default_encryption_algs
 
-from fleet.errors import ConnectionDropped, HostAuthFailed, HostUnreachable
-from fleet.inventory.model import ResolvedHost
+from fleet.errors import ConnectionDropped, HostAuthFailed, HostUnreachable, Problem, UsageError
+from fleet.inventory.model import ResolvedHost, Transport
 from fleet.transport.base import OUTPUT_CAP_BYTES, CappedOutput, CommandResult
 
 KEEPALIVE_INTERVAL_S = 15
@@ -43,6 +45,61 @@ ENCRYPTION_ALGS = [
 ]
 
 
+class KnownHostsUnusable(Exception):
+    """A known_hosts file that cannot be trusted to say which keys are known."""
+
+    def __init__(self, path: Path, reason: str, *, message: str | None = None) -> None:
+        super().__init__(message or f"known_hosts file {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class _KnownHosts(asyncssh.SSHKnownHosts):
+    """asyncssh's matching with one fix: when no trusted key names the host with its port,
+    asyncssh retries without the port and drops the ``@revoked`` lines that did name it that
+    way (asyncssh 2.24), so a revoked ``[host]:port`` key would read as unknown."""
+
+    def match(self, host: str, addr: str, port: int | None) -> Any:
+        found = super().match(host, addr, port)
+        if not port:
+            return found
+        with_port = self._match(host, addr, port)
+        revoked = (2, 4, 6)  # keys, X.509 certificates, X.509 subjects
+        return tuple(
+            [*found[i], *(k for k in with_port[i] if k not in found[i])] if i in revoked
+            else found[i]
+            for i in range(len(found))
+        )
+
+
+def _strict_check(text: str, path: Path) -> None:
+    """Refuse a file with any line asyncssh would skip or reject.
+
+    asyncssh ignores a line whose key it cannot decode, and rejects the whole file for a bad
+    marker. Under trust on first use either would turn a host whose key is on file into an
+    unknown one, whose (changed) key would then be learned.
+    """
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        words = line[1:].split(None, 2) if line.startswith("@") else [None, *line.split(None, 1)]
+        if len(words) != 3 or words[0] not in (None, "cert-authority", "revoked"):
+            raise KnownHostsUnusable(path, f"line {number} cannot be parsed")
+        data = str(words[2])
+        try:
+            asyncssh.import_public_key(data)
+            continue
+        except asyncssh.KeyImportError:
+            pass
+        try:
+            asyncssh.import_certificate(data)
+        except asyncssh.KeyImportError:
+            raise KnownHostsUnusable(path, f"line {number}: the key cannot be parsed") from None
+# Offered only to hosts whose inventory sets ``ssh.compression: true`` (a slow link).
+COMPRESSION_ALGS = ["zlib@openssh.com", "zlib", "none"]
+
+
 @dataclass
 class HostKeyPolicy:
     """Where host keys are checked, and whether unknown hosts may be added.
@@ -51,6 +108,11 @@ class HostKeyPolicy:
     otherwise re-read and re-parse the whole file for each host, which is quadratic in fleet size
     (1,000 hosts = a million key imports). The parsed copy is reused while the file's size and
     mtime are unchanged, so keys added by :meth:`remember` (or anyone else) are seen.
+
+    Trust on first use (``accept_new``) fails closed: the file must be a regular file that reads
+    and parses line by line, and a host counts as unknown only when asyncssh's own matching (host
+    name, resolved address and port; ``@revoked`` and ``@cert-authority`` lines included) finds
+    nothing for it. The decision is made inside the handshake (:class:`_HostKeyCheck`).
     """
 
     known_hosts: Path = DEFAULT_KNOWN_HOSTS
@@ -60,31 +122,48 @@ class HostKeyPolicy:
         default_factory=dict, repr=False
     )
 
-    def load(self, path: Path) -> asyncssh.SSHKnownHosts | None:
-        """The parsed file, or None when it cannot be read or parsed (asyncssh then reads the
-        path itself and reports the problem as it always has)."""
+    def load(self, path: Path) -> asyncssh.SSHKnownHosts:
+        """The parsed file. Raises :class:`KnownHostsUnusable` when it is missing (unless
+        unknown hosts may be learned into it), not a regular file, unreadable or unparseable."""
         try:
             stat = path.stat()
-        except OSError:
-            return None
+        except FileNotFoundError:
+            if self.accept_new:
+                return _KnownHosts("")  # nothing known yet: the file is created on learning
+            raise KnownHostsUnusable(
+                path,
+                "no such file",
+                message=f"no known_hosts file at {path} "
+                "(add the host keys, or pass --accept-new-host-keys)",
+            ) from None
+        except OSError as exc:
+            raise KnownHostsUnusable(path, exc.strerror or "cannot be read") from None
+        if not S_ISREG(stat.st_mode):
+            # /dev/null (UserKnownHostsFile=/dev/null) would make every key new, every time.
+            raise KnownHostsUnusable(path, "not a regular file")
         version = (stat.st_mtime_ns, stat.st_size)
         cached = self._parsed.get(path)
         if cached is not None and cached[0] == version:
             return cached[1]
         try:
-            entries = asyncssh.read_known_hosts(str(path))
-        except (OSError, ValueError):
-            return None
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise KnownHostsUnusable(path, exc.strerror or "cannot be read") from None
+        except UnicodeDecodeError:
+            raise KnownHostsUnusable(path, "not UTF-8 text") from None
+        if self.accept_new:
+            _strict_check(text, path)
+        try:
+            entries = _KnownHosts(text)
+        except ValueError as exc:
+            raise KnownHostsUnusable(path, str(exc)) from None
         self._parsed[path] = (version, entries)
         return entries
 
-    def is_known(self, address: str, port: int, known_hosts: Path | None = None) -> bool:
-        """Whether ``known_hosts`` (default: the policy's file) lists any key for the host."""
+    def is_known(self, host: str, address: str, port: int, known_hosts: Path | None = None) -> bool:
+        """Whether the file lists anything for the host: a key, a CA or a revocation."""
         entries = self.load(known_hosts or self.known_hosts)
-        if entries is None:
-            return False
-        host_keys, ca_keys, *_ = entries.match(address, address, port)
-        return bool(host_keys or ca_keys)
+        return any(entries.match(host, address, None if port == 22 else port))
 
     async def remember(
         self, address: str, port: int, key: asyncssh.SSHKey, known_hosts: Path | None = None
@@ -96,6 +175,55 @@ class HostKeyPolicy:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as handle:
                 handle.write(line)
+
+
+def check_known_hosts(hosts: list[ResolvedHost], policy: HostKeyPolicy, *, flag: str) -> None:
+    """Under trust on first use, refuse before any host is contacted a known_hosts file that
+    would not fail closed (/dev/null, a directory, unreadable, a line that does not parse):
+    bad input, one problem per file and the first host that uses it."""
+    if not policy.accept_new:
+        return
+    problems: dict[Path, Problem] = {}
+    for host in hosts:
+        if host.transport is not Transport.SSH:
+            continue
+        path = host.ssh.known_hosts or policy.known_hosts
+        if path in problems:
+            continue
+        try:
+            policy.load(path)
+        except KnownHostsUnusable as exc:
+            field = "ssh.known_hosts" if host.ssh.known_hosts else flag
+            problems[path] = Problem(
+                host.source, host.name, field,
+                f"{exc}; --accept-new-host-keys needs a regular known_hosts file it can parse",
+            )
+    if problems:
+        raise UsageError(list(problems.values()))
+
+
+class _HostKeyCheck(asyncssh.SSHClient):
+    """asyncssh asks this only for a key that the known_hosts entries do not trust (a revoked
+    key is refused before). It is accepted only under trust on first use and only when the
+    file says nothing at all about the host, matched as asyncssh matches it."""
+
+    def __init__(self, policy: HostKeyPolicy, path: Path) -> None:
+        self._policy = policy
+        self._path = path
+        self.learned: asyncssh.SSHKey | None = None
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        if not self._policy.accept_new:
+            return False
+        try:
+            if self._policy.is_known(host, addr, port, self._path):
+                return False  # a changed key, or one a CA or a revocation speaks for
+        except KnownHostsUnusable:
+            return False
+        self.learned = key
+        return True
 
 
 @dataclass
@@ -193,15 +321,6 @@ class SshTransport:
         # host listed there with another key is known, so trust on first use never applies.
         return self._settings.known_hosts or self._policy.known_hosts
 
-    def _known_hosts_arg(self) -> asyncssh.SSHKnownHosts | str | None:
-        path = self._known_hosts_file()
-        if self._policy.accept_new and not self._policy.is_known(
-            self.host.address, self.host.port, path
-        ):
-            return None  # first contact, allowed by the operator: learn the key below
-        loaded = self._policy.load(path)
-        return str(path) if loaded is None else loaded
-
     def _options(self, **extra: object) -> dict[str, object]:
         options: dict[str, object] = {
             "username": self._settings.user,
@@ -211,6 +330,9 @@ class SshTransport:
             "keepalive_count_max": 3,
             "config": None,  # the inventory, not ~/.ssh/config, says how to reach hosts
             "encryption_algs": ENCRYPTION_ALGS,
+            # zlib lets a hostile server inflate each packet a thousandfold in our memory
+            # (a compression bomb); only an inventory that asks for it gets it.
+            "compression_algs": COMPRESSION_ALGS if self._settings.compression else ["none"],
         }
         if self._settings.key_file:
             loaded = self._client_keys.get(self._settings.key_file)
@@ -230,8 +352,7 @@ class SshTransport:
                     port,
                     **self._options(
                         username=user or self._settings.user,
-                        known_hosts=self._policy.load(self._known_hosts_file())
-                        or str(self._known_hosts_file()),
+                        known_hosts=self._policy.load(self._known_hosts_file()),
                         tunnel=tunnel,
                     ),
                 )
@@ -248,41 +369,59 @@ class SshTransport:
         if self._jumps is None:
             self._hops = await self._connect_hops()
             return self._hops[-1]
-        key = (*self._settings.jump_hosts, str(self._settings.key_file), str(self._settings.user))
+        key = (
+            *self._settings.jump_hosts,
+            str(self._settings.key_file),
+            str(self._settings.user),
+            # Hosts checked against another file must not ride a hop verified against this one.
+            str(self._known_hosts_file()),
+        )
         # shield: one host's cancellation must not cancel the chain other hosts wait on
         hops = await asyncio.shield(self._jumps.chain(key, self._connect_hops))
         return hops[-1]
 
     async def open(self) -> None:
         known = self._known_hosts_file()
-        if not known.exists() and (not self._policy.accept_new or self._settings.jump_hosts):
+        try:
+            entries = self._policy.load(known)
+            if self._settings.jump_hosts and not known.exists():
+                # Jump hosts are always verified against the file, never learned.
+                raise KnownHostsUnusable(
+                    known,
+                    "no such file",
+                    message=f"no known_hosts file at {known} (jump hosts are never learned)",
+                )
+        except KnownHostsUnusable as exc:
             # Without this, asyncssh's "No such file" would read as an unreachable host.
-            # Jump hosts are always verified against the file, never learned.
-            raise HostAuthFailed(
-                self.host_name,
-                f"host key not verified: no known_hosts file at {known} "
-                "(add the host keys, or pass --accept-new-host-keys)",
-            )
+            raise HostAuthFailed(self.host_name, f"host key not verified: {exc}") from None
+        check = _HostKeyCheck(self._policy, known)
         try:
             tunnel = await self._tunnel()
-            known_hosts = self._known_hosts_arg()
-            self._conn = await asyncssh.connect(
+            self._conn, _ = await asyncssh.create_connection(
+                lambda: check,
                 self.host.address,
                 self.host.port,
-                **self._options(known_hosts=known_hosts, tunnel=tunnel),
+                **self._options(known_hosts=entries, tunnel=tunnel),
             )
-            if known_hosts is None:
-                key = self._conn.get_server_host_key()
-                if key is not None:
-                    await self._policy.remember(
-                        self.host.address, self.host.port, key, self._known_hosts_file()
-                    )
+            if check.learned is not None:
+                await self._policy.remember(self.host.address, self.host.port, check.learned, known)
+        except KnownHostsUnusable as exc:  # changed under us between the check and a hop
+            await self.close()
+            raise HostAuthFailed(self.host_name, f"host key not verified: {exc}") from None
         except asyncssh.HostKeyNotVerifiable as exc:
             await self.close()
             raise HostAuthFailed(self.host_name, f"host key not verified: {exc.reason}") from None
         except asyncssh.PermissionDenied as exc:
             await self.close()
             raise HostAuthFailed(self.host_name, f"login refused: {exc.reason}") from None
+        except asyncssh.KeyExchangeFailed as exc:
+            await self.close()
+            if "host key" in exc.reason:
+                # The file trusts only a CA, or revoked the key the host has: no usable key.
+                raise HostAuthFailed(
+                    self.host_name, f"host key not verified: {exc.reason}"
+                ) from None
+            raise HostUnreachable(self.host_name, f"SSH handshake failed: {exc.reason}") from None
         except (asyncssh.DisconnectError, asyncssh.ConnectionLost) as exc:
             await self.close()
             raise HostUnreachable(self.host_name, f"SSH handshake failed: {exc.reason}") from None

@@ -203,6 +203,7 @@ async def run_agent(argv: list[str], host: LabHost, *, elevated: bool) -> AgentR
     config_existed = False
     command = ""
     status: int | None = None  # None while running: a cancelled connect records None
+    was_connected = host.state.connected
     try:
         try:
             positional, cli_flags = _parse(args)
@@ -227,7 +228,7 @@ async def run_agent(argv: list[str], host: LabHost, *, elevated: bool) -> AgentR
         if command == "connect":
             host.connect_calls.append(
                 ConnectCall(tuple(argv), elevated, config_path, config_existed, status,
-                            started_at=started))
+                            agent_was_connected=was_connected, started_at=started))
 
 
 async def _dispatch(command: str, rest: list[str], flags: dict[str, str | bool], host: LabHost,
