@@ -19,12 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from fleet.errors import InventoryError, Problem
-from fleet.inventory.ansible import (
-    load_ansible_yaml,
-    load_ini,
-    load_vars_dirs,
-    looks_like_ansible_yaml,
-)
+from fleet.inventory.ansible import load_ansible_yaml, load_ini, looks_like_ansible_yaml
+from fleet.inventory.ansible_precedence import load_vars_dirs
 from fleet.inventory.arcfleet_yaml import load_arcfleet
 from fleet.inventory.model import ResolvedHost
 from fleet.inventory.resolve import EnvironmentFallback, Resolver
@@ -171,8 +167,7 @@ def load_inventory(
             directory = path.parent.resolve()
         if directory not in vars_dirs:
             vars_dirs.append(directory)
-    for directory in vars_dirs:
-        load_vars_dirs(directory, tree)
+    load_vars_dirs(vars_dirs, tree)
     problems = tree.problems
     overrides = _overrides(azure_overrides, problems)
     fallback = EnvironmentFallback.read(os.environ if env is None else env, problems)

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from fleet.errors import Problem
 from fleet.inventory import rules
+from fleet.inventory.ansible_host import ansible_host_layer
 from fleet.inventory.model import Cloud, OsFamily, ResolvedHost, Transport
 from fleet.inventory.regions import REGIONS_BY_CLOUD
 from fleet.inventory.tree import ALL, UNGROUPED, InventoryTree, Layer, error_message
@@ -221,6 +222,16 @@ class Resolver:
                 layers.extend(ungrouped.layers)
             for name in groups:
                 layers.extend(self.tree.groups[name].layers)
+            if host.ansible:
+                ansible_groups = [g for g in groups if g != ALL]
+                if not [g for g in ansible_groups if g != UNGROUPED] and ungrouped is not None:
+                    ansible_groups = [UNGROUPED]
+                else:
+                    ansible_groups = [g for g in ansible_groups if g != UNGROUPED]
+                ansible_layer = ansible_host_layer(self.tree, host.name, ansible_groups)
+                if ansible_layer is None:
+                    continue
+                layers.append(ansible_layer)
             layers.extend(host.layers)
             if any(layer.broken for layer in layers):
                 continue  # its errors are already reported; more would only repeat them
