@@ -48,7 +48,7 @@ WINRM_BASE = {"ansible_connection": "winrm", "arc_winrm_password_env": "WINPW",
               "ansible_winrm_transport": "ntlm"}
 WINRM_CASES: dict[str, tuple[str, Any, Any]] = {
     "ansible_connection": ("psrp", "psrp", lambda h: h.transport is Transport.WINRM),
-    "ansible_winrm_transport": ("kerberos", "kerberos", lambda h: h.winrm.auth == "kerberos"),
+    "ansible_winrm_transport": ("ssl", "ssl", lambda h: h.winrm.auth == "basic"),
     # Ansible's winrm plugin keeps its default port 5986 whatever the scheme...
     "ansible_winrm_scheme": ("http", "http", lambda h: h.winrm.scheme == "http"
                              and h.port == 5986),

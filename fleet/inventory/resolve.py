@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from fleet.errors import Problem
 from fleet.inventory import rules
 from fleet.inventory.ansible_host import ansible_host_layer
+from fleet.inventory.extras import missing_extra_message
 from fleet.inventory.model import Cloud, OsFamily, ResolvedHost, Transport
 from fleet.inventory.regions import REGIONS_BY_CLOUD
 from fleet.inventory.tree import ALL, UNGROUPED, InventoryTree, Layer, error_message
@@ -300,6 +301,9 @@ class Resolver:
             if not winrm.get("password"):
                 problem("winrm.password", "WinRM hosts need a password reference "
                         "({env: NAME} or {file: PATH})")
+            missing = missing_extra_message(winrm.get("auth", "ntlm"))
+            if missing:
+                problem("winrm.auth", missing)
             if winrm.get("auth") == "basic" and scheme == "http" and \
                     not winrm.get("allow_basic_over_http"):
                 problem("winrm.auth", "basic authentication over plain http sends the password "
