@@ -157,7 +157,7 @@ def host_variables(
     node = tree.hosts[host]
     root = tree.groups.get(ALL)
     ordered = [tree.groups[g] for g in groups if g != ALL]
-    places: list[RawVars] = []
+    places: list[RawVars] = list(tree.ansible_defaults)
     # An inventory file's ansible_group_priority orders groups; it is no variable in Ansible.
     if root is not None:
         places.extend(_without_priority(root.ansible_vars))
@@ -172,7 +172,7 @@ def host_variables(
             places.extend(raw for raw in origin_group.vars_files if raw.origin == origin)
     places.extend(node.ansible_vars)
     places.extend(sorted(node.vars_files, key=lambda raw: raw.origin))
-    if not places:
+    if len(places) == len(tree.ansible_defaults) and not node.ansible:
         return None
     merge = tree.hash_behaviour == "merge"
     merged: dict[str, Any] = {}

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from fleet.inventory.spec import HostSpec, SettingsSpec, layer_of
 from fleet.inventory.tree import InventoryTree, Layer, validation_problems
-from fleet.inventory.yamlio import VaultValue
+from fleet.inventory.yamlio import VaultSecret, VaultValue
 
 MAX_LINE = 65_536
 _USE_REFERENCE = (
@@ -152,8 +152,13 @@ def _password(conv: Conversion, var: str, value: Any) -> None:
         if reference is not None:
             conv.set("winrm.password", reference, var)
             return
+    if isinstance(value, VaultSecret):
+        # Decrypted by the ansible engine: a secret held in memory, never shown or stored.
+        conv.set("winrm.password", {"vault": var, "value": value}, var)
+        return
     if isinstance(value, VaultValue):
-        conv.error(var, "is vault-encrypted, which arcfleet cannot use; " + _USE_REFERENCE)
+        conv.error(var, "is vault-encrypted; read it with --inventory-engine ansible and "
+                   "--vault-password-file (or " + _USE_REFERENCE + ")")
         return
     conv.error(var, LITERAL_PASSWORD)
 
@@ -336,6 +341,10 @@ def _become(conv: Conversion, variables: Mapping[str, Any]) -> None:
             conv.error("ansible_become", "must be a boolean (true/false, yes/no)")
         else:
             conv.set("ssh.become", become, "ansible_become")
+    for name in ("ansible_host_key_checking", "ansible_ssh_host_key_checking"):
+        if variables.get(name) is not None and ansible_bool(variables[name]) is False:
+            conv.error(name, "arcfleet always checks host keys; remove this setting and give "
+                       "the hosts' keys in known_hosts (arc_known_hosts)")
     method = variables.get("ansible_become_method")
     if method is not None and text_of(method).strip() not in ("sudo", "ansible.builtin.sudo"):
         conv.error("ansible_become_method", "only sudo is supported (arcfleet runs `sudo -n`)")
@@ -462,7 +471,8 @@ def convert(variables: Mapping[str, Any], *, partial: bool = False) -> Conversio
     literal = set()
     for name in sorted({n for aliases in _ALIASES["password"].values() for n in aliases}):
         value = variables.get(name)
-        if value not in (None, "") and not (isinstance(value, str) and secret_lookup(value)):
+        if value not in (None, "") and not isinstance(value, VaultSecret) and not (
+                isinstance(value, str) and secret_lookup(value)):
             _password(conv, name, value)
             literal.add(name)
     password = _last_set(variables, _ALIASES["password"][kind])
@@ -502,6 +512,14 @@ def vars_layer(
     if not conv.values:
         return Layer({}, source, broken=broken), conv.priority
     model = HostSpec if host is not None else SettingsSpec
+    # A vault secret is no reference the spec knows; it skips validation and goes in as is.
+    vault_password = conv.values.get("winrm", {}).get("password")
+    if isinstance(vault_password, dict) and "vault" in vault_password:
+        conv.values["winrm"].pop("password")
+        if not conv.values["winrm"]:
+            conv.values.pop("winrm")
+    else:
+        vault_password = None
     if host is None:
         conv.values.pop("address", None)  # a group's ansible_host is checked on its hosts
     try:
@@ -516,6 +534,10 @@ def vars_layer(
     values = layer_of(spec)
     if isinstance(spec, HostSpec) and spec.address is not None:
         values["address"] = spec.address
+    if vault_password is not None:
+        secret = vault_password["value"]
+        values.setdefault("winrm", {})["password"] = {
+            "vault": vault_password["vault"], "value": secret.reveal()}
     return Layer(values, source, broken=broken), conv.priority
 
 
@@ -525,8 +547,12 @@ _OTHER_READ = (
     "ansible_become_method", "ansible_become_user", "ansible_sudo_user",
     "ansible_winrm_scheme", "ansible_winrm_transport", "ansible_winrm_server_cert_validation",
     "ansible_psrp_protocol", "ansible_psrp_auth", "ansible_psrp_cert_validation",
+    "ansible_host_key_checking", "ansible_ssh_host_key_checking",
     "ansible_group_priority",
 )
+
+
+PASSWORD_VARS = frozenset(n for aliases in _ALIASES["password"].values() for n in aliases)
 
 
 def read_variables() -> frozenset[str]:
