@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,8 +63,8 @@ class EngineChoice:
     reasons: list[str] = field(default_factory=list)
 
 
-def program() -> str | None:
-    return shutil.which(ANSIBLE_INVENTORY)
+def program(environ: Mapping[str, str], name: str = ANSIBLE_INVENTORY) -> str | None:
+    return shutil.which(name, path=environ.get("PATH"))
 
 
 def _needs_ansible(path: Path) -> str | None:
@@ -106,10 +106,10 @@ def _source_label(paths: Sequence[Path]) -> str:
 
 
 def _run(args: list[str], stdin: str | None, tree: InventoryTree, source: str,
-         field_name: str) -> str | None:
+         field_name: str, environ: Mapping[str, str]) -> str | None:
     try:
         result = subprocess.run(args, input=stdin, capture_output=True, text=True,
-                                timeout=_TIMEOUT_S, check=False)
+                                timeout=_TIMEOUT_S, check=False, env=dict(environ))
     except (OSError, subprocess.TimeoutExpired) as exc:
         tree.problem(source, None, field_name, f"{args[0]} did not run: {exc}")
         return None
@@ -125,12 +125,12 @@ def _run(args: list[str], stdin: str | None, tree: InventoryTree, source: str,
 
 
 def load_with_ansible(
-    paths: Sequence[Path], tree: InventoryTree, vault: VaultOptions
+    paths: Sequence[Path], tree: InventoryTree, vault: VaultOptions, environ: Mapping[str, str]
 ) -> None:
     """Fill ``tree`` from ``ansible-inventory --list`` over every path, in order."""
     source = _source_label(paths)
     tree.sources.extend(str(p) for p in paths)
-    executable = program()
+    executable = program(environ)
     if executable is None:
         tree.problem(source, None, "--inventory-engine", "ansible-inventory is not on PATH; "
                      "install ansible-core, or use --inventory-engine native")
@@ -138,7 +138,7 @@ def load_with_ansible(
     args = [executable, "--list"]
     for path in paths:
         args += ["-i", str(path)]
-    output = _run(args + vault.args(), None, tree, source, "ansible-inventory")
+    output = _run(args + vault.args(), None, tree, source, "ansible-inventory", environ)
     if output is None:
         return
     try:
@@ -147,11 +147,11 @@ def load_with_ansible(
         tree.problem(source, None, "ansible-inventory", f"printed no JSON ({exc.msg})")
         return
     tree.contents.append((source, output.encode("utf-8")))
-    _fill(document, paths, tree, source, vault)
+    _fill(document, paths, tree, source, vault, environ)
 
 
 def _fill(document: dict[str, Any], paths: Sequence[Path], tree: InventoryTree, source: str,
-          vault: VaultOptions) -> None:
+          vault: VaultOptions, environ: Mapping[str, str]) -> None:
     hostvars: dict[str, Any] = document.get("_meta", {}).get("hostvars", {})
     base_dir = Path(paths[0]).resolve()
     base_dir = base_dir if base_dir.is_dir() else base_dir.parent
@@ -177,14 +177,14 @@ def _fill(document: dict[str, Any], paths: Sequence[Path], tree: InventoryTree, 
         for name, value in list(variables.items()):
             if isinstance(value, dict) and set(value) == {"__ansible_vault"}:
                 variables[name] = _decrypt(name, host, str(value["__ansible_vault"]), tree,
-                                           source, vault)
+                                           source, vault, environ)
         raw, _priority = raw_vars(variables, base_dir=base_dir, source=source, host=host,
                                   prefix="", tree=tree)
         node.ansible_vars.append(raw)
 
 
 def _decrypt(name: str, host: str, ciphertext: str, tree: InventoryTree, source: str,
-             vault: VaultOptions) -> Any:
+             vault: VaultOptions, environ: Mapping[str, str]) -> Any:
     from fleet.inventory.ansible_vars import PASSWORD_VARS, read_variables
 
     if name not in PASSWORD_VARS:
@@ -192,12 +192,12 @@ def _decrypt(name: str, host: str, ciphertext: str, tree: InventoryTree, source:
             tree.problem(source, host, name, "is vault-encrypted; arcfleet uses vault values "
                          "for passwords only (it would have to show this one)")
         return None
-    executable = shutil.which("ansible-vault")
+    executable = program(environ, "ansible-vault")
     if executable is None:
         tree.problem(source, host, name, "is vault-encrypted and ansible-vault is not on PATH")
         return None
     plaintext = _run([executable, "decrypt", "--output", "-", *vault.args(), "-"],
-                     ciphertext, tree, source, name)
+                     ciphertext, tree, source, name, environ)
     if plaintext is None:
         return None
     return VaultSecret(plaintext.rstrip("\n"))

@@ -190,7 +190,7 @@ def load_inventory(
                                      f"unknown engine '{requested}'; use auto, native or ansible"))
     choice = choose_engine(paths, requested, vault)
     if choice.engine == "ansible":
-        load_with_ansible(paths, tree, vault)
+        load_with_ansible(paths, tree, vault, environ)
         return _finish(tree, azure_overrides, environ)
     vars_dirs: list[Path] = []
     for given in paths:
