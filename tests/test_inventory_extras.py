@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import winrm.transport
-
 from _inventory_util import ARC_VARS_INI, write
 
 REPO = Path(__file__).resolve().parents[1]

@@ -173,7 +173,7 @@ def _fill(document: dict[str, Any], paths: Sequence[Path], tree: InventoryTree, 
 
     walk(ALL, 0)
     for host, node in tree.hosts.items():
-        variables = dict(hostvars.get(host, {}))
+        variables = {name: _unwrap(value) for name, value in hostvars.get(host, {}).items()}
         for name, value in list(variables.items()):
             if isinstance(value, dict) and set(value) == {"__ansible_vault"}:
                 variables[name] = _decrypt(name, host, str(value["__ansible_vault"]), tree,
@@ -181,6 +181,17 @@ def _fill(document: dict[str, Any], paths: Sequence[Path], tree: InventoryTree, 
         raw, _priority = raw_vars(variables, base_dir=base_dir, source=source, host=host,
                                   prefix="", tree=tree)
         node.ansible_vars.append(raw)
+
+
+def _unwrap(value: Any) -> Any:
+    """ansible-inventory marks values it must not template as ``{"__ansible_unsafe": v}``."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return _unwrap(value["__ansible_unsafe"])
+        return {key: _unwrap(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(item) for item in value]
+    return value
 
 
 def _decrypt(name: str, host: str, ciphertext: str, tree: InventoryTree, source: str,
