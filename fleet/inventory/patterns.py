@@ -153,6 +153,7 @@ def select_hosts(
     exclusions: set[str] = set()
     problems: list[Problem] = []
     has_union = False
+    unmatched: list[str] = []
     for term in _split(pattern.strip(), known):
         op = term[0] if term[0] in "&!" else ""
         body = term[len(op):].strip()
@@ -160,7 +161,7 @@ def select_hosts(
         if not matched:
             if not body:
                 problems.append(Problem(source_hint, None, term, "empty pattern term"))
-            warn(f"Could not match supplied host pattern, ignoring: {body}")
+            unmatched.append(body)
             if op == "&":
                 intersections.append(set())
             has_union = has_union or not op
@@ -179,7 +180,10 @@ def select_hosts(
         selected &= group
     selected -= exclusions
     if not selected:
+        detail = f"; nothing matches {', '.join(unmatched)}" if unmatched else ""
         raise InventoryError(clean_problems(
-            [Problem(source_hint, None, pattern, f"pattern '{pattern}' selects no host")]
+            [Problem(source_hint, None, pattern, f"pattern '{pattern}' selects no host{detail}")]
         ))
+    for body in unmatched:
+        warn(f"Could not match supplied host pattern, ignoring: {body}")
     return [h for h in inventory.hosts if h.name in selected]
