@@ -106,19 +106,19 @@ def _source_label(paths: Sequence[Path]) -> str:
 
 
 def _run(args: list[str], stdin: str | None, tree: InventoryTree, source: str,
-         field_name: str, environ: Mapping[str, str]) -> str | None:
+         field_name: str, environ: Mapping[str, str], host: str | None = None) -> str | None:
     try:
         result = subprocess.run(args, input=stdin, capture_output=True, text=True,
                                 timeout=_TIMEOUT_S, check=False, env=dict(environ))
     except (OSError, subprocess.TimeoutExpired) as exc:
-        tree.problem(source, None, field_name, f"{args[0]} did not run: {exc}")
+        tree.problem(source, host, field_name, f"{args[0]} did not run: {exc}")
         return None
     if result.returncode != 0:
         lines = [line.strip() for line in result.stderr.splitlines()
                  if line.strip().startswith(("ERROR", "[ERROR]")) or "rror" in line]
         reason = (lines[0] if lines else result.stderr.strip().splitlines()[-1:] or ["failed"])
         text = reason if isinstance(reason, str) else reason[0]
-        tree.problem(source, None, field_name,
+        tree.problem(source, host, field_name,
                      f"{Path(args[0]).name} failed (exit {result.returncode}): {text[:300]}")
         return None
     return result.stdout
@@ -174,12 +174,16 @@ def _fill(document: dict[str, Any], paths: Sequence[Path], tree: InventoryTree, 
     walk(ALL, 0)
     for host, node in tree.hosts.items():
         variables = {name: _unwrap(value) for name, value in hostvars.get(host, {}).items()}
+        before = len(tree.problems)
         for name, value in list(variables.items()):
             if isinstance(value, dict) and set(value) == {"__ansible_vault"}:
                 variables[name] = _decrypt(name, host, str(value["__ansible_vault"]), tree,
                                            source, vault, environ)
         raw, _priority = raw_vars(variables, base_dir=base_dir, source=source, host=host,
                                   prefix="", tree=tree)
+        # A value that could not be decrypted is reported; the host's other checks would
+        # only repeat it.
+        raw.broken = raw.broken or len(tree.problems) > before
         node.ansible_vars.append(raw)
 
 
@@ -208,7 +212,7 @@ def _decrypt(name: str, host: str, ciphertext: str, tree: InventoryTree, source:
         tree.problem(source, host, name, "is vault-encrypted and ansible-vault is not on PATH")
         return None
     plaintext = _run([executable, "decrypt", "--output", "-", *vault.args(), "-"],
-                     ciphertext, tree, source, name, environ)
+                     ciphertext, tree, source, name, environ, host)
     if plaintext is None:
         return None
     return VaultSecret(plaintext.rstrip("\n"))
