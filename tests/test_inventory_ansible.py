@@ -289,3 +289,34 @@ def test_sp_with_two_credentials_names_the_variable(tmp_path: Path) -> None:
     problem = one_problem(write(tmp_path, "hosts", f"{text}\n[g]\nh1\n"))
     assert problem.field == "[all:vars] arc_sp_secret_file"
     assert "only one" in problem.message
+
+
+def test_ssh_config_and_common_args_through_asyncssh(tmp_path: Path) -> None:
+    """~/.ssh/config applies to Ansible hosts as OpenSSH applies it; Ansible's own variables and
+    -o options win over it; ProxyJump may be ssh://user@[IPv6]:port."""
+    home = tmp_path / "home"
+    write(home, ".ssh/config", "Host web*\n  User deploy\n  Port 2022\n"
+          "  HostName %h.example.net\n  ProxyJump ssh://ops@[fd00::1]:2200,jump2\n"
+          f"Host *\n  UserKnownHostsFile {home}/kh\n")
+    path = write(tmp_path, "hosts", ARC_VARS_INI.replace("ansible_user=arc\n", "") +
+                 "[web]\nweb1\nweb2 ansible_user=own ansible_port=22 "
+                 "ansible_ssh_common_args='-o ProxyJump=none -o ConnectTimeout=9'\n"
+                 "[db]\ndb1 ansible_user=dba ansible_ssh_common_args='-J [fd00::2]:2201'\n")
+    by = load(path, env={"HOME": str(home)}).by_name()
+    web1 = by["web1"]
+    assert (web1.ssh.user, web1.port, web1.address) == ("deploy", 2022, "web1.example.net")
+    assert web1.ssh.jump_hosts == ("ops@[fd00::1]:2200", "jump2")
+    assert web1.ssh.known_hosts == home / "kh"
+    web2 = by["web2"]
+    assert (web2.ssh.user, web2.port, web2.ssh.jump_hosts) == ("own", 22, ())
+    assert web2.ssh.connect_timeout_s == 9
+    assert by["db1"].ssh.jump_hosts == ("[fd00::2]:2201",)
+    assert by["db1"].address == "db1"
+
+
+def test_bad_ssh_config_is_one_problem_naming_the_file(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write(home, ".ssh/config", "Host *\n  Port notaport\n")
+    path = write(tmp_path, "hosts", f"{ARC_VARS_INI}\n[web]\nweb1\n")
+    problems = problems_of(path, env={"HOME": str(home)})
+    assert len(problems) == 1 and str(home / ".ssh" / "config") in str(problems[0])

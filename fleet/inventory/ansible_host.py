@@ -29,7 +29,8 @@ def ansible_host_layer(tree: InventoryTree, host: str, groups: list[str]) -> Lay
     base_dir = node.ansible_vars[0].base_dir if node.ansible_vars else \
         Path(node.source).resolve().parent
     layer, _priority = vars_layer(rendered, base_dir=base_dir, source=node.source, host=host,
-                                  prefix="", tree=tree, labels_source=sources)
+                                  prefix="", tree=tree, labels_source=sources,
+                                  ssh_config=tree.ssh_config)
     if layer.broken:
         return None
     return layer

@@ -163,47 +163,6 @@ def _password(conv: Conversion, var: str, value: Any) -> None:
     conv.error(var, LITERAL_PASSWORD)
 
 
-def _ssh_args(conv: Conversion, var: str, value: Any) -> None:
-    if len(text_of(value)) > MAX_LINE:
-        conv.error(var, f"is longer than {MAX_LINE} characters")
-        return
-    try:
-        tokens = shlex.split(text_of(value))
-    except ValueError:
-        conv.error(var, "cannot be split into arguments (unbalanced quotes)")
-        return
-    options: list[str] = []
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if token in ("-o", "-J") and i + 1 < len(tokens):
-            options.append(("ProxyJump=" if token == "-J" else "") + tokens[i + 1])
-            i += 2
-            continue
-        if token.startswith("-o") and len(token) > 2:
-            options.append(token[2:])
-        elif token.startswith("-J") and len(token) > 2:
-            options.append("ProxyJump=" + token[2:])
-        i += 1
-    for option in options:
-        key, sep, rest = option.partition("=")
-        if not sep:
-            key, _, rest = option.partition(" ")
-        key, rest = key.strip().lower(), rest.strip()
-        if key == "proxyjump" and rest.lower() != "none":
-            conv.set("ssh.jump_hosts", [hop.strip() for hop in rest.split(",") if hop.strip()], var)
-        elif key == "proxycommand":
-            hop = _proxycommand_hop(rest)
-            if hop:
-                conv.set("ssh.jump_hosts", [hop], var)
-            else:
-                conv.error(var, "ProxyCommand is only understood as `ssh -W %h:%p [user@]host`")
-        elif key == "userknownhostsfile":
-            conv.set("ssh.known_hosts", rest.split()[0] if rest else rest, var)
-        elif key == "connecttimeout":
-            conv.set("ssh.connect_timeout_s", rest, var)
-
-
 def _proxycommand_hop(command: str) -> str | None:
     try:
         words = shlex.split(command)
@@ -321,6 +280,70 @@ ARC_VARS: dict[str, Callable[[Conversion, str, Any], None]] = {
 # ---------------------------------------------------------------- the whole set
 
 
+def _ssh_options(conv: Conversion, variables: Mapping[str, Any], config: Path | None,
+                 target: Any) -> None:
+    """-o/-J options of the ssh args, then ~/.ssh/config, through asyncssh's parser."""
+    from fleet.inventory.ssh_config import (
+        SshOptionsError,
+        command_line_options,
+        normalize_hop,
+        options_for,
+    )
+
+    lines: list[str] = []
+    label = ""
+    for name in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
+        if variables.get(name) is None:
+            continue
+        text = text_of(variables[name])
+        if len(text) > MAX_LINE:
+            conv.error(name, f"is longer than {MAX_LINE} characters")
+            return
+        try:
+            lines += command_line_options(text)
+        except SshOptionsError as exc:
+            conv.error(name, str(exc))
+            return
+        label = label or name
+    if not lines and config is None:
+        return
+    try:
+        found = options_for(text_of(target or "*"), tuple(lines), config)
+    except SshOptionsError as exc:
+        conv.error(label or str(config), f"SSH options cannot be read: {exc}")
+        return
+    label = label or str(config)
+    unset = {path: not any(variables.get(n) is not None for n in names) for path, names in (
+        ("address", ("ansible_host", "ansible_ssh_host")),
+        ("port", ("ansible_port", "ansible_ssh_port")),
+        ("ssh.user", ("ansible_user", "ansible_ssh_user")),
+        ("ssh.key_file", ("ansible_private_key_file", "ansible_ssh_private_key_file")))}
+    if found.get("Hostname") and unset["address"]:
+        conv.set("address", text_of(found["Hostname"]), label)
+    if found.get("Port") and unset["port"]:
+        conv.set("port", found["Port"], label)
+    if found.get("User") and unset["ssh.user"]:
+        conv.set("ssh.user", text_of(found["User"]), label)
+    if found.get("IdentityFile") and unset["ssh.key_file"]:
+        conv.set("ssh.key_file", text_of(found["IdentityFile"][0]), label)
+    jump = text_of(found.get("ProxyJump") or "").strip()
+    if jump and jump.lower() != "none":
+        conv.set("ssh.jump_hosts", [normalize_hop(h) for h in jump.split(",") if h.strip()],
+                 label)
+    elif found.get("ProxyCommand") and text_of(found["ProxyCommand"]).lower() != "none":
+        hop = _proxycommand_hop(text_of(found["ProxyCommand"]))
+        if hop is None:
+            conv.error(label, "ProxyCommand is only understood as `ssh -W %h:%p [user@]host`")
+        else:
+            conv.set("ssh.jump_hosts", [normalize_hop(hop)], label)
+    known = found.get("UserKnownHostsFile")
+    if known:
+        conv.set("ssh.known_hosts", text_of(known[0] if isinstance(known, list) else known),
+                 label)
+    if found.get("ConnectTimeout"):
+        conv.set("ssh.connect_timeout_s", found["ConnectTimeout"], label)
+
+
 def _connection(conv: Conversion, variables: Mapping[str, Any]) -> str:
     value = variables.get("ansible_connection")
     if value is None:
@@ -418,7 +441,10 @@ def _winrm(conv: Conversion, variables: Mapping[str, Any], kind: str, user: str 
             conv.error(cert_var, "must be 'validate' or 'ignore'")
 
 
-def convert(variables: Mapping[str, Any], *, partial: bool = False) -> Conversion:
+def convert(
+    variables: Mapping[str, Any], *, partial: bool = False, ssh_config: Path | None = None,
+    host_name: str | None = None,
+) -> Conversion:
     """Read one merged set of variables as Ansible's connection plugin would.
 
     ``partial``: the variables of one group or file, checked on their own; what depends on the
@@ -449,9 +475,9 @@ def convert(variables: Mapping[str, Any], *, partial: bool = False) -> Conversio
     for name in ("ansible_private_key_file", "ansible_ssh_private_key_file"):
         if variables.get(name) is not None:
             conv.set("ssh.key_file", text_of(variables[name]), name)
-    for name in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
-        if variables.get(name) is not None:
-            _ssh_args(conv, name, variables[name])
+    if kind == "ssh":
+        _ssh_options(conv, variables, ssh_config if not partial else None,
+                     address[1] if address else host_name)
     _become(conv, variables)
     if kind != "ssh":
         _winrm(conv, variables, kind, user)
@@ -494,14 +520,14 @@ def convert(variables: Mapping[str, Any], *, partial: bool = False) -> Conversio
 def vars_layer(
     variables: Mapping[str, Any], *, base_dir: Path, source: str, host: str | None,
     prefix: str, tree: InventoryTree, labels_source: Mapping[str, str] | None = None,
-    partial: bool = False,
+    partial: bool = False, ssh_config: Path | None = None,
 ) -> tuple[Layer, int | None]:
     """Convert one set of Ansible variables into a validated settings layer.
 
     ``labels_source`` maps a variable to the file that set it (for a host's merged variables),
     so a problem names the file the bad value is in.
     """
-    conv = convert(variables, partial=partial)
+    conv = convert(variables, partial=partial, ssh_config=ssh_config, host_name=host)
 
     def where(var: str) -> str:
         return (labels_source or {}).get(var, source)

@@ -179,6 +179,9 @@ def load_inventory(
     environ = os.environ if env is None else env
     config = read_config(environ, Path.cwd())
     _apply_config(tree, config)
+    home = environ.get("HOME")
+    user_ssh_config = Path(home) / ".ssh" / "config" if home else None
+    tree.ssh_config = user_ssh_config if user_ssh_config and user_ssh_config.is_file() else None
     if not paths:
         paths = config.inventory
     if not paths:

@@ -95,6 +95,8 @@ class InventoryTree:
     contents: list[tuple[str, bytes]] = field(default_factory=list)
     # Ansible's hash_behaviour (ansible.cfg): "replace" (default) or "merge".
     hash_behaviour: str = "replace"
+    # ~/.ssh/config, which OpenSSH (and so Ansible's ssh connection) applies to Ansible hosts.
+    ssh_config: Path | None = None
     # ansible.cfg settings as the variables they stand in for: below everything else.
     ansible_defaults: list[RawVars] = field(default_factory=list)
 
