@@ -11,8 +11,10 @@ what Ansible's own variables left unset is taken (Ansible passes ``-o User``/``P
 
 from __future__ import annotations
 
+import atexit
 import getpass
 import shlex
+import shutil
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -66,24 +68,22 @@ def _load(paths: list[Path], host: str) -> dict[str, Any]:
 
 
 @cache
-def options_from_args(lines: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
-    """Options given on the command line (they apply to every host: no Host blocks)."""
-    if not lines:
-        return ()
-    with tempfile.TemporaryDirectory(prefix="arcfleet-ssh-") as scratch:
-        path = Path(scratch) / "options"
-        path.write_text("".join(
-            "ProxyCommand " + line.split("=", 1)[1] + "\n"
-            if line.lower().startswith("proxycommand=") else line + "\n" for line in lines))
-        options = _load([path], "*")
-    return tuple(options.items())
+def _options_file(lines: tuple[str, ...]) -> Path:
+    """The command line's options as a config file (no Host blocks: they apply to every host),
+    so asyncssh reads them ahead of ~/.ssh/config with OpenSSH's first-value-wins rule."""
+    directory = Path(tempfile.mkdtemp(prefix="arcfleet-ssh-"))
+    atexit.register(shutil.rmtree, directory, True)
+    path = directory / "options"
+    path.write_text("".join(
+        "ProxyCommand " + line.split("=", 1)[1] + "\n"
+        if line.lower().startswith("proxycommand=") else line + "\n" for line in lines))
+    return path
 
 
 def options_for(host: str, lines: tuple[str, ...], config: Path | None) -> dict[str, Any]:
     """Command-line options first (they win), then the config file's for ``host``."""
-    found = dict(_load([config], host)) if config is not None else {}
-    found.update(dict(options_from_args(lines)))
-    return found
+    paths = ([_options_file(lines)] if lines else []) + ([config] if config else [])
+    return _load(paths, host) if paths else {}
 
 
 def normalize_hop(hop: str) -> str:
