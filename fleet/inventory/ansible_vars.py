@@ -13,7 +13,6 @@ error.
 from __future__ import annotations
 
 import ast
-import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -163,32 +162,6 @@ def _password(conv: Conversion, var: str, value: Any) -> None:
     conv.error(var, LITERAL_PASSWORD)
 
 
-def _proxycommand_hop(command: str) -> str | None:
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return None
-    if not words or Path(words[0]).name != "ssh" or "-W" not in words:
-        return None
-    port = None
-    hop = None
-    skip = False
-    for index, word in enumerate(words[1:], start=1):
-        if skip:
-            skip = False
-            continue
-        if word == "-p" and index + 1 < len(words):
-            port = words[index + 1]
-            skip = True
-        elif word in ("-W", "-l", "-i", "-o", "-F"):
-            skip = True
-        elif not word.startswith("-"):
-            hop = word
-    if hop and port:
-        hop = f"{hop}:{port}"
-    return hop
-
-
 def _tags(conv: Conversion, var: str, value: Any) -> None:
     if isinstance(value, dict):
         conv.set("azure.tags", value, var)
@@ -278,70 +251,6 @@ ARC_VARS: dict[str, Callable[[Conversion, str, Any], None]] = {
 
 
 # ---------------------------------------------------------------- the whole set
-
-
-def _ssh_options(conv: Conversion, variables: Mapping[str, Any], config: Path | None,
-                 target: Any) -> None:
-    """-o/-J options of the ssh args, then ~/.ssh/config, through asyncssh's parser."""
-    from fleet.inventory.ssh_config import (
-        SshOptionsError,
-        command_line_options,
-        normalize_hop,
-        options_for,
-    )
-
-    lines: list[str] = []
-    label = ""
-    for name in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
-        if variables.get(name) is None:
-            continue
-        text = text_of(variables[name])
-        if len(text) > MAX_LINE:
-            conv.error(name, f"is longer than {MAX_LINE} characters")
-            return
-        try:
-            lines += command_line_options(text)
-        except SshOptionsError as exc:
-            conv.error(name, str(exc))
-            return
-        label = label or name
-    if not lines and config is None:
-        return
-    try:
-        found = options_for(text_of(target or "*"), tuple(lines), config)
-    except SshOptionsError as exc:
-        conv.error(label or str(config), f"SSH options cannot be read: {exc}")
-        return
-    label = label or str(config)
-    unset = {path: not any(variables.get(n) is not None for n in names) for path, names in (
-        ("address", ("ansible_host", "ansible_ssh_host")),
-        ("port", ("ansible_port", "ansible_ssh_port")),
-        ("ssh.user", ("ansible_user", "ansible_ssh_user")),
-        ("ssh.key_file", ("ansible_private_key_file", "ansible_ssh_private_key_file")))}
-    if found.get("Hostname") and unset["address"]:
-        conv.set("address", text_of(found["Hostname"]), label)
-    if found.get("Port") and unset["port"]:
-        conv.set("port", found["Port"], label)
-    if found.get("User") and unset["ssh.user"]:
-        conv.set("ssh.user", text_of(found["User"]), label)
-    if found.get("IdentityFile") and unset["ssh.key_file"]:
-        conv.set("ssh.key_file", text_of(found["IdentityFile"][0]), label)
-    jump = text_of(found.get("ProxyJump") or "").strip()
-    if jump and jump.lower() != "none":
-        conv.set("ssh.jump_hosts", [normalize_hop(h) for h in jump.split(",") if h.strip()],
-                 label)
-    elif found.get("ProxyCommand") and text_of(found["ProxyCommand"]).lower() != "none":
-        hop = _proxycommand_hop(text_of(found["ProxyCommand"]))
-        if hop is None:
-            conv.error(label, "ProxyCommand is only understood as `ssh -W %h:%p [user@]host`")
-        else:
-            conv.set("ssh.jump_hosts", [normalize_hop(hop)], label)
-    known = found.get("UserKnownHostsFile")
-    if known:
-        conv.set("ssh.known_hosts", text_of(known[0] if isinstance(known, list) else known),
-                 label)
-    if found.get("ConnectTimeout"):
-        conv.set("ssh.connect_timeout_s", found["ConnectTimeout"], label)
 
 
 def _connection(conv: Conversion, variables: Mapping[str, Any]) -> str:
@@ -476,8 +385,10 @@ def convert(
         if variables.get(name) is not None:
             conv.set("ssh.key_file", text_of(variables[name]), name)
     if kind == "ssh":
-        _ssh_options(conv, variables, ssh_config if not partial else None,
-                     address[1] if address else host_name)
+        from fleet.inventory.ssh_config import apply_ssh_options
+
+        apply_ssh_options(conv, variables, ssh_config if not partial else None,
+                          address[1] if address else host_name)
     _become(conv, variables)
     if kind != "ssh":
         _winrm(conv, variables, kind, user)
