@@ -93,3 +93,17 @@ def test_ansible_engine_without_ansible_inventory_is_refused(tmp_path: Path) -> 
                             timeout=120)
     assert result.returncode == 2
     assert "ansible-inventory is not on PATH" in result.stderr
+
+
+def test_auto_engine_sees_a_vaulted_vars_file(tmp_path: Path) -> None:
+    """Without a vault password, auto still picks ansible-inventory (a native read could only
+    refuse) and its failure is one error line."""
+    case = CORPUS / "41-vault-encrypted-group-vars"
+    env = environment(tmp_path)
+    result = run(env, "inventory", "validate", "-i", str(case / "hosts"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ansible-inventory failed" in lines[0], result.stderr
+    ok = run(env, "inventory", "validate", "-i", str(case / "hosts"),
+             "--vault-password-file", str(case / "vault-password"))
+    assert ok.returncode == 0, ok.stderr

@@ -85,19 +85,50 @@ def _needs_ansible(path: Path) -> str | None:
     return None
 
 
-def choose_engine(paths: Sequence[Path], requested: str, vault: VaultOptions) -> EngineChoice:
+def _vaulted_vars_files(directory: Path) -> list[str]:
+    found: list[str] = []
+    for kind in ("group_vars", "host_vars"):
+        root = directory / kind
+        if not root.is_dir():
+            continue
+        for count, file in enumerate(sorted(root.rglob("*"))):
+            if count > 10_000:
+                break
+            if not file.is_file():
+                continue
+            try:
+                with file.open("rb") as handle:
+                    head = handle.read(32)
+            except OSError:
+                continue
+            if head.lstrip().startswith(b"$ANSIBLE_VAULT"):
+                found.append(f"{file} is vault-encrypted")
+    return found
+
+
+def choose_engine(
+    paths: Sequence[Path], requested: str, vault: VaultOptions, environ: Mapping[str, str]
+) -> EngineChoice:
     if requested != "auto":
         return EngineChoice(requested)
     reasons: list[str] = []
     for given in paths:
         path = Path(given)
-        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        try:
+            files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        except OSError:
+            continue  # reported by the loader
         for file in files:
             reason = _needs_ansible(file)
             if reason:
                 reasons.append(reason)
+        directory = path if path.is_dir() else path.parent
+        reasons += _vaulted_vars_files(directory)
     if vault.given:
         reasons.append("vault options were given")
+    for name in ("ANSIBLE_VAULT_PASSWORD_FILE", "ANSIBLE_VAULT_IDENTITY_LIST"):
+        if environ.get(name):
+            reasons.append(f"{name} is set")
     return EngineChoice("ansible" if reasons else "native", reasons)
 
 

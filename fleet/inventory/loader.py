@@ -191,7 +191,7 @@ def load_inventory(
     if requested not in ENGINES:
         raise InventoryError(Problem(COMMAND_LINE, None, "--inventory-engine",
                                      f"unknown engine '{requested}'; use auto, native or ansible"))
-    choice = choose_engine(paths, requested, vault)
+    choice = choose_engine(paths, requested, vault, environ)
     if choice.engine == "ansible":
         load_with_ansible(paths, tree, vault, environ)
         return _finish(tree, azure_overrides, environ)
