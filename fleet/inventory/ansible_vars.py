@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -492,6 +493,7 @@ _OTHER_READ = (
 PASSWORD_VARS = frozenset(n for aliases in _ALIASES["password"].values() for n in aliases)
 
 
+@cache
 def read_variables() -> frozenset[str]:
     """Every ``ansible_*`` variable arcfleet reads or refuses."""
     names = set(_OTHER_READ) | set(_REFUSED)

@@ -141,9 +141,8 @@ class Resolver:
                 self.parents[child].append(group.name)
         for host in tree.hosts.values():
             for name in host.groups:
-                group = tree.group(name, declare=False)
-                if host.name not in group.hosts:
-                    group.hosts.append(host.name)
+                tree.group(name, declare=False)
+                tree.add_member(name, host.name)
         for name in tree.groups:
             self._depth_of(name, ())
 

@@ -57,6 +57,8 @@ class GroupNode:
     # Ansible: the inventory file's group variables, then group_vars/ files.
     ansible_vars: list[RawVars] = field(default_factory=list)
     vars_files: list[RawVars] = field(default_factory=list)
+    # The names in `hosts`, for a membership test that stays fast with 100,000 hosts.
+    host_set: set[str] = field(default_factory=set, repr=False)
 
 
 @dataclass
@@ -97,6 +99,8 @@ class InventoryTree:
     hash_behaviour: str = "replace"
     # ~/.ssh/config, which OpenSSH (and so Ansible's ssh connection) applies to Ansible hosts.
     ssh_config: Path | None = None
+    # Ansible hosts with the same variables from the same places share one settings layer.
+    layer_cache: dict[tuple[object, ...], Layer | None] = field(default_factory=dict)
     # ansible.cfg settings as the variables they stand in for: below everything else.
     ansible_defaults: list[RawVars] = field(default_factory=list)
 
@@ -118,8 +122,11 @@ class InventoryTree:
 
     def add_member(self, group: str, host: str) -> None:
         node = self.group(group)
-        if host not in node.hosts:
+        if len(node.hosts) != len(node.host_set):
+            node.host_set = set(node.hosts)  # someone appended to the list directly
+        if host not in node.host_set:
             node.hosts.append(host)
+            node.host_set.add(host)
         host_node = self.hosts[host]
         if group not in host_node.groups:
             host_node.groups.append(group)
