@@ -49,6 +49,17 @@ ARC_FIELDS = {
     "arc_tags": "azure.tags",
     "arc_winrm_password_env": "winrm.password.env",
     "arc_winrm_password_file": "winrm.password.file",
+    "arc_sp_secret_file": "azure.service_principal.secret.file",
+    "arc_sp_certificate_file": "azure.service_principal.certificate_file",
+    "arc_cloud": "azure.cloud",
+    "arc_correlation_id": "azure.correlation_id",
+    "arc_private_link_scope": "azure.private_link_scope",
+    "arc_gateway_id": "azure.gateway_id",
+    "arc_proxy_url": "azure.proxy_url",
+    "arc_os": "os",
+    "arc_known_hosts": "ssh.known_hosts",
+    "arc_connect_timeout_s": "ssh.connect_timeout_s",
+    "arc_winrm_allow_basic_over_http": "winrm.allow_basic_over_http",
 }
 _TRUE = {"y", "yes", "on", "1", "true", "t"}
 
@@ -220,6 +231,10 @@ def _arc_expected(hv: dict[str, Any]) -> dict[str, Any]:
             value = dict(item.split("=", 1) for item in value.split(",") if item)
         elif var == "arc_tags":
             value = {str(k): str(v) for k, v in value.items()}
+        elif var == "arc_connect_timeout_s":
+            value = float(value)
+        elif var == "arc_winrm_allow_basic_over_http":
+            value = str(value).lower() in _TRUE
         else:
             value = str(value)
         out[ARC_FIELDS[var]] = value

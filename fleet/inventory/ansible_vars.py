@@ -460,6 +460,10 @@ def vars_layer(
         vault_password = None
     if host is None:
         conv.values.pop("address", None)  # a group's ansible_host is checked on its hosts
+    if partial:
+        # The client id and the credential may come from different places (a group and its
+        # hosts): the service principal is checked on each host's merged variables.
+        conv.values.get("azure", {}).pop("service_principal", None)
     try:
         spec = model.model_validate(conv.values, context={"base_dir": base_dir})
     except ValidationError as exc:
