@@ -145,12 +145,15 @@ def _run(args: list[str], stdin: str | None, tree: InventoryTree, source: str,
         tree.problem(source, host, field_name, f"{args[0]} did not run: {exc}")
         return None
     if result.returncode != 0:
-        lines = [line.strip() for line in result.stderr.splitlines()
-                 if line.strip().startswith(("ERROR", "[ERROR]")) or "rror" in line]
-        reason = (lines[0] if lines else result.stderr.strip().splitlines()[-1:] or ["failed"])
-        text = reason if isinstance(reason, str) else reason[0]
+        stderr = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        errors = [line for line in stderr if line.startswith(("ERROR", "[ERROR]"))]
+        reasons = [line.removeprefix("[WARNING]: ") for line in stderr
+                   if line.startswith("[WARNING]: Failed to parse")]
+        text = (errors or stderr[-1:] or ["failed"])[0]
+        if reasons:
+            text += " " + "; ".join(reasons)
         tree.problem(source, host, field_name,
-                     f"{Path(args[0]).name} failed (exit {result.returncode}): {text[:300]}")
+                     f"{Path(args[0]).name} failed (exit {result.returncode}): {text[:400]}")
         return None
     return result.stdout
 
@@ -169,6 +172,8 @@ def load_with_ansible(
     args = [executable, "--list"]
     for path in paths:
         args += ["-i", str(path)]
+    # An inventory source Ansible cannot parse is an error, not a warning and no hosts.
+    environ = {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "True", **environ}
     output = _run(args + vault.args(), None, tree, source, "ansible-inventory", environ)
     if output is None:
         return
