@@ -320,3 +320,14 @@ def test_bad_ssh_config_is_one_problem_naming_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "hosts", f"{ARC_VARS_INI}\n[web]\nweb1\n")
     problems = problems_of(path, env={"HOME": str(home)})
     assert len(problems) == 1 and str(home / ".ssh" / "config") in str(problems[0])
+
+
+def test_templates_inside_a_mapping_are_rendered_or_refused(tmp_path: Path) -> None:
+    write(tmp_path, "group_vars/all.yml", yaml.safe_dump(
+        {**ARC_VARS_YAML, "team": "ops", "arc_tags": {"owner": "{{ team | upper }}"}}))
+    path = write(tmp_path, "hosts", "[web]\nw1\nw2 arc_tags=\"{'x': '{{ nosuch }}'}\"\n")
+    problems = problems_of(path)
+    assert [(p.host, p.field) for p in problems] == [("w2", "arc_tags")]
+    assert "undefined" in problems[0].message
+    write(tmp_path, "hosts", "[web]\nw1\n")
+    assert load(path).hosts[0].azure.tags == {"owner": "OPS"}

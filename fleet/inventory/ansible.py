@@ -29,7 +29,12 @@ _PASSWORD_VARS = frozenset({"ansible_password", "ansible_ssh_pass", "ansible_ssh
                             "ansible_winrm_pass", "ansible_winrm_password"})
 
 
-def is_template(value: Any) -> bool:
+def is_template(value: Any, depth: int = 0) -> bool:
+    """A text with ``{{ }}``/``{% %}``, or a mapping or list holding one."""
+    if isinstance(value, dict):
+        return depth < 64 and any(is_template(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return depth < 64 and any(is_template(v, depth + 1) for v in value)
     return isinstance(value, str) and any(mark in value for mark in _TEMPLATE_MARKS)
 
 

@@ -40,6 +40,14 @@ def _is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
+def _has_template(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, dict):
+        return depth < 64 and any(_has_template(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return depth < 64 and any(_has_template(v, depth + 1) for v in value)
+    return _is_template(value)
+
+
 def render_variables(
     variables: Mapping[str, Any], *, host: str, groups: list[str], wanted: set[str]
 ) -> dict[str, Any]:
@@ -47,8 +55,8 @@ def render_variables(
 
     Raises :class:`TemplateProblem` naming the first variable that cannot be rendered.
     """
-    todo = [k for k in wanted if k in variables and _is_template(variables[k])
-            and secret_lookup(str(variables[k])) is None]
+    todo = [k for k in wanted if k in variables and _has_template(variables[k])
+            and not (isinstance(variables[k], str) and secret_lookup(variables[k]))]
     if not todo:
         return dict(variables)
     from jinja2 import StrictUndefined, TemplateError, UndefinedError
@@ -82,14 +90,23 @@ def render_variables(
             return render(var, text, depth + 1)
         return _native(text)
 
+    def deep(var: str, value: Any, depth: int) -> Any:
+        if isinstance(value, dict):
+            return {key: deep(var, item, depth + 1) for key, item in value.items()}
+        if isinstance(value, list):
+            return [deep(var, item, depth + 1) for item in value]
+        if _is_template(value) and depth < 64:
+            return render(var, str(value), 0)
+        return value
+
     for var in sorted(todo):
         # Referenced variables are rendered first, so a chain of templates resolves.
         for name, other in list(context.items()):
             if name != var and _is_template(other) and name in variables and name in _refs(
-                str(out[var])
+                repr(out[var])
             ):
                 context[name] = render(name, str(other), 1)
-        out[var] = render(var, str(out[var]), 0)
+        out[var] = deep(var, out[var], 0)
         context[var] = out[var]
     return out
 
