@@ -54,6 +54,7 @@ def host(azure: LabAzure, tmp_path: Path, name: str = "h1", *, secret: str | Non
     if secret is not None:
         path = tmp_path / f"secret-{name}"
         path.write_text(secret, encoding="utf-8")
+        path.chmod(0o600)  # a secret file others can read is refused (docs/security.md)
         secret_ref = SecretRef(file=path)
     values: dict[str, object] = {
         "tenant_id": TENANT, "subscription_id": SUB, "resource_group": RG,

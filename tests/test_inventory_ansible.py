@@ -44,12 +44,16 @@ CASES: dict[str, tuple[str, Any, Any]] = {
     "arc_connect_timeout_s": ("30", 30, lambda h: h.ssh.connect_timeout_s == 30.0),
 }
 
-WINRM_BASE = {"ansible_connection": "winrm", "arc_winrm_password_env": "WINPW"}
+WINRM_BASE = {"ansible_connection": "winrm", "arc_winrm_password_env": "WINPW",
+              "ansible_winrm_transport": "ntlm"}
 WINRM_CASES: dict[str, tuple[str, Any, Any]] = {
     "ansible_connection": ("psrp", "psrp", lambda h: h.transport is Transport.WINRM),
-    "ansible_winrm_transport": ("kerberos", "kerberos", lambda h: h.winrm.auth == "kerberos"),
+    "ansible_winrm_transport": ("ssl", "ssl", lambda h: h.winrm.auth == "basic"),
+    # Ansible's winrm plugin keeps its default port 5986 whatever the scheme...
     "ansible_winrm_scheme": ("http", "http", lambda h: h.winrm.scheme == "http"
-                             and h.port == 5985),
+                             and h.port == 5986),
+    # ...and port 5985 alone means http.
+    "ansible_port": ("5985", 5985, lambda h: h.winrm.scheme == "http" and h.port == 5985),
     "ansible_winrm_server_cert_validation": ("ignore", "ignore",
                                              lambda h: h.winrm.cert_validation is False),
     "arc_winrm_password_file": ("pw.txt", "pw.txt",
@@ -169,7 +173,8 @@ arc_tags="role=web"
     assert by["web01.example.com"].port == 2200
     assert by["web-x"].port == 2201 and by["web-x"].address == "10.0.0.50"
     assert by["web02.example.com"].azure.location == "northeurope"
-    assert by["web02.example.com"].azure.tags == {"zone": "eu", "role": "web"}
+    # arc_tags replaces as a whole, as Ansible's default hash_behaviour does.
+    assert by["web02.example.com"].azure.tags == {"role": "web"}
     assert by["db-a"].azure.location == "westeurope"
     assert by["web01.example.com"].resource_name == "web01"
 
@@ -185,7 +190,7 @@ def test_yaml_nested_children(tmp_path: Path) -> None:
     inv = load(write(tmp_path, "inv.yaml", yaml.safe_dump(doc, sort_keys=False)))
     by = inv.by_name()
     assert inv.groups["prod"] == ["w1", "w2", "w3", "d1"]
-    assert by["w1"].azure.tags == {"env": "prod", "role": "web"}
+    assert by["w1"].azure.tags == {"role": "web"}  # the child group's replaces the parent's
     assert by["w3"].port == 2022
     assert by["d1"].azure.tags == {"env": "dbprod"}
     assert set(by["w1"].groups) == {"prod", "web"}
@@ -199,7 +204,7 @@ def test_group_vars_and_host_vars_dirs(tmp_path: Path) -> None:
     by = load(path).by_name()
     assert by["w1"].port == 2200 and by["w1"].azure.tags == {"role": "web"}
     assert by["w2"].address == "10.0.0.2"
-    assert by["w2"].azure.tags == {"role": "web", "owner": "bob"}
+    assert by["w2"].azure.tags == {"owner": "bob"}
 
 
 def test_two_ansible_files_merge(tmp_path: Path) -> None:
@@ -284,3 +289,45 @@ def test_sp_with_two_credentials_names_the_variable(tmp_path: Path) -> None:
     problem = one_problem(write(tmp_path, "hosts", f"{text}\n[g]\nh1\n"))
     assert problem.field == "[all:vars] arc_sp_secret_file"
     assert "only one" in problem.message
+
+
+def test_ssh_config_and_common_args_through_asyncssh(tmp_path: Path) -> None:
+    """~/.ssh/config applies to Ansible hosts as OpenSSH applies it; Ansible's own variables and
+    -o options win over it; ProxyJump may be ssh://user@[IPv6]:port."""
+    home = tmp_path / "home"
+    write(home, ".ssh/config", "Host web*\n  User deploy\n  Port 2022\n"
+          "  HostName %h.example.net\n  ProxyJump ssh://ops@[fd00::1]:2200,jump2\n"
+          f"Host *\n  UserKnownHostsFile {home}/kh\n")
+    path = write(tmp_path, "hosts", ARC_VARS_INI.replace("ansible_user=arc\n", "") +
+                 "[web]\nweb1\nweb2 ansible_user=own ansible_port=22 "
+                 "ansible_ssh_common_args='-o ProxyJump=none -o ConnectTimeout=9'\n"
+                 "[db]\ndb1 ansible_user=dba ansible_ssh_common_args='-J [fd00::2]:2201'\n")
+    by = load(path, env={"HOME": str(home)}).by_name()
+    web1 = by["web1"]
+    assert (web1.ssh.user, web1.port, web1.address) == ("deploy", 2022, "web1.example.net")
+    assert web1.ssh.jump_hosts == ("ops@[fd00::1]:2200", "jump2")
+    assert web1.ssh.known_hosts == home / "kh"
+    web2 = by["web2"]
+    assert (web2.ssh.user, web2.port, web2.ssh.jump_hosts) == ("own", 22, ())
+    assert web2.ssh.connect_timeout_s == 9
+    assert by["db1"].ssh.jump_hosts == ("[fd00::2]:2201",)
+    assert by["db1"].address == "db1"
+
+
+def test_bad_ssh_config_is_one_problem_naming_the_file(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write(home, ".ssh/config", "Host *\n  Port notaport\n")
+    path = write(tmp_path, "hosts", f"{ARC_VARS_INI}\n[web]\nweb1\n")
+    problems = problems_of(path, env={"HOME": str(home)})
+    assert len(problems) == 1 and str(home / ".ssh" / "config") in str(problems[0])
+
+
+def test_templates_inside_a_mapping_are_rendered_or_refused(tmp_path: Path) -> None:
+    write(tmp_path, "group_vars/all.yml", yaml.safe_dump(
+        {**ARC_VARS_YAML, "team": "ops", "arc_tags": {"owner": "{{ team | upper }}"}}))
+    path = write(tmp_path, "hosts", "[web]\nw1\nw2 arc_tags=\"{'x': '{{ nosuch }}'}\"\n")
+    problems = problems_of(path)
+    assert [(p.host, p.field) for p in problems] == [("w2", "arc_tags")]
+    assert "undefined" in problems[0].message
+    write(tmp_path, "hosts", "[web]\nw1\n")
+    assert load(path).hosts[0].azure.tags == {"owner": "OPS"}

@@ -58,9 +58,20 @@ def names(inventory: Inventory, pattern: str | None) -> list[str]:
         ("!web", ["db1", "db2", "st1"]),
         ("~^web[12]$", ["web1", "web2"]),
         ("db2,web1", ["web1", "db2"]),  # inventory order, not pattern order
+        # Subscripts as ansible-core applies them (the end is inclusive).
+        ("web[0]", ["web1"]),
+        ("web[-1]", ["web3"]),
+        ("web[0:1]", ["web1", "web2"]),
+        ("web[1:]", ["web2", "web3"]),
+        ("prod[3]:stage", ["db1", "st1"]),
+        ("web[1]:&eu", []),
     ],
 )
 def test_pattern(inventory: Inventory, pattern: str | None, expected: list[str]) -> None:
+    if not expected:
+        with pytest.raises(InventoryError):
+            names(inventory, pattern)
+        return
     assert names(inventory, pattern) == expected
 
 
@@ -84,12 +95,22 @@ def test_at_file_missing(inventory: Inventory, tmp_path: Path) -> None:
     assert info.value.problems[0].file == str(tmp_path / "nope")
 
 
-@pytest.mark.parametrize("pattern", ["nosuch", "web:nosuch", "db:&nosuch*", "~^zz"])
-def test_pattern_matching_nothing_is_named(inventory: Inventory, pattern: str) -> None:
+@pytest.mark.parametrize("pattern", ["nosuch", "db:&nosuch*", "~^zz"])
+def test_pattern_selecting_nothing_is_an_error_naming_it(inventory: Inventory,
+                                                          pattern: str) -> None:
+    warnings: list[str] = []
     with pytest.raises(InventoryError) as info:
-        select_hosts(inventory, pattern, source_hint="--limit")
+        select_hosts(inventory, pattern, source_hint="--limit", warn=warnings.append)
     problem = info.value.problems[0]
-    assert problem.file == "--limit" and "matches no host" in problem.message
+    assert problem.file == "--limit" and "selects no host" in problem.message
+    assert warnings == []  # one error line says it all
+
+
+def test_unmatched_term_is_ignored_with_ansibles_warning(inventory: Inventory) -> None:
+    warnings: list[str] = []
+    hosts = select_hosts(inventory, "web:nosuch", warn=warnings.append)
+    assert [h.name for h in hosts] == ["web1", "web2", "web3"]
+    assert warnings == ["Could not match supplied host pattern, ignoring: nosuch"]
 
 
 def test_empty_result_is_an_error(inventory: Inventory) -> None:

@@ -2,14 +2,54 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from fleet.cli.options import azure_override_options, inventory_option, limit_option
 from fleet.inventory import load_inventory, select_hosts
+from fleet.inventory.ansible_engine import ENGINES, VaultOptions
 from fleet.inventory.model import ResolvedHost, Transport
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def engine_options(func: F) -> F:
+    """Adds --inventory-engine and the vault options; hands the command ``engine`` and
+    ``vault`` (a :class:`VaultOptions`), ready for load_inventory."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        vault = VaultOptions(
+            password_files=tuple(kwargs.pop("vault_password_files", ()) or ()),
+            ids=tuple(kwargs.pop("vault_ids", ()) or ()),
+            ask=bool(kwargs.pop("ask_vault_pass", False)),
+        )
+        return func(*args, vault=vault, **kwargs)
+
+    decorated: Callable[..., Any] = wrapper
+    decorated = click.option(
+        "--ask-vault-pass", "ask_vault_pass", is_flag=True,
+        help="Passed to ansible-inventory/ansible-vault (implies the ansible engine).",
+    )(decorated)
+    decorated = click.option(
+        "--vault-id", "vault_ids", multiple=True, metavar="ID",
+        help="Passed to ansible-inventory/ansible-vault (implies the ansible engine).",
+    )(decorated)
+    decorated = click.option(
+        "--vault-password-file", "vault_password_files", multiple=True, metavar="FILE",
+        help="Passed to ansible-inventory/ansible-vault (implies the ansible engine).",
+    )(decorated)
+    decorated = click.option(
+        "--inventory-engine", "engine", type=click.Choice(ENGINES), default=None,
+        help="native: arcfleet reads the files; ansible: run ansible-inventory (plugins, vault, "
+        "scripts); auto (default): ansible-inventory only when an inventory needs it.",
+    )(decorated)
+    return decorated  # type: ignore[return-value]
 
 
 def credential_of(host: ResolvedHost) -> str:
@@ -41,13 +81,15 @@ def inventory_group() -> None:
 @inventory_option
 @limit_option
 @azure_override_options
+@engine_options
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved hosts as JSON.")
 def show(
     inventories: tuple[Path, ...], limit: str | None, azure_overrides: dict[str, object],
-    as_json: bool,
+    engine: str | None, vault: VaultOptions, as_json: bool,
 ) -> None:
     """Show every host as arcfleet will treat it (secrets appear as references only)."""
-    inventory = load_inventory(list(inventories), azure_overrides=azure_overrides)
+    inventory = load_inventory(list(inventories), azure_overrides=azure_overrides,
+                               engine=engine, vault=vault)
     hosts = select_hosts(inventory, limit)
     if as_json:
         # One host per line: json's indent= switches to its pure-Python encoder, which took
@@ -90,11 +132,14 @@ def show(
 @inventory_option
 @limit_option
 @azure_override_options
+@engine_options
 def validate(
-    inventories: tuple[Path, ...], limit: str | None, azure_overrides: dict[str, object]
+    inventories: tuple[Path, ...], limit: str | None, azure_overrides: dict[str, object],
+    engine: str | None, vault: VaultOptions,
 ) -> None:
     """Check inventories without contacting any host; exit status 2 and one line per problem."""
-    inventory = load_inventory(list(inventories), azure_overrides=azure_overrides)
+    inventory = load_inventory(list(inventories), azure_overrides=azure_overrides,
+                               engine=engine, vault=vault)
     hosts = select_hosts(inventory, limit)
     click.echo(f"{len(hosts)} hosts OK")
 

@@ -19,12 +19,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from fleet.errors import InventoryError, Problem
-from fleet.inventory.ansible import (
-    load_ansible_yaml,
-    load_ini,
-    load_vars_dirs,
-    looks_like_ansible_yaml,
+from fleet.inventory.ansible import load_ansible_yaml, load_ini, looks_like_ansible_yaml, raw_vars
+from fleet.inventory.ansible_cfg import AnsibleConfig, read_config
+from fleet.inventory.ansible_engine import (
+    ENGINES,
+    VaultOptions,
+    choose_engine,
+    load_with_ansible,
 )
+from fleet.inventory.ansible_precedence import load_vars_dirs
 from fleet.inventory.arcfleet_yaml import load_arcfleet
 from fleet.inventory.model import ResolvedHost
 from fleet.inventory.resolve import EnvironmentFallback, Resolver
@@ -128,6 +131,10 @@ def _load_file(path: Path, tree: InventoryTree) -> None:
         load_arcfleet(data, path, source, tree, result.duplicates)
     elif looks_like_ansible_yaml(data):
         load_ansible_yaml(data, path, source, tree, result.duplicates)
+    elif isinstance(data, dict) and "plugin" in data:
+        tree.problem(source, None, "plugin", "configures an Ansible inventory plugin, which only "
+                     "ansible-inventory runs: use --inventory-engine ansible or auto (needs "
+                     "ansible-core)")
     else:
         tree.problem(source, None, None, "not a recognised inventory: expected `arcfleet: 1` or "
                      "Ansible groups with hosts/vars/children")
@@ -145,16 +152,49 @@ def _overrides(raw: Mapping[str, object] | None, problems: list[Problem]) -> dic
     return spec.model_dump(exclude_unset=True, exclude_none=True)
 
 
+def _apply_config(tree: InventoryTree, config: AnsibleConfig) -> None:
+    tree.hash_behaviour = config.hash_behaviour
+    for source, field_name, message in config.problems:
+        tree.problem(source, None, field_name, message)
+    for variable, value in config.variables.items():
+        raw, _ = raw_vars({variable: value}, base_dir=Path.cwd(),
+                          source=config.sources[variable], host=None, prefix="", tree=tree)
+        tree.ansible_defaults.append(raw)
+
+
 def load_inventory(
     paths: Sequence[Path],
     *,
     azure_overrides: Mapping[str, object] | None = None,
     env: Mapping[str, str] | None = None,
+    engine: str | None = None,
+    vault: VaultOptions | None = None,
 ) -> Inventory:
-    """Read, merge, resolve and validate; raises :class:`InventoryError` with every problem."""
+    """Read, merge, resolve and validate; raises :class:`InventoryError` with every problem.
+
+    ``engine``: ``native``, ``ansible`` (run ansible-inventory) or ``auto`` (ansible-inventory
+    only when an inventory needs it); default: ``$ARCFLEET_INVENTORY_ENGINE`` or ``auto``.
+    """
     tree = InventoryTree()
+    environ = os.environ if env is None else env
+    config = read_config(environ, Path.cwd())
+    _apply_config(tree, config)
+    home = environ.get("HOME")
+    user_ssh_config = Path(home) / ".ssh" / "config" if home else None
+    tree.ssh_config = user_ssh_config if user_ssh_config and user_ssh_config.is_file() else None
+    if not paths:
+        paths = config.inventory
     if not paths:
         raise InventoryError(Problem(COMMAND_LINE, None, "-i", "no inventory file given"))
+    vault = vault or VaultOptions()
+    requested = (engine or environ.get("ARCFLEET_INVENTORY_ENGINE") or "auto").strip().lower()
+    if requested not in ENGINES:
+        raise InventoryError(Problem(COMMAND_LINE, None, "--inventory-engine",
+                                     f"unknown engine '{requested}'; use auto, native or ansible"))
+    choice = choose_engine(paths, requested, vault, environ)
+    if choice.engine == "ansible":
+        load_with_ansible(paths, tree, vault, environ)
+        return _finish(tree, azure_overrides, environ)
     vars_dirs: list[Path] = []
     for given in paths:
         path = Path(given)
@@ -171,11 +211,16 @@ def load_inventory(
             directory = path.parent.resolve()
         if directory not in vars_dirs:
             vars_dirs.append(directory)
-    for directory in vars_dirs:
-        load_vars_dirs(directory, tree)
+    load_vars_dirs(vars_dirs, tree)
+    return _finish(tree, azure_overrides, environ)
+
+
+def _finish(
+    tree: InventoryTree, azure_overrides: Mapping[str, object] | None, environ: Mapping[str, str]
+) -> Inventory:
     problems = tree.problems
     overrides = _overrides(azure_overrides, problems)
-    fallback = EnvironmentFallback.read(os.environ if env is None else env, problems)
+    fallback = EnvironmentFallback.read(environ, problems)
     resolver = Resolver(tree, overrides=overrides, env=fallback, problems=problems)
     resolver.link()
     hosts = resolver.resolve_all()

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from fleet.errors import SecretUnavailable
 
@@ -39,16 +39,29 @@ class _Frozen(BaseModel):
 
 
 class SecretRef(_Frozen):
-    """Where a secret lives: an environment variable or a file, never the value itself."""
+    """Where a secret lives: an environment variable or a file, never the value itself.
+
+    The one exception: a password an Ansible vault held (``vault`` names the variable), decrypted
+    by ``ansible-vault`` when the inventory was read. Its value lives only in this process: it is
+    left out of every dump, repr and report.
+    """
 
     env: str | None = None
     file: Path | None = None
+    vault: str | None = None
+    value: SecretStr | None = Field(default=None, exclude=True, repr=False)
 
     def describe(self) -> str:
+        if self.vault:
+            return f"vault:{self.vault}"
         return f"env:{self.env}" if self.env else f"file:{self.file}"
 
     def resolve(self) -> str:
         """Read the secret now. Raises :class:`SecretUnavailable` naming the reference only."""
+        if self.vault:
+            if self.value is None or not self.value.get_secret_value():
+                raise SecretUnavailable(self.describe(), "vault value is empty or was not read")
+            return self.value.get_secret_value()
         if self.env:
             value = os.environ.get(self.env)
             if not value:

@@ -3,13 +3,19 @@
 A pattern is a list of terms separated by ``,`` (or ``:``): a host name, a group name, a glob
 (``web*``), ``~regex``, or ``@FILE`` (one host name per line, ``#`` comments). A term prefixed
 with ``&`` intersects, with ``!`` excludes. As in Ansible, unions are taken first, then
-intersections, then exclusions, whatever their order in the pattern.
+intersections, then exclusions, whatever their order in the pattern. A term may end in a
+subscript as in Ansible: ``web[0]``, ``web[-1]``, ``web[0:1]`` (inclusive, as ansible-core's
+``_apply_subscript``), ``web[1:]``. A term that matches nothing is ignored with Ansible's warning
+("Could not match supplied host pattern, ignoring: X"); a pattern that selects no host at all is
+an error.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +27,36 @@ if TYPE_CHECKING:
     from fleet.inventory.loader import Inventory
 
 _GLOB_CHARS = set("*?[")
+# ansible-core's PATTERN_WITH_SUBSCRIPT: name[3], name[-1], name[1:3], name[2:].
+_SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
+
+
+def _stderr_warning(message: str) -> None:
+    sys.stderr.write(f"[WARNING]: {message}\n")
+
+
+def _subscript(term: str) -> tuple[str, tuple[int, int | None] | None]:
+    match = _SUBSCRIPT.match(term)
+    if not match:
+        return term, None
+    name, index, start, _sep, end = match.groups()
+    if index is not None:
+        return name, (int(index), None)
+    return name, (int(start), int(end) if end else -1)
+
+
+def _apply_subscript(hosts: list[str], subscript: tuple[int, int | None] | None) -> list[str]:
+    if not hosts or subscript is None:
+        return hosts
+    start, end = subscript
+    if end is not None:
+        if end == -1:
+            end = len(hosts) - 1
+        return hosts[start:end + 1]
+    try:
+        return [hosts[start]]
+    except IndexError:
+        return []
 
 
 def _split(pattern: str, known: set[str]) -> list[str]:
@@ -30,8 +66,11 @@ def _split(pattern: str, known: set[str]) -> list[str]:
         return [pattern]
     if pattern.startswith("@") and Path(pattern[1:]).is_file():
         return [pattern]
-    # ':' separates terms, except inside an IPv6 address that names a host.
-    terms = [t.strip() for t in re.split(r":(?=[&!]?[^:])", pattern) if t.strip()]
+    # ':' separates terms, except inside an IPv6 address that names a host or a [subscript].
+    if "[" in pattern:
+        terms = re.findall(r"(?:[^\s:\[\]]|\[[^\]]*\])+", pattern)
+    else:
+        terms = [t.strip() for t in re.split(r":(?=[&!]?[^:])", pattern) if t.strip()]
     return terms or [pattern]
 
 
@@ -62,6 +101,15 @@ def _from_file(term: str, source_hint: str, inventory: Inventory) -> set[str]:
 
 def _match(term: str, inventory: Inventory, source_hint: str) -> set[str]:
     names = [h.name for h in inventory.hosts]
+    if term not in inventory.groups and term not in names and not term.startswith("~"):
+        base, subscript = _subscript(term)
+        if subscript is not None:
+            order = {name: index for index, name in enumerate(names)}
+            if base in inventory.groups:
+                matched = list(inventory.groups[base])
+            else:
+                matched = sorted(_match(base, inventory, source_hint), key=order.__getitem__)
+            return set(_apply_subscript(matched, subscript))
     if term.startswith("@"):
         return _from_file(term, source_hint, inventory)
     if term in inventory.groups:
@@ -91,9 +139,12 @@ def _match(term: str, inventory: Inventory, source_hint: str) -> set[str]:
 
 
 def select_hosts(
-    inventory: Inventory, pattern: str | None, *, source_hint: str = "--limit"
+    inventory: Inventory, pattern: str | None, *, source_hint: str = "--limit",
+    warn: Callable[[str], None] | None = None,
 ) -> list[ResolvedHost]:
-    """The hosts a pattern names, in inventory order; a term that matches nothing is an error."""
+    """The hosts a pattern names, in inventory order. A term that matches nothing is passed to
+    ``warn`` (default: a warning on stderr, as Ansible prints it); selecting nothing is an error."""
+    warn = warn or _stderr_warning
     if pattern is None or not pattern.strip():
         return list(inventory.hosts)
     known = {h.name for h in inventory.hosts} | set(inventory.groups)
@@ -102,13 +153,18 @@ def select_hosts(
     exclusions: set[str] = set()
     problems: list[Problem] = []
     has_union = False
+    unmatched: list[str] = []
     for term in _split(pattern.strip(), known):
         op = term[0] if term[0] in "&!" else ""
         body = term[len(op):].strip()
         matched = _match(body, inventory, source_hint) if body else set()
         if not matched:
-            problems.append(Problem(source_hint, None, term,
-                                    f"pattern '{term}' matches no host in the inventory"))
+            if not body:
+                problems.append(Problem(source_hint, None, term, "empty pattern term"))
+            unmatched.append(body)
+            if op == "&":
+                intersections.append(set())
+            has_union = has_union or not op
             continue
         if op == "&":
             intersections.append(matched)
@@ -124,7 +180,10 @@ def select_hosts(
         selected &= group
     selected -= exclusions
     if not selected:
+        detail = f"; nothing matches {', '.join(unmatched)}" if unmatched else ""
         raise InventoryError(clean_problems(
-            [Problem(source_hint, None, pattern, f"pattern '{pattern}' selects no host")]
+            [Problem(source_hint, None, pattern, f"pattern '{pattern}' selects no host{detail}")]
         ))
+    for body in unmatched:
+        warn(f"Could not match supplied host pattern, ignoring: {body}")
     return [h for h in inventory.hosts if h.name in selected]

@@ -20,6 +20,8 @@ from pydantic import ValidationError
 
 from fleet.errors import Problem
 from fleet.inventory import rules
+from fleet.inventory.ansible_host import ansible_host_layer
+from fleet.inventory.extras import missing_extra_message
 from fleet.inventory.model import Cloud, OsFamily, ResolvedHost, Transport
 from fleet.inventory.regions import cloud_of
 from fleet.inventory.tree import ALL, UNGROUPED, InventoryTree, Layer, error_message
@@ -139,9 +141,8 @@ class Resolver:
                 self.parents[child].append(group.name)
         for host in tree.hosts.values():
             for name in host.groups:
-                group = tree.group(name, declare=False)
-                if host.name not in group.hosts:
-                    group.hosts.append(host.name)
+                tree.group(name, declare=False)
+                tree.add_member(name, host.name)
         for name in tree.groups:
             self._depth_of(name, ())
 
@@ -221,6 +222,16 @@ class Resolver:
                 layers.extend(ungrouped.layers)
             for name in groups:
                 layers.extend(self.tree.groups[name].layers)
+            if host.ansible:
+                ansible_groups = [g for g in groups if g != ALL]
+                if not [g for g in ansible_groups if g != UNGROUPED] and ungrouped is not None:
+                    ansible_groups = [UNGROUPED]
+                else:
+                    ansible_groups = [g for g in ansible_groups if g != UNGROUPED]
+                ansible_layer = ansible_host_layer(self.tree, host.name, ansible_groups)
+                if ansible_layer is None:
+                    continue
+                layers.append(ansible_layer)
             layers.extend(host.layers)
             if any(layer.broken for layer in layers):
                 continue  # its errors are already reported; more would only repeat them
@@ -289,6 +300,9 @@ class Resolver:
             if not winrm.get("password"):
                 problem("winrm.password", "WinRM hosts need a password reference "
                         "({env: NAME} or {file: PATH})")
+            missing = missing_extra_message(winrm.get("auth", "ntlm"))
+            if missing:
+                problem("winrm.auth", missing)
             if winrm.get("auth") == "basic" and scheme == "http" and \
                     not winrm.get("allow_basic_over_http"):
                 problem("winrm.auth", "basic authentication over plain http sends the password "

@@ -8,6 +8,7 @@ the union. Resolution (:mod:`fleet.inventory.resolve`) then flattens the layers 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,6 +32,20 @@ class Layer:
 
 
 @dataclass
+class RawVars:
+    """Ansible variables as one place wrote them; merged per host as Ansible does, then read."""
+
+    values: dict[str, Any]
+    source: str
+    # The directory relative paths in these variables are anchored at (the inventory's).
+    base_dir: Path
+    # True when checking these variables on their own found errors (already reported).
+    broken: bool = False
+    # For group_vars/host_vars: index of the inventory directory they belong to.
+    origin: int = 0
+
+
+@dataclass
 class GroupNode:
     name: str
     layers: list[Layer] = field(default_factory=list)
@@ -39,6 +54,11 @@ class GroupNode:
     priority: int = 1
     # False for a name only referenced (arcfleet format requires groups to be defined).
     declared: bool = False
+    # Ansible: the inventory file's group variables, then group_vars/ files.
+    ansible_vars: list[RawVars] = field(default_factory=list)
+    vars_files: list[RawVars] = field(default_factory=list)
+    # The names in `hosts`, for a membership test that stays fast with 100,000 hosts.
+    host_set: set[str] = field(default_factory=set, repr=False)
 
 
 @dataclass
@@ -49,6 +69,9 @@ class HostNode:
     groups: list[str] = field(default_factory=list)
     # Came from an Ansible inventory: problems then also name the Ansible variable.
     ansible: bool = False
+    # Ansible: the inventory file's host variables, then host_vars/ files.
+    ansible_vars: list[RawVars] = field(default_factory=list)
+    vars_files: list[RawVars] = field(default_factory=list)
 
 
 @dataclass
@@ -72,6 +95,14 @@ class InventoryTree:
     sources: list[str] = field(default_factory=list)
     # Bytes of every file read (inventory, group_vars, host_vars), in reading order.
     contents: list[tuple[str, bytes]] = field(default_factory=list)
+    # Ansible's hash_behaviour (ansible.cfg): "replace" (default) or "merge".
+    hash_behaviour: str = "replace"
+    # ~/.ssh/config, which OpenSSH (and so Ansible's ssh connection) applies to Ansible hosts.
+    ssh_config: Path | None = None
+    # Ansible hosts with the same variables from the same places share one settings layer.
+    layer_cache: dict[tuple[object, ...], Layer | None] = field(default_factory=dict)
+    # ansible.cfg settings as the variables they stand in for: below everything else.
+    ansible_defaults: list[RawVars] = field(default_factory=list)
 
     def group(self, name: str, *, declare: bool = True) -> GroupNode:
         node = self.groups.get(name)
@@ -91,8 +122,11 @@ class InventoryTree:
 
     def add_member(self, group: str, host: str) -> None:
         node = self.group(group)
-        if host not in node.hosts:
+        if len(node.hosts) != len(node.host_set):
+            node.host_set = set(node.hosts)  # someone appended to the list directly
+        if host not in node.host_set:
             node.hosts.append(host)
+            node.host_set.add(host)
         host_node = self.hosts[host]
         if group not in host_node.groups:
             host_node.groups.append(group)

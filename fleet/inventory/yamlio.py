@@ -22,6 +22,23 @@ class VaultValue:
         return "<vault>"
 
 
+class VaultSecret:
+    """A vault value decrypted by ansible-vault: held in memory only, never printed."""
+
+    __slots__ = ("_plaintext",)
+
+    def __init__(self, plaintext: str) -> None:
+        self._plaintext = plaintext
+
+    def reveal(self) -> str:
+        return self._plaintext
+
+    def __repr__(self) -> str:
+        return "<vault>"
+
+    __str__ = __repr__
+
+
 @dataclass
 class YamlResult:
     data: Any = None
