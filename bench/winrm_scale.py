@@ -1,0 +1,133 @@
+"""Onboarding Windows hosts over WinRM at scale against the lab: wall time as a ratio to ideal.
+
+A fresh lab (``python -m fleet lab up --hosts 0 --windows N --latency L``) per measurement, in
+its own process, so its CPU is not charged to the tool; every connect sleeps L s on the host. The
+ideal wall time at a given forks is ceil(N / forks) x L. The server is the lab's in-process
+WS-Management endpoint (Basic over HTTP on loopback), not a Windows host: a real WinRM service
+costs more per exchange, so the ratio says what arcfleet's own scheduling costs, nothing more.
+
+    .venv/bin/python bench/winrm_scale.py                       # 200 hosts, L 5 s, forks 200
+    .venv/bin/python bench/winrm_scale.py --baseline /tmp/main  # also the same case run from
+                                                                # another checkout (before/after)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from onboard_scale import raise_fd_limit, run_measured  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+@dataclass
+class Row:
+    label: str
+    hosts: int
+    latency_s: float
+    forks: int
+    wall_s: float
+    ideal_s: float
+    ok_hosts: int
+    peak_rss_mb: float
+    checkout: str
+
+    @property
+    def ratio(self) -> float:
+        return self.wall_s / self.ideal_s
+
+
+@contextlib.contextmanager
+def windows_lab(hosts: int, latency_s: float, scratch: Path, subnet: str) -> Iterator[Path]:
+    """A fresh lab of ``hosts`` Windows hosts in its own process; yields its inventory."""
+    work = Path(tempfile.mkdtemp(prefix="lab-", dir=scratch))
+    log_path = work / "lab.log"
+    command = [PYTHON, "-m", "fleet", "lab", "up", "--hosts", "0", "--windows", str(hosts),
+               "--latency", str(latency_s), "--scenario", "success", "--work-dir", str(work),
+               "--subnet", subnet, "--port", "0", "--winrm-port", "0"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 180
+            while "lab: serving" not in log_path.read_text(errors="replace"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"lab did not start: {log_path.read_text()[-2000:]}")
+                time.sleep(0.1)
+            yield work / "inventory.yaml"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run_onboard(checkout: Path, inventory: Path, forks: int, scratch: Path) -> tuple[float, int,
+                                                                                       float]:
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=scratch))
+    command = [PYTHON, "-m", "fleet", "onboard", "-i", str(inventory), "--forks", str(forks),
+               "--connect-rate", "0", "--state-dir", str(state), "--json"]
+    # The checkout's own package wins over the installed one (cwd first on sys.path with -m).
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    done, _ = run_measured(command, env=env, cwd=checkout)
+    ok = sum(1 for line in done.stdout.splitlines()
+             if line.startswith("{") and json.loads(line).get("category") == "connected")
+    return done.wall_s, ok, done.max_rss_kb / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=200)
+    parser.add_argument("--latency", type=float, default=5.0)
+    parser.add_argument("--forks", type=int, default=200)
+    parser.add_argument("--baseline", type=Path, help="another checkout to run the same case "
+                        "from (for example main before a change)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    raise_fd_limit(args.hosts * 4 + 1024)
+    ideal = math.ceil(args.hosts / args.forks) * args.latency
+    checkouts = [("arcfleet", REPO)]
+    if args.baseline:
+        checkouts.insert(0, ("baseline", args.baseline.resolve()))
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="arcfleet-winrm-bench-") as tmp:
+        scratch = Path(tmp)
+        for turn, (label, checkout) in enumerate(checkouts):
+            subnet = f"127.{71 + turn}"  # a fresh address range per lab
+            with windows_lab(args.hosts, args.latency, scratch, subnet) as inventory:
+                wall, ok, rss = run_onboard(checkout, inventory, args.forks, scratch)
+            rows.append(Row(label, args.hosts, args.latency, args.forks, wall, ideal, ok, rss,
+                            str(checkout)))
+            r = rows[-1]
+            print(f"{r.label:9s} N={r.hosts} L={r.latency_s:g}s forks={r.forks} "
+                  f"wall {r.wall_s:6.2f} s  ideal {r.ideal_s:5.1f} s  ratio {r.ratio:4.2f}  "
+                  f"ok {r.ok_hosts}/{r.hosts}  rss {r.peak_rss_mb:4.0f} MB  [{checkout}]",
+                  flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "started_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "server": "lab WS-Management endpoint (fleet/lab/winrm_server.py), Basic over HTTP",
+            "results": [{**asdict(r), "ratio": r.ratio} for r in rows]}, indent=2),
+            encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
