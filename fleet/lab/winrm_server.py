@@ -67,6 +67,7 @@ class FaultMode(StrEnum):
     NONE = "none"
     FAULT = "fault"  # HTTP 500 with a SOAP fault that is not the operation timeout
     MALFORMED = "malformed"  # HTTP 200 with a body that is not XML
+    DRIP = "drip"  # HTTP 200 whose body arrives one byte every DRIP_INTERVAL_S, never ending
 
 
 @dataclass
@@ -110,6 +111,13 @@ class _BadRequest(Exception):
 
 class _DropConnection(Exception):
     """Scenario ``connection_drop``: cut the TCP connection without an answer."""
+
+
+class _Drip(Exception):
+    """Fault mode ``drip``: answer one byte at a time until the client goes away."""
+
+
+DRIP_INTERVAL_S = 0.5
 
 
 class LabWinrmServer:
@@ -247,6 +255,14 @@ class LabWinrmServer:
             return
         except _DropConnection:
             writer.transport.abort()  # no HTTP answer, no FIN: the host "died" mid-command
+        except _Drip:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml;charset=UTF-8"
+                         b"\r\nContent-Length: 1000000\r\n\r\n")
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                while not writer.is_closing():
+                    writer.write(b" ")
+                    await writer.drain()
+                    await asyncio.sleep(DRIP_INTERVAL_S)
         except _BadRequest:
             with contextlib.suppress(ConnectionError):
                 _write_response(writer, 400, {}, b"", keep_alive=False)
@@ -399,6 +415,8 @@ class LabWinrmServer:
             )
         if mode is FaultMode.MALFORMED:
             return 200, b"<s:Envelope><s:Body><rsp:ReceiveResponse>not xml at all"
+        if mode is FaultMode.DRIP:
+            raise _Drip
         stream = env.find(f".//{{{_NS_SHELL}}}DesiredStream")
         command_id = stream.get("CommandId", "") if stream is not None else ""
         command = shell.commands.get(command_id)

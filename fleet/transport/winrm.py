@@ -262,7 +262,9 @@ class WinrmTransport:
         try:
             result: tuple[bytes, bytes, int, bool] = await self._call(
                 self._proto.get_command_output_raw, shell_id, command_id,
-                budget_s=operation_s + _LONG_POLL_GRACE_S,
+                # The answer is due at the OperationTimeout; past the command's deadline only a
+                # little grace, so a host that stops answering cannot stretch the deadline.
+                budget_s=max(1.0, min(operation_s + _LONG_POLL_GRACE_S, remaining_s + 1.0)),
             )
         except WinRMOperationTimeoutError:
             return b"", b"", -1, False

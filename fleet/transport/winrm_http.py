@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -298,10 +299,14 @@ class BoundedAdapter(HTTPAdapter):
                 self._read_body(response)
             except AnswerRefused:
                 raise
-            except (requests.exceptions.RequestException, OSError) as exc:
+            except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
+                    OSError) as exc:
                 if exchange.cut_reason is not None:
                     raise ExchangeDeadline(self._no_answer(exchange), request=request) from None
-                raise exc
+                if isinstance(exc, requests.exceptions.RequestException):
+                    raise
+                # A body read that broke (requests would have wrapped it the same way).
+                raise requests.exceptions.ConnectionError(exc, request=request) from None
             if exchange.cut_reason is not None:
                 raise ExchangeDeadline(self._no_answer(exchange), request=request)
             return response
