@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from onboard_scale import raise_fd_limit, run_measured  # noqa: E402
+from onboard_scale import raise_fd_limit, run_measured
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -46,6 +46,8 @@ class Row:
     ideal_s: float
     ok_hosts: int
     peak_rss_mb: float
+    cpu_s: float  # arcfleet's user + system time
+    load_after: float  # 1-minute load average after the run (noise indicator)
     checkout: str
 
     @property
@@ -80,8 +82,8 @@ def windows_lab(hosts: int, latency_s: float, scratch: Path, subnet: str) -> Ite
             shutil.rmtree(work, ignore_errors=True)
 
 
-def run_onboard(checkout: Path, inventory: Path, forks: int, scratch: Path) -> tuple[float, int,
-                                                                                       float]:
+def run_onboard(checkout: Path, inventory: Path, forks: int,
+                scratch: Path) -> tuple[float, int, float, float]:
     state = Path(tempfile.mkdtemp(prefix="state-", dir=scratch))
     command = [PYTHON, "-m", "fleet", "onboard", "-i", str(inventory), "--forks", str(forks),
                "--connect-rate", "0", "--state-dir", str(state), "--json"]
@@ -90,7 +92,7 @@ def run_onboard(checkout: Path, inventory: Path, forks: int, scratch: Path) -> t
     done, _ = run_measured(command, env=env, cwd=checkout)
     ok = sum(1 for line in done.stdout.splitlines()
              if line.startswith("{") and json.loads(line).get("category") == "connected")
-    return done.wall_s, ok, done.max_rss_kb / 1024
+    return done.wall_s, ok, done.max_rss_kb / 1024, done.cpu_s
 
 
 def main() -> None:
@@ -113,13 +115,14 @@ def main() -> None:
         for turn, (label, checkout) in enumerate(checkouts):
             subnet = f"127.{71 + turn}"  # a fresh address range per lab
             with windows_lab(args.hosts, args.latency, scratch, subnet) as inventory:
-                wall, ok, rss = run_onboard(checkout, inventory, args.forks, scratch)
+                wall, ok, rss, cpu = run_onboard(checkout, inventory, args.forks, scratch)
             rows.append(Row(label, args.hosts, args.latency, args.forks, wall, ideal, ok, rss,
-                            str(checkout)))
+                            cpu, os.getloadavg()[0], str(checkout)))
             r = rows[-1]
             print(f"{r.label:9s} N={r.hosts} L={r.latency_s:g}s forks={r.forks} "
                   f"wall {r.wall_s:6.2f} s  ideal {r.ideal_s:5.1f} s  ratio {r.ratio:4.2f}  "
-                  f"ok {r.ok_hosts}/{r.hosts}  rss {r.peak_rss_mb:4.0f} MB  [{checkout}]",
+                  f"ok {r.ok_hosts}/{r.hosts}  cpu {r.cpu_s:5.1f} s  rss {r.peak_rss_mb:4.0f} MB  "
+                  f"load {r.load_after:.1f}  [{checkout}]",
                   flush=True)
     if args.json:
         args.json.write_text(json.dumps({

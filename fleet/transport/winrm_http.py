@@ -136,12 +136,14 @@ class Watchdog:
 
     def arm(self, exchange: _Exchange) -> None:
         with self._wake:
+            earliest = not self._heap or exchange.deadline < self._heap[0][0]
             heapq.heappush(self._heap, (exchange.deadline, next(self._order), exchange))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="winrm-watchdog",
                                                 daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            if earliest:  # else the thread already wakes up early enough: no switch per request
+                self._wake.notify()
 
     def _loop(self) -> None:
         while True:
