@@ -287,6 +287,7 @@ class BoundedAdapter(HTTPAdapter):
         if call_end is not None:
             deadline = min(deadline, call_end)
         exchange = _Exchange(deadline)
+        allowed_s = deadline - time.monotonic()
         with self._lock:
             self._in_flight.add(exchange)
         _local.exchange = exchange
@@ -294,7 +295,7 @@ class BoundedAdapter(HTTPAdapter):
         try:
             if deadline <= time.monotonic():
                 exchange.cut("deadline")
-                raise ExchangeDeadline(self._no_answer(exchange), request=request)
+                raise ExchangeDeadline(_no_answer(exchange, allowed_s), request=request)
             try:
                 response = super().send(request, stream=True, timeout=timeout, verify=verify,
                                         cert=cert, proxies=proxies)
@@ -307,13 +308,14 @@ class BoundedAdapter(HTTPAdapter):
             except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
                     OSError) as exc:
                 if exchange.cut_reason is not None:
-                    raise ExchangeDeadline(self._no_answer(exchange), request=request) from None
+                    reason = _no_answer(exchange, allowed_s)
+                    raise ExchangeDeadline(reason, request=request) from None
                 if isinstance(exc, requests.exceptions.RequestException):
                     raise
                 # A body read that broke (requests would have wrapped it the same way).
                 raise requests.exceptions.ConnectionError(exc, request=request) from None
             if exchange.cut_reason is not None:
-                raise ExchangeDeadline(self._no_answer(exchange), request=request)
+                raise ExchangeDeadline(_no_answer(exchange, allowed_s), request=request)
             return response
         finally:
             exchange.finish()
@@ -321,11 +323,6 @@ class BoundedAdapter(HTTPAdapter):
             _local.exchange = None
             with self._lock:
                 self._in_flight.discard(exchange)
-
-    def _no_answer(self, exchange: _Exchange) -> str:
-        if exchange.cut_reason == "deadline":
-            return f"no complete answer within {self.exchange_s:g} s (exchange deadline)"
-        return f"exchange {exchange.cut_reason}"
 
     def _read_body(self, response: requests.Response) -> None:
         coding = response.headers.get("Content-Encoding", "identity").strip().lower()
@@ -353,6 +350,12 @@ class BoundedAdapter(HTTPAdapter):
         response._content = b"".join(chunks)
         response._content_consumed = True
         response.raw.release_conn()
+
+
+def _no_answer(exchange: _Exchange, allowed_s: float) -> str:
+    if exchange.cut_reason == "deadline":
+        return f"no complete answer within {max(allowed_s, 0):.1f} s (exchange deadline)"
+    return f"exchange cut: {exchange.cut_reason}"
 
 
 def _peer_certificate(response: requests.Response) -> bytes | None:
