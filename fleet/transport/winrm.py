@@ -369,6 +369,10 @@ class WinrmTransport:
                                            ssl_context=context)
         session.mount("https://", self._adapter)
         session.mount("http://", self._adapter)
+        # Nothing from the environment: no proxy (as proxy=None says), no netrc, no CA bundle
+        # (the adapter's context has decided trust). requests would otherwise scan os.environ
+        # for proxy variables on every request.
+        session.trust_env = False
 
     def _make_protocol(self) -> Protocol:
         settings = self._host.winrm
