@@ -7,8 +7,8 @@ WS-Management endpoint (Basic over HTTP on loopback), not a Windows host: a real
 costs more per exchange, so the ratio says what arcfleet's own scheduling costs, nothing more.
 
     .venv/bin/python bench/winrm_scale.py                       # 200 hosts, L 5 s, forks 200
-    .venv/bin/python bench/winrm_scale.py --baseline /tmp/main  # also the same case run from
-                                                                # another checkout (before/after)
+    .venv/bin/python bench/winrm_scale.py --cases 200:200,96:96,96:32 \\
+        --baseline /tmp/main     # each case also run from another checkout (before/after)
 """
 
 from __future__ import annotations
@@ -97,33 +97,38 @@ def run_onboard(checkout: Path, inventory: Path, forks: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=int, default=200)
+    parser.add_argument("--cases", default="200:200",
+                        help="HOSTS:FORKS,... (default: issue 15's target case 200:200; "
+                             "its example was 96:96,96:32)")
     parser.add_argument("--latency", type=float, default=5.0)
-    parser.add_argument("--forks", type=int, default=200)
-    parser.add_argument("--baseline", type=Path, help="another checkout to run the same case "
+    parser.add_argument("--baseline", type=Path, help="another checkout to run the same cases "
                         "from (for example main before a change)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    raise_fd_limit(args.hosts * 4 + 1024)
-    ideal = math.ceil(args.hosts / args.forks) * args.latency
+    cases = [tuple(int(n) for n in case.split(":")) for case in args.cases.split(",")]
+    raise_fd_limit(max(hosts for hosts, _ in cases) * 4 + 1024)
     checkouts = [("arcfleet", REPO)]
     if args.baseline:
         checkouts.insert(0, ("baseline", args.baseline.resolve()))
     rows: list[Row] = []
+    turn = 0
     with tempfile.TemporaryDirectory(prefix="arcfleet-winrm-bench-") as tmp:
         scratch = Path(tmp)
-        for turn, (label, checkout) in enumerate(checkouts):
-            subnet = f"127.{71 + turn}"  # a fresh address range per lab
-            with windows_lab(args.hosts, args.latency, scratch, subnet) as inventory:
-                wall, ok, rss, cpu = run_onboard(checkout, inventory, args.forks, scratch)
-            rows.append(Row(label, args.hosts, args.latency, args.forks, wall, ideal, ok, rss,
-                            cpu, os.getloadavg()[0], str(checkout)))
-            r = rows[-1]
-            print(f"{r.label:9s} N={r.hosts} L={r.latency_s:g}s forks={r.forks} "
-                  f"wall {r.wall_s:6.2f} s  ideal {r.ideal_s:5.1f} s  ratio {r.ratio:4.2f}  "
-                  f"ok {r.ok_hosts}/{r.hosts}  cpu {r.cpu_s:5.1f} s  rss {r.peak_rss_mb:4.0f} MB  "
-                  f"load {r.load_after:.1f}  [{checkout}]",
-                  flush=True)
+        for hosts, forks in cases:
+            ideal = math.ceil(hosts / forks) * args.latency
+            for label, checkout in checkouts:
+                subnet = f"127.{71 + turn % 4}"  # a fresh address range per lab
+                turn += 1
+                with windows_lab(hosts, args.latency, scratch, subnet) as inventory:
+                    wall, ok, rss, cpu = run_onboard(checkout, inventory, forks, scratch)
+                rows.append(Row(label, hosts, args.latency, forks, wall, ideal, ok, rss, cpu,
+                                os.getloadavg()[0], str(checkout)))
+                r = rows[-1]
+                print(f"{r.label:9s} N={r.hosts} L={r.latency_s:g}s forks={r.forks} "
+                      f"wall {r.wall_s:6.2f} s  ideal {r.ideal_s:5.1f} s  ratio {r.ratio:4.2f}  "
+                      f"ideal+cpu {r.ideal_s + r.cpu_s:5.1f} s  ok {r.ok_hosts}/{r.hosts}  "
+                      f"cpu {r.cpu_s:5.1f} s  rss {r.peak_rss_mb:4.0f} MB  "
+                      f"load {r.load_after:.1f}  [{checkout}]", flush=True)
     if args.json:
         args.json.write_text(json.dumps({
             "started_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
