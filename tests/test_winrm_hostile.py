@@ -357,3 +357,45 @@ def test_a_dripping_host_does_not_hold_the_process(tmp_path: Path) -> None:
                         f"to the host, with a host deadline of {host_s:g} s")
     assert status == 1, stderr
     assert outcome(stdout)["category"] == "timeout"
+
+
+def test_hosts_that_drip_do_not_starve_a_healthy_windows_host(tmp_path: Path) -> None:
+    """40 dripping hosts (more than the 32 WinRM threads arcfleet used to have) and one lab
+    host, forks 50: the lab host connects, the others time out, and the process ends."""
+    from fleet.lab.fleet import LabFleet
+    from tests.engine_support import cli_argv, cli_env, edit_inventory
+
+    host_s = 20.0
+    with contextlib.ExitStack() as stack:
+        lab = stack.enter_context(LabFleet.in_thread(tmp_path / "lab", hosts=0, windows=1,
+                                                     subnet="127.34"))
+        drips = [stack.enter_context(HostileServer(f"127.33.0.{i + 1}", drip))
+                 for i in range(40)]
+
+        def add_drips(body: dict[str, Any]) -> None:
+            for i, server in enumerate(drips):
+                body["hosts"][f"drip-{i:02d}"] = {"address": server.address,
+                                                  "port": server.port, "transport": "winrm"}
+
+        inventory = edit_inventory(lab, "with-drips.yaml", add_drips)
+        argv = cli_argv("onboard", inventory, tmp_path / "state", "--forks", "50",
+                        "--playbook", str(playbook(tmp_path, connect_timeout_s=60,
+                                                   host_s=host_s)))
+        process = subprocess.Popen(argv, cwd=ROOT, env=cli_env(tmp_path), text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(600):
+            if all(d.first_request_at for d in drips) or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        started = min(d.first_request_at or time.monotonic() for d in drips)
+        try:
+            stdout, stderr = process.communicate(
+                timeout=max(0.1, started + host_s + 5 - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            pytest.fail(f"the process was alive {host_s + 5:g} s after the first request")
+    outcomes = {line["host"]: line for line in map(json.loads, stdout.splitlines())}
+    assert outcomes["lab-0001"]["category"] == "connected", stderr
+    assert {outcomes[f"drip-{i:02d}"]["category"] for i in range(40)} == {"timeout"}
+    assert all(d.requests for d in drips)  # every dripping host was being served at once
