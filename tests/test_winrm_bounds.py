@@ -67,3 +67,24 @@ async def test_a_cancelled_run_frees_its_thread_at_once(tmp_path: Path) -> None:
             assert other.exit_status == 0
             await healthy.close()
             await dripping.close()
+
+
+async def test_the_pool_has_a_thread_for_every_winrm_session_of_the_run(tmp_path: Path) -> None:
+    """Issue 15: WinRM hosts run at the concurrency forks asks for, not 32 at a time."""
+    import threading
+
+    from fleet.inventory.model import Transport
+    from fleet.transport.factory import TransportFactory
+    from fleet.transport.ssh import HostKeyPolicy
+
+    async with winrm_lab(tmp_path, [ScenarioKind.SUCCESS], base=64) as lab:
+        windows = [lab.resolved(0).model_copy(update={"name": f"w{i}"}) for i in range(150)]
+        linux = [lab.resolved(0).model_copy(update={"name": f"l{i}", "transport": Transport.SSH})
+                 for i in range(500)]
+        factory = TransportFactory(HostKeyPolicy())
+        before = {t.ident for t in threading.enumerate()}
+        factory.plan_sessions(400, [*windows, *linux])  # forks 200 + 200 prepared ahead
+        started = [t for t in threading.enumerate()
+                   if t.ident not in before and t.name.startswith("winrm")]
+        assert factory.winrm_threads == len(started) == 150  # one per WinRM host, no more
+        await factory.aclose()
