@@ -399,3 +399,42 @@ def test_hosts_that_drip_do_not_starve_a_healthy_windows_host(tmp_path: Path) ->
     assert outcomes["lab-0001"]["category"] == "connected", stderr
     assert {outcomes[f"drip-{i:02d}"]["category"] for i in range(40)} == {"timeout"}
     assert all(d.requests for d in drips)  # every dripping host was being served at once
+
+
+def big_answer_handler(size: int, *, announce: bool) -> Handler:
+    """An identity answer of ``size`` bytes: with Content-Length, or chunked (length unknown)."""
+    def handler(conn: socket.socket, server: HostileServer) -> None:
+        server.read_request(conn)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml;charset=UTF-8\r\n"
+        chunk = b"<" * (64 * 1024)
+        if announce:
+            conn.sendall(head + f"Content-Length: {size}\r\n\r\n".encode())
+            for _ in range(size // len(chunk)):
+                conn.sendall(chunk)
+            return
+        conn.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+        for _ in range(size // len(chunk)):
+            conn.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        conn.sendall(b"0\r\n\r\n")
+    return handler
+
+
+@pytest.mark.parametrize("announce", [True, False], ids=["content-length", "chunked"])
+async def test_an_answer_over_the_byte_cap_is_refused(tmp_path: Path, announce: bool) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fleet.errors import HostUnreachable
+    from fleet.inventory.model import OsFamily, ResolvedHost, Transport, WinrmSettings
+    from fleet.transport.winrm import WinrmTransport
+    from fleet.transport.winrm_http import MAX_RESPONSE_BYTES
+
+    with HostileServer("127.32.0.4", big_answer_handler(8 * MAX_RESPONSE_BYTES,
+                                                        announce=announce)) as server, \
+            ThreadPoolExecutor(1) as executor:
+        host = ResolvedHost(
+            name="big", address=server.address, port=server.port, transport=Transport.WINRM,
+            os=OsFamily.WINDOWS, winrm=WinrmSettings(user="u", auth="basic", scheme="http",
+                                                     allow_basic_over_http=True))
+        transport = WinrmTransport(host, password=PASSWORD, executor=executor)
+        with pytest.raises(HostUnreachable, match="byte limit"):
+            await transport.open()
