@@ -229,12 +229,11 @@ class WinrmTransport:
             with contextlib.suppress(RuntimeError):  # executor already shut down
                 self._executor.submit(self._abandon_sync, shell_id, command_id)
             raise
-        except ExchangeDeadline:
-            # The host stopped answering within the command's own deadline: that is a timeout
-            # (Signal + Delete, best effort and bounded), not a dropped connection.
+        except ExchangeDeadline as exc:
+            # Cut at the command's deadline: a timeout (Signal + Delete, best effort and
+            # bounded). Cut earlier: the host stopped answering, the outcome is unknown.
             if time.monotonic() < deadline:
-                raise self._dropped(ExchangeDeadline("cut before the command's deadline")) \
-                    from None
+                raise self._dropped(exc) from None
             await self._abandon_shell(shell_id, command_id)
             return self._result(script, None, stdout, stderr, started, timed_out=True)
         except TransportError:
