@@ -197,10 +197,12 @@ async def test_output_is_capped_and_the_cut_recorded(tmp_path: Path) -> None:
     assert len(result.stdout.encode()) <= OUTPUT_CAP_BYTES
 
 
-def _https(lab: WinrmLab, *, validate: bool) -> WinrmTransport:
+def _https(lab: WinrmLab, *, validate: bool, allow_unverified: bool = False,
+           ca_file: Path | None = None) -> WinrmTransport:
     host = lab.resolved(0)
     settings = WinrmSettings(user=host.winrm.user, auth="basic", scheme="https",
-                             cert_validation=validate)
+                             cert_validation=validate, allow_unverified_tls=allow_unverified,
+                             ca_file=ca_file)
     return WinrmTransport(host.model_copy(update={"winrm": settings}), password=PASSWORD,
                           executor=lab.executor)
 
@@ -217,7 +219,10 @@ async def test_https_with_a_trusted_ca_or_validation_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with winrm_lab(tmp_path, [ScenarioKind.SUCCESS], tls=True) as lab:
-        unverified = _https(lab, validate=False)
+        with pytest.raises(InputError) as refused:
+            _https(lab, validate=False)
+        assert refused.value.problems[0].field == "winrm.cert_validation"
+        unverified = _https(lab, validate=False, allow_unverified=True)
         await unverified.open()
         assert (await unverified.run(CMDS.check_elevation(), timeout_s=10)).exit_status == 0
         await unverified.close()
@@ -227,6 +232,32 @@ async def test_https_with_a_trusted_ca_or_validation_off(
         await trusted.open()
         assert (await trusted.run(CMDS.check_elevation(), timeout_s=10)).exit_status == 0
         await trusted.close()
+        # The inventory's own CA file, with REQUESTS_CA_BUNDLE pointing elsewhere.
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "no-such-bundle.pem"))
+        with_ca_file = _https(lab, validate=True, ca_file=lab.ca_file)
+        await with_ca_file.open()
+        assert (await with_ca_file.run(CMDS.check_elevation(), timeout_s=10)).exit_status == 0
+        await with_ca_file.close()
+
+
+async def test_https_with_the_system_trust_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # truststore uses OpenSSL's default verify paths on Linux; SSL_CERT_FILE moves the store.
+    async with winrm_lab(tmp_path, [ScenarioKind.SUCCESS], tls=True) as lab:
+        assert lab.ca_file is not None
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        monkeypatch.setenv("SSL_CERT_FILE", str(lab.ca_file))
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        trusted = _https(lab, validate=True)
+        await trusted.open()
+        assert (await trusted.run(CMDS.check_elevation(), timeout_s=10)).exit_status == 0
+        await trusted.close()
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "empty.pem"))
+        (tmp_path / "empty.pem").write_text("")
+        monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+        with pytest.raises(HostAuthFailed, match="TLS certificate not trusted"):
+            await _https(lab, validate=True).open()
 
 
 async def test_auth_without_its_package_is_host_auth_failed(tmp_path: Path) -> None:

@@ -31,6 +31,9 @@ UNSET: Final = {
     "html_file": "no HTML file",
     "inventory_out": "<work-dir>/inventory.yaml",
     "work_dir": "a temporary directory",
+    "engine": "auto, or $ARCFLEET_INVENTORY_ENGINE",
+    "vault_ids": "none",
+    "vault_password_files": "none",
     "allow_secret_env": "none: only AZURE_*, ARC_* and ARCFLEET_* variables",
 }
 

@@ -72,6 +72,24 @@ def _user_and_mode(host: ResolvedHost) -> tuple[str, str]:
     return host.winrm.user or "", f"{host.winrm.auth}/{host.winrm.scheme}"
 
 
+def _tls(host: ResolvedHost) -> str:
+    """The WinRM certificate validation state ("" for SSH hosts)."""
+    if host.transport is not Transport.WINRM:
+        return ""
+    from fleet.inventory.winrm_policy import validation_state
+
+    return validation_state(host)
+
+
+def _warn_weak_winrm(hosts: list[ResolvedHost]) -> None:
+    from fleet.inventory.winrm_policy import winrm_warning
+
+    for host in hosts:
+        warning = winrm_warning(host)
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
+
+
 @click.group("inventory")
 def inventory_group() -> None:
     """Read, check and show inventories (arcfleet YAML, Ansible INI/YAML)."""
@@ -91,11 +109,13 @@ def show(
     inventory = load_inventory(list(inventories), azure_overrides=azure_overrides,
                                engine=engine, vault=vault)
     hosts = select_hosts(inventory, limit)
+    _warn_weak_winrm(hosts)
     if as_json:
         # One host per line: json's indent= switches to its pure-Python encoder, which took
         # longer than loading a 5,000-host inventory.
         rows = ",\n".join(
-            "    " + json.dumps({**host.model_dump(mode="json"), "credential": credential_of(host)})
+            "    " + json.dumps({**host.model_dump(mode="json"), "credential": credential_of(host),
+                        **({"winrm_certificate": _tls(host)} if _tls(host) else {})})
             for host in hosts
         )
         click.echo(
@@ -111,14 +131,15 @@ def show(
 
     table = Table(title=f"{len(hosts)} hosts from {', '.join(inventory.sources)}")
     for column in ("name", "address", "transport", "os", "user", "become/auth",
-                   "resource group", "location", "resource name", "tags", "credential"):
+                   "certificate", "resource group", "location", "resource name", "tags",
+                   "credential"):
         table.add_column(column, overflow="fold")
     for host in hosts:
         user, mode = _user_and_mode(host)
         tags = ",".join(f"{k}={v}" for k, v in sorted(host.azure.tags.items()))
         table.add_row(
             host.name, f"{host.address}:{host.port}", host.transport.value, host.os.value, user,
-            mode, host.azure.resource_group or "", host.azure.location or "",
+            mode, _tls(host), host.azure.resource_group or "", host.azure.location or "",
             host.resource_name, tags, credential_of(host),
         )
     console = Console(highlight=False)
@@ -141,6 +162,7 @@ def validate(
     inventory = load_inventory(list(inventories), azure_overrides=azure_overrides,
                                engine=engine, vault=vault)
     hosts = select_hosts(inventory, limit)
+    _warn_weak_winrm(hosts)
     click.echo(f"{len(hosts)} hosts OK")
 
 

@@ -213,6 +213,7 @@ class FleetRun:
         # ``forks`` agent operations at once (agent_slots), and as many hosts again being opened
         # and preflighted, so the CPU work of one host overlaps another's wait for Azure.
         workers = min(self.options.forks + self.options.prepare_ahead, max(1, len(queue)))
+        self.factory.plan_sessions(workers, self.hosts)
         log.info(
             "run started",
             hosts=len(queue),

@@ -69,8 +69,6 @@ _REFUSED: dict[str, str] = {
                                       "without a passphrase or an ssh-agent",
     "ansible_ssh_private_key_passphrase": "encrypted private keys are not supported; use a key "
                                           "without a passphrase or an ssh-agent",
-    "ansible_winrm_ca_trust_path": "a custom CA bundle is not applied by arcfleet's WinRM "
-                                   "transport yet; add the CA to the system trust store",
     "ansible_psrp_ca_cert": "a custom CA bundle is not applied by arcfleet's WinRM transport "
                             "yet; add the CA to the system trust store",
     "ansible_psrp_cert_trust_path": "a custom CA bundle is not applied by arcfleet's WinRM "
@@ -245,6 +243,7 @@ ARC_VARS: dict[str, Callable[[Conversion, str, Any], None]] = {
     "arc_winrm_password_env": _password_ref("env"),
     "arc_winrm_password_file": _password_ref("file"),
     "arc_winrm_allow_basic_over_http": _setter("winrm.allow_basic_over_http"),
+    "arc_winrm_allow_unverified_tls": _setter("winrm.allow_unverified_tls"),
     "arc_known_hosts": _setter("ssh.known_hosts"),
     "arc_connect_timeout_s": _setter("ssh.connect_timeout_s"),
     "arc_ssh_compression": _setter("ssh.compression"),
@@ -350,6 +349,9 @@ def _winrm(conv: Conversion, variables: Mapping[str, Any], kind: str, user: str 
             conv.set("winrm.cert_validation", True, cert_var)
         else:
             conv.error(cert_var, "must be 'validate' or 'ignore'")
+    ca_bundle = variables.get("ansible_winrm_ca_trust_path")
+    if kind != "psrp" and ca_bundle not in (None, ""):
+        conv.set("winrm.ca_file", text_of(ca_bundle), "ansible_winrm_ca_trust_path")
 
 
 def convert(
@@ -489,6 +491,7 @@ _OTHER_READ = (
     "ansible_ssh_common_args", "ansible_ssh_extra_args", "ansible_become",
     "ansible_become_method", "ansible_become_user", "ansible_sudo_user",
     "ansible_winrm_scheme", "ansible_winrm_transport", "ansible_winrm_server_cert_validation",
+    "ansible_winrm_ca_trust_path",
     "ansible_psrp_protocol", "ansible_psrp_auth", "ansible_psrp_cert_validation",
     "ansible_host_key_checking", "ansible_ssh_host_key_checking",
     "ansible_group_priority",

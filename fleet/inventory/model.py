@@ -108,6 +108,12 @@ class WinrmSettings(_Frozen):
     cert_validation: bool = True
     # Basic auth over plain HTTP sends the password readable on the wire; only when asked.
     allow_basic_over_http: bool = False
+    # CA bundle (file or directory) that validates the endpoint's certificate; None: the
+    # REQUESTS_CA_BUNDLE file if set, else the system trust store.
+    ca_file: Path | None = None
+    # Basic auth over HTTPS without validation sends the password to whoever answers: refused
+    # unless this separate, explicit per-host opt-in is set.
+    allow_unverified_tls: bool = False
 
 
 class AzureTarget(_Frozen):

@@ -11,6 +11,7 @@ make a credential nobody wrote).
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ _ANSIBLE_NAMES = {
     "winrm.user": "ansible_user",
     "winrm.password": "arc_winrm_password_env",
     "winrm.auth": "ansible_winrm_transport",
+    "winrm.cert_validation": "ansible_winrm_server_cert_validation",
+    "winrm.ca_file": "ansible_winrm_ca_trust_path",
     "transport": "ansible_connection",
     "os": "arc_os",
     "address": "ansible_host",
@@ -308,6 +311,19 @@ class Resolver:
                 problem("winrm.auth", "basic authentication over plain http sends the password "
                         "readable on the wire; use https, another auth, or set "
                         "allow_basic_over_http: true for this host")
+            unverified = scheme == "https" and winrm.get("cert_validation") is False
+            if winrm.get("auth") == "basic" and unverified and \
+                    not winrm.get("allow_unverified_tls"):
+                problem("winrm.cert_validation", "basic authentication over https without "
+                        "certificate validation sends the password to whoever answers; validate "
+                        "the certificate (winrm.ca_file for an internal CA) or set "
+                        "allow_unverified_tls: true for this host")
+            ca_file = winrm.get("ca_file")
+            if ca_file is not None and (unverified or scheme == "http"):
+                problem("winrm.ca_file", "is set but not used: certificate validation is off "
+                        "or the scheme is http")
+            elif ca_file is not None and not os.access(ca_file, os.R_OK):
+                problem("winrm.ca_file", f"cannot read {ca_file}")
         for key in _REQUIRED_AZURE:
             if not azure.get(key):
                 problem(f"azure.{key}", "required (set it in the inventory or on the command line)")

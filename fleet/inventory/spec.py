@@ -149,6 +149,13 @@ class WinrmSpec(_Spec):
     scheme: Literal["http", "https"] | None = None
     cert_validation: bool | None = None
     allow_basic_over_http: bool | None = None
+    ca_file: Path | None = None
+    allow_unverified_tls: bool | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path, info: ValidationInfo) -> Path:
+        return resolve_path(value, info)
 
     @field_validator("user")
     @classmethod

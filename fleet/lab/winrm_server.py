@@ -59,6 +59,7 @@ INJECTED_FAULT = 2150859174
 _MAX_HEADER_BYTES = 64 * 1024
 _MAX_BODY_BYTES = 4 * 1024 * 1024
 _DEFAULT_OPERATION_TIMEOUT_S = 20.0
+_DEFAULT_MAX_ENVELOPE = 512_000  # WinRM's MaxEnvelopeSizekb default is 500
 
 
 class FaultMode(StrEnum):
@@ -67,6 +68,7 @@ class FaultMode(StrEnum):
     NONE = "none"
     FAULT = "fault"  # HTTP 500 with a SOAP fault that is not the operation timeout
     MALFORMED = "malformed"  # HTTP 200 with a body that is not XML
+    DRIP = "drip"  # HTTP 200 whose body arrives one byte every DRIP_INTERVAL_S, never ending
 
 
 @dataclass
@@ -110,6 +112,13 @@ class _BadRequest(Exception):
 
 class _DropConnection(Exception):
     """Scenario ``connection_drop``: cut the TCP connection without an answer."""
+
+
+class _Drip(Exception):
+    """Fault mode ``drip``: answer one byte at a time until the client goes away."""
+
+
+DRIP_INTERVAL_S = 0.5
 
 
 class LabWinrmServer:
@@ -247,6 +256,14 @@ class LabWinrmServer:
             return
         except _DropConnection:
             writer.transport.abort()  # no HTTP answer, no FIN: the host "died" mid-command
+        except _Drip:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml;charset=UTF-8"
+                         b"\r\nContent-Length: 1000000\r\n\r\n")
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                while not writer.is_closing():
+                    writer.write(b" ")
+                    await writer.drain()
+                    await asyncio.sleep(DRIP_INTERVAL_S)
         except _BadRequest:
             with contextlib.suppress(ConnectionError):
                 _write_response(writer, 400, {}, b"", keep_alive=False)
@@ -399,6 +416,8 @@ class LabWinrmServer:
             )
         if mode is FaultMode.MALFORMED:
             return 200, b"<s:Envelope><s:Body><rsp:ReceiveResponse>not xml at all"
+        if mode is FaultMode.DRIP:
+            raise _Drip
         stream = env.find(f".//{{{_NS_SHELL}}}DesiredStream")
         command_id = stream.get("CommandId", "") if stream is not None else ""
         command = shell.commands.get(command_id)
@@ -417,7 +436,16 @@ class LabWinrmServer:
                 message_id, OPERATION_TIMEOUT_FAULT, "The WS-Management service cannot complete "
                 "the operation within the time specified in OperationTimeout."
             )
-        stdout, stderr, done, status = output.take()
+        # Like Windows, never answer more than the client's MaxEnvelopeSize: the rest of the
+        # output waits for the next Receive, and Done comes with the last of it.
+        room = _stream_room(env)
+        stdout = bytes(output.stdout[:room])
+        del output.stdout[: len(stdout)]
+        stderr = bytes(output.stderr[: room - len(stdout)])
+        del output.stderr[: len(stderr)]
+        done, status = False, None
+        if not output.stdout and not output.stderr:
+            _, _, done, status = output.take()
         return 200, _receive_response(message_id, command_id, stdout, stderr, done, status)
 
     async def _delete_shell(self, address: str, shell: _Shell) -> None:
@@ -520,6 +548,14 @@ def _operation_timeout_s(env: ET.Element) -> float:
         return _DEFAULT_OPERATION_TIMEOUT_S
     minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
     return minutes * 60 + seconds
+
+
+def _stream_room(env: ET.Element) -> int:
+    """Raw output bytes that fit a Receive answer within the request's MaxEnvelopeSize
+    (base64 grows them by 4/3; the envelope around them takes about 1 KiB)."""
+    text = _header_text(env, _NS_WSMAN, "MaxEnvelopeSize")
+    size = int(text) if text.isdigit() else _DEFAULT_MAX_ENVELOPE
+    return max(1024, (size - 2048) * 3 // 4)
 
 
 def _envelope(action: str, relates_to: str, body: str) -> bytes:

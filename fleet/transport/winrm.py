@@ -1,8 +1,14 @@
 """WinRM transport: pywinrm's ``Protocol`` driven by hand, its blocking calls in a shared executor.
 
-pywinrm is synchronous, so every HTTP exchange runs in the engine's bounded
-:class:`~concurrent.futures.ThreadPoolExecutor`; a thread is held for one exchange (at most one
-long-poll), not for a whole command, so hundreds of hosts share a few threads.
+pywinrm is synchronous, so every HTTP exchange runs in the engine's
+:class:`~concurrent.futures.ThreadPoolExecutor` (sized by the factory to the sessions the run keeps
+open); a thread is held for one exchange (at most one long-poll), not for a whole command.
+
+Every exchange goes through :class:`~fleet.transport.winrm_http.BoundedAdapter`: identity encoding
+only, a byte cap, and a deadline after which its socket is shut down. Each blocking call also gets
+a deadline of its own (opening: ``open_timeout_s``; a command's exchanges: no later than the
+command's deadline), and a call the event loop stops waiting for (cancellation) is cut at once, so
+no worker thread outlives the host it served.
 
 ``Session.run_cmd`` retries Receive forever on a hung command, so :meth:`WinrmTransport.run`
 drives Command / Receive itself against a deadline. Each Receive long-polls for at most the time
@@ -12,9 +18,12 @@ shell deleted, and the partial output is returned with ``timed_out=True``.
 Errors:
 
 * connection refused / timed out / DNS -> :class:`HostUnreachable` (when opening);
+* an answer that breaks a bound (size, encoding, exchange deadline) -> :class:`HostUnreachable`
+  when opening, :class:`ConnectionDropped` once a command runs;
 * HTTP 401 -> :class:`HostAuthFailed`; TLS certificate not trusted -> :class:`HostAuthFailed`;
-* basic auth over plain HTTP without ``allow_basic_over_http`` -> :class:`InputError` from the
-  constructor (nothing is contacted; :func:`winrm_settings_problem` lets a loader check first);
+* basic auth over plain HTTP without ``allow_basic_over_http``, or over HTTPS without certificate
+  validation and without ``allow_unverified_tls`` -> :class:`InputError` from the constructor
+  (nothing is contacted; :func:`winrm_settings_problem` lets a loader check first);
 * anything that breaks the exchange once a command runs (connection lost, a SOAP fault other than
   the operation timeout, a response that is not XML) -> :class:`ConnectionDropped`: the command's
   outcome on the host is unknown, which is what the engine must be told. The shell is abandoned
@@ -27,7 +36,6 @@ import asyncio
 import base64
 import contextlib
 import math
-import os
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -50,10 +58,10 @@ from fleet.errors import (
     HostAuthFailed,
     HostUnreachable,
     InputError,
-    Problem,
     TransportError,
 )
 from fleet.inventory.model import ResolvedHost
+from fleet.inventory.winrm_policy import winrm_settings_problem
 from fleet.redact import redact, register_secret
 from fleet.transport.base import OUTPUT_CAP_BYTES, CommandResult
 from fleet.transport.powershell import (
@@ -61,6 +69,14 @@ from fleet.transport.powershell import (
     command_line,
     put_file_script,
     read_tail_script,
+)
+from fleet.transport.winrm_http import (
+    AnswerRefused,
+    BoundedAdapter,
+    ExchangeDeadline,
+    bind_channel_from_stored_certificate,
+    call_deadline,
+    trust_context,
 )
 
 _T = TypeVar("_T")
@@ -70,24 +86,10 @@ _ACCESS_DENIED = 5
 # pywinrm sends Send input in one envelope; stay well under WinRM's default MaxEnvelopeSize.
 _STDIN_CHUNK = 64 * 1024
 _FILE_TIMEOUT_S = 60.0
-
-
-def winrm_settings_problem(host: ResolvedHost) -> Problem | None:
-    """Why these WinRM settings cannot be used, or None. Checked before anything is contacted."""
-    settings = host.winrm
-    where = host.source or "<inventory>"
-    plain_basic = settings.auth == "basic" and settings.scheme == "http"
-    if plain_basic and not settings.allow_basic_over_http:
-        return Problem(
-            where,
-            host.name,
-            "winrm.auth",
-            "basic authentication over plain HTTP sends the password readable; use "
-            "https, another auth, or set winrm.allow_basic_over_http",
-        )
-    if settings.user is None and settings.auth != "kerberos":
-        return Problem(where, host.name, "winrm.user", f"required for {settings.auth} auth")
-    return None
+# How long the best-effort Signal + Delete after a cancelled or timed-out command may take.
+_ABANDON_S = 5.0
+# What a Receive may take beyond its OperationTimeout before the exchange is cut.
+_LONG_POLL_GRACE_S = 5.0
 
 
 class WinrmTransport:
@@ -101,6 +103,7 @@ class WinrmTransport:
         executor: ThreadPoolExecutor,
         read_timeout_s: int = 30,
         long_poll_s: int = 5,
+        open_timeout_s: float = 30.0,
     ) -> None:
         problem = winrm_settings_problem(host)
         if problem is not None:
@@ -111,6 +114,9 @@ class WinrmTransport:
         self._password = password
         self._executor = executor
         self._read_timeout_s = max(int(read_timeout_s), 3)
+        # Opening (TCP, TLS, authentication, Create) as a whole, not per read.
+        self._open_timeout_s = max(float(open_timeout_s), 1.0)
+        self._adapter: BoundedAdapter | None = None
         # One Receive holds an executor thread for up to this long, so it is kept short (WinRM's
         # own default is 20 s); it must end before the HTTP read timeout, or a quiet command
         # looks like a dead connection.
@@ -136,7 +142,7 @@ class WinrmTransport:
             if self._protocol is not None and self._shell_id is not None:
                 return
             try:
-                await self._call(self._open_sync)
+                await self._call(self._open_sync, budget_s=self._open_timeout_s)
             except Exception as exc:
                 raise self._open_error(exc) from None
 
@@ -176,7 +182,7 @@ class WinrmTransport:
             if self._protocol is None:
                 return
             with contextlib.suppress(Exception):
-                await self._call(self._close_sync)
+                await self._call(self._close_sync, budget_s=_ABANDON_S)
             self._protocol = None
             self._shell_id = None
 
@@ -196,13 +202,14 @@ class WinrmTransport:
                 program,
                 args,
                 console_mode_stdin=stdin is None,
+                budget_s=self._budget(deadline),
             )
         except Exception as exc:
             raise self._dropped(exc) from None
         stdout, stderr = _CappedBuffer(), _CappedBuffer()
         try:
             if stdin is not None:
-                await self._send_stdin(shell_id, command_id, stdin)
+                await self._send_stdin(shell_id, command_id, stdin, deadline)
             exit_status: int | None = None
             while True:
                 remaining = deadline - time.monotonic()
@@ -222,32 +229,49 @@ class WinrmTransport:
             with contextlib.suppress(RuntimeError):  # executor already shut down
                 self._executor.submit(self._abandon_sync, shell_id, command_id)
             raise
+        except ExchangeDeadline as exc:
+            # Cut at the command's deadline: a timeout (Signal + Delete, best effort and
+            # bounded). Cut earlier: the host stopped answering, the outcome is unknown.
+            if time.monotonic() < deadline:
+                raise self._dropped(exc) from None
+            await self._abandon_shell(shell_id, command_id)
+            return self._result(script, None, stdout, stderr, started, timed_out=True)
         except TransportError:
             raise
         except Exception as exc:
             raise self._dropped(exc) from None
         # Windows keeps a finished command's state until it is signalled.
         with contextlib.suppress(Exception):
-            await self._call(self._proto.cleanup_command, shell_id, command_id)
+            await self._call(self._proto.cleanup_command, shell_id, command_id,
+                             budget_s=_ABANDON_S)
         return self._result(script, exit_status, stdout, stderr, started)
+
+    def _budget(self, deadline: float) -> float:
+        """An exchange's time: up to the HTTP read timeout, never past the command's deadline
+        (plus a little, so a timely answer at the deadline is still read)."""
+        return max(0.5, min(float(self._read_timeout_s), deadline - time.monotonic() + 1.0))
 
     async def _receive(
         self, shell_id: str, command_id: str, remaining_s: float
     ) -> tuple[bytes, bytes, int, bool]:
         # The long-poll waits no longer than the time left, so the deadline is kept to ~1 s.
         # The Protocol is used by one call at a time (self._lock), so setting this is safe.
-        self._proto.operation_timeout_sec = max(
-            1, min(self._max_operation_timeout_s, math.ceil(remaining_s))
-        )
+        operation_s = max(1, min(self._max_operation_timeout_s, math.ceil(remaining_s)))
+        self._proto.operation_timeout_sec = operation_s
         try:
             result: tuple[bytes, bytes, int, bool] = await self._call(
-                self._proto.get_command_output_raw, shell_id, command_id
+                self._proto.get_command_output_raw, shell_id, command_id,
+                # The answer is due at the OperationTimeout; past the command's deadline only a
+                # little grace, so a host that stops answering cannot stretch the deadline.
+                budget_s=max(1.0, min(operation_s + _LONG_POLL_GRACE_S, remaining_s + 1.0)),
             )
         except WinRMOperationTimeoutError:
             return b"", b"", -1, False
         return result
 
-    async def _send_stdin(self, shell_id: str, command_id: str, data: bytes) -> None:
+    async def _send_stdin(
+        self, shell_id: str, command_id: str, data: bytes, deadline: float
+    ) -> None:
         encoded = base64.b64encode(data)
         chunks = [encoded[i : i + _STDIN_CHUNK] for i in range(0, len(encoded), _STDIN_CHUNK)]
         chunks = chunks or [b""]
@@ -258,13 +282,14 @@ class WinrmTransport:
                 command_id,
                 chunk,
                 end=index == len(chunks) - 1,
+                budget_s=self._budget(deadline),
             )
 
     async def _shell(self) -> str:
         if self._protocol is not None and self._shell_id is not None:
             return self._shell_id
         try:
-            await self._call(self._open_sync)
+            await self._call(self._open_sync, budget_s=self._open_timeout_s)
         except Exception as exc:
             error = self._open_error(exc)
             if isinstance(error, HostAuthFailed):
@@ -275,7 +300,7 @@ class WinrmTransport:
 
     async def _abandon_shell(self, shell_id: str, command_id: str) -> None:
         self._shell_id = None
-        await self._call(self._abandon_sync, shell_id, command_id)
+        await self._call(self._abandon_sync, shell_id, command_id, budget_s=_ABANDON_S)
 
     def _result(
         self,
@@ -304,14 +329,49 @@ class WinrmTransport:
         assert self._protocol is not None, "open() first"
         return self._protocol
 
-    async def _call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    async def _call(
+        self, fn: Callable[..., _T], *args: Any, budget_s: float | None = None, **kwargs: Any
+    ) -> _T:
+        """``fn`` in the executor; its exchanges end within ``budget_s`` (default: the HTTP read
+        timeout), and at once if the caller stops waiting."""
+        budget = float(self._read_timeout_s) if budget_s is None else budget_s
+
+        def bounded() -> _T:
+            with call_deadline(budget):
+                return fn(*args, **kwargs)
+
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        future = loop.run_in_executor(self._executor, bounded)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # The thread would otherwise stay in its read until the exchange deadline.
+            if self._adapter is not None:
+                self._adapter.abort("abandoned by the run")
+            raise
 
     def _open_sync(self) -> None:
         if self._protocol is None:
             self._protocol = self._make_protocol()
         self._shell_id = self._protocol.open_shell(noprofile=True, codepage=65001)
+
+    def _mount(self, session: requests.Session) -> None:
+        """Put the bounded adapter under pywinrm's session, before its first message."""
+        if self._adapter is None:
+            settings = self._host.winrm
+            context = (
+                trust_context(settings.ca_file)
+                if settings.scheme == "https" and settings.cert_validation
+                else None
+            )
+            self._adapter = BoundedAdapter(exchange_s=float(self._read_timeout_s),
+                                           ssl_context=context)
+        session.mount("https://", self._adapter)
+        session.mount("http://", self._adapter)
+        # Nothing from the environment: no proxy (as proxy=None says), no netrc, no CA bundle
+        # (the adapter's context has decided trust). requests would otherwise scan os.environ
+        # for proxy variables on every request.
+        session.trust_env = False
 
     def _make_protocol(self) -> Protocol:
         settings = self._host.winrm
@@ -325,30 +385,33 @@ class WinrmTransport:
                 f"{settings.auth} authentication is not available: its Python "
                 "package is not installed"
             )
-        return Protocol(
+        protocol = Protocol(
             self.endpoint,
             transport=settings.auth,
             username=settings.user,
             password=self._password,
             server_cert_validation="validate" if settings.cert_validation else "ignore",
-            # Explicit, so pywinrm does not warn; same trust store requests would use.
-            ca_trust_path=os.environ.get("REQUESTS_CA_BUNDLE") or None,  # type: ignore[arg-type]
+            # None: no CA path for requests; the bounded adapter's SSL context decides trust.
+            ca_trust_path=None,  # type: ignore[arg-type]
             read_timeout_sec=self._read_timeout_s,
             operation_timeout_sec=self._max_operation_timeout_s,
             message_encryption="auto",
             # Never route WinRM through an environment proxy (and never proxy loopback).
             proxy=None,
         )
+        _bound_transport(protocol.transport, self._mount)
+        return protocol
 
     def _abandon_sync(self, shell_id: str, command_id: str) -> None:
         protocol = self._protocol
         if protocol is None:
             return
-        with contextlib.suppress(Exception):
-            protocol.operation_timeout_sec = self._max_operation_timeout_s
-            protocol.cleanup_command(shell_id, command_id)
-        with contextlib.suppress(Exception):
-            protocol.close_shell(shell_id, close_session=False)
+        with call_deadline(_ABANDON_S):  # best effort, bounded: the host may be the problem
+            with contextlib.suppress(Exception):
+                protocol.operation_timeout_sec = self._max_operation_timeout_s
+                protocol.cleanup_command(shell_id, command_id)
+            with contextlib.suppress(Exception):
+                protocol.close_shell(shell_id, close_session=False)
 
     def _close_sync(self) -> None:
         protocol = self._protocol
@@ -384,6 +447,8 @@ class WinrmTransport:
     def _describe(self, exc: BaseException) -> str:
         if isinstance(exc, InvalidCredentialsError):
             text = "credentials rejected (HTTP 401)"
+        elif isinstance(exc, AnswerRefused):
+            text = str(exc)
         elif isinstance(exc, requests.exceptions.SSLError):
             text = f"TLS certificate not trusted: {_short(exc)}"
         elif isinstance(exc, requests.exceptions.ConnectTimeout):
@@ -403,6 +468,30 @@ class WinrmTransport:
         else:
             text = f"{type(exc).__name__}: {exc}"
         return redact(f"{text} [{self.endpoint}]")
+
+
+def _bound_transport(transport: winrm.transport.Transport,
+                     mount: Callable[[requests.Session], None]) -> None:
+    """Make pywinrm's transport mount the bounded adapter on the session it builds.
+
+    ``build_session`` may send the first message itself (NTLM/CredSSP message encryption), so
+    the adapter goes in from ``setup_encryption`` too, before that message."""
+    build_session = transport.build_session
+    setup_encryption = transport.setup_encryption
+
+    def bounded_build_session() -> requests.Session:
+        session: requests.Session = build_session()
+        mount(session)
+        bind_channel_from_stored_certificate(session.auth)
+        return session
+
+    def bounded_setup_encryption(session: requests.Session) -> None:
+        mount(session)
+        bind_channel_from_stored_certificate(session.auth)
+        setup_encryption(session)
+
+    transport.build_session = bounded_build_session  # type: ignore[method-assign]
+    transport.setup_encryption = bounded_setup_encryption  # type: ignore[method-assign]
 
 
 class _CappedBuffer:
