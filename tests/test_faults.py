@@ -268,12 +268,13 @@ def test_lab_killed_mid_run_every_host_still_ends(tmp_path: Path) -> None:
             [sys.executable, "-m", "fleet", "onboard", "-i", str(inventory), "--playbook",
              str(playbook), "--state-dir", str(state), "--json"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # Wait until every host has begun its connect step (its private directory made: mktemp
-        # on Linux, a NewGuid-named folder on Windows), then kill the lab.
+        # Wait until every host has begun its connect step, then kill the lab. Linux: the host
+        # script wrote its config file on the host (its steps reach the transcript when the
+        # script ends); Windows: the NewGuid-named folder is in the transcript.
         while True:
             logs = list(state.glob("runs/*/transcripts/*.log"))
-            started = [p for p in logs if any(
-                mark in p.read_text(errors="replace") for mark in ("mktemp", "NewGuid"))]
+            started = [p for p in logs if "NewGuid" in p.read_text(errors="replace")]
+            started += list((work / "hosts").glob("*/tmp/arcfleet.*/connect.json"))
             if len(started) == 5:
                 break
             assert run.poll() is None and time.monotonic() < deadline, "connects never started"

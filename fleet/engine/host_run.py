@@ -15,16 +15,18 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay
 
 from fleet.azcm import findings
 from fleet.azcm.classifier import classify
-from fleet.azcm.commands import AgentCommands, connect_config
+from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, connect_config
 from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis, Evidence, Remediation
+from fleet.engine import host_script
+from fleet.engine.host_script import ScriptSteps
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
 from fleet.engine.pacing import TokenBucket
 from fleet.engine.playbook import Mode, Playbook
@@ -37,7 +39,7 @@ from fleet.errors import (
     TransportError,
 )
 from fleet.inventory.model import ResolvedHost
-from fleet.transport.base import CommandResult, Transport
+from fleet.transport.base import CommandResult, ScriptTransport, Transport
 
 log = structlog.get_logger("fleet.engine")
 
@@ -105,6 +107,15 @@ class HostFinished(Exception):
     def __init__(self, diagnosis: Diagnosis) -> None:
         super().__init__(diagnosis.category.value)
         self.diagnosis = diagnosis
+
+
+@dataclass(frozen=True)
+class ScriptedConnect:
+    """A connect the host script already ran (with its verify), for the retry loop to take."""
+
+    result: CommandResult
+    diagnosis: Diagnosis
+    verify: CommandResult | None
 
 
 @dataclass(frozen=True)
@@ -182,6 +193,9 @@ class HostRun:
         self._connect_attempts = 0
         self._last_exit: int | None = self._earlier.last_exit
         self._agent_version: str | None = None
+        self._pending: ScriptedConnect | None = None
+        self._host_clock: str | None = None
+        self._clock_skew_s: float | None = None
 
     # -- recording -----------------------------------------------------------------------
 
@@ -299,10 +313,19 @@ class HostRun:
         with contextlib.suppress(ArcfleetError, OSError, asyncio.CancelledError):
             await asyncio.shield(self.transport.close())
 
+    def _scripted(self) -> bool:
+        """The one-session path: one script per host runs the whole common path."""
+        return self.playbook.mode is not Mode.OFFBOARD and host_script.script_capable(
+            self.transport, self.commands
+        )
+
     async def _execute(self) -> Diagnosis:
         await self.transport.open()
-        agent = await self._preflight()
-        state = await self._agent_state(agent)
+        if self._scripted():
+            agent, state = await self._scripted_start()
+        else:
+            agent = await self._preflight()
+            state = await self._agent_state(agent)
         mode = self.playbook.mode
         if mode is Mode.OFFBOARD:
             return await self._offboard(agent, state)
@@ -365,13 +388,198 @@ class HostRun:
                 return None  # connect will say what is wrong, with the agent's own words
         return None
 
+    # -- the one-session path ------------------------------------------------------------
+
+    async def _scripted_start(self) -> tuple[str, AgentState | None]:
+        """Preflight and state from the host script. On the common path the same script also
+        connected; that result waits in ``_pending`` for :meth:`_connect_once`."""
+        mode = ScriptMode.PREFLIGHT if self.playbook.mode is Mode.PREFLIGHT else ScriptMode.CONNECT
+        for _ in range(2):
+            agent, show = await self._script(mode)
+            state = AgentState.parse(show.stdout) if show.exit_status == 0 else None
+            if state is not None or self._pending is not None:
+                return agent, state
+            # As the step-by-step path: fix what stops show (once), then look again.
+            if not await self._remediate(classify(self._evidence(show))):
+                break
+        return agent, None
+
+    async def _script(self, mode: str) -> tuple[str, CommandResult]:
+        """Run the host script once (one session), its steps recorded as they arrive, and stop
+        the host where the step-by-step path would have. Returns the agent and its show."""
+        commands = self.commands
+        assert isinstance(commands, ScriptCommands)
+        transport = cast(ScriptTransport, self.transport)
+        params = host_script.params_for(self.playbook, mode)
+        preflight = mode == ScriptMode.PREFLIGHT
+        # The config travels on the script's stdin; it reaches the disk only if connect runs.
+        stdin = b"" if preflight else connect_config(self.host, self.ctx.sp_secret)
+
+        def diagnose(result: CommandResult, log_tail: str, version: str | None) -> Diagnosis:
+            self._agent_version = version
+            return classify(self._evidence(result, log_tail))
+
+        async def run() -> ScriptSteps:
+            return await host_script.run(
+                transport, commands, params, self.host, stdin,
+                timeout_s=host_script.deadline_s(self.playbook, mode),
+                record=self._record, diagnose=diagnose,
+            )
+
+        if preflight:
+            steps = await run()
+        else:
+            # The script may connect: it runs with an agent slot, paced, breaker checked.
+            async with self.ctx.agent_slots or contextlib.nullcontext():
+                stop = self.ctx.stop_reason()
+                if stop is not None:
+                    raise HostFinished(stop)
+                await self.ctx.pacer.acquire()
+                self.ctx.agent_started()
+                steps = await run()
+        return await self._read_script(steps, commands, mode)
+
+    async def _read_script(
+        self, steps: ScriptSteps, commands: ScriptCommands, mode: str
+    ) -> tuple[str, CommandResult]:
+        """Decide from a finished script run, as the step-by-step path decided per step."""
+        report, raw = steps.report, steps.raw
+        self._agent_version = steps.agent_version
+        if not report.steps and not raw.timed_out and not raw.lost:
+            self._script_never_ran(steps, commands)
+        workdir = steps.get("workdir")
+        if workdir is not None and workdir.exit_status != 0:
+            self._record(
+                Attempt(
+                    stage="preflight", command=workdir.command,
+                    exit_status=workdir.exit_status, duration_s=workdir.duration_s,
+                    started_at=steps.started_at, stderr=workdir.stderr,
+                )
+            )
+            raise HostFinished(_no_private_dir(workdir.stderr))
+        if workdir is not None and not commands.is_private_dir(steps.private_dir):
+            raise HostFinished(
+                findings.step_failed(f"unexpected private directory {steps.private_dir[:80]!r}")
+            )
+        clock = steps.get("clock")
+        if clock is not None:
+            self._read_clock(clock, steps.starts.get("clock", steps.started_at))
+        elevation = steps.get("elevation")
+        if elevation is not None and not commands.is_elevated(elevation):
+            return await self._script_not_elevated(elevation, mode)
+        located = steps.get("locate")
+        if located is not None and (located.exit_status != 0 or not steps.agent):
+            raise HostFinished(findings.agent_missing(located.stderr.strip() or "not on PATH"))
+        config = steps.get("config")
+        if config is not None and config.exit_status != 0:
+            raise HostFinished(
+                findings.step_failed(f"could not write the --config file: {config.stderr[-300:]}")
+            )
+        self._script_complete(steps, commands)
+        if steps.connect is not None:
+            result, diagnosis = steps.connect
+            self._last_exit = result.exit_status
+            self._pending = ScriptedConnect(result, diagnosis, steps.get("verify"))
+        show = steps.get("show")
+        assert show is not None  # a complete report of a run that got this far has show
+        return steps.agent, show
+
+    def _script_never_ran(self, steps: ScriptSteps, commands: ScriptCommands) -> None:
+        """No report at all: sudo refused, or no shell. Say which, with its own words."""
+        raw = steps.raw
+        output = raw.stdout.decode("utf-8", errors="replace")
+        self._record(
+            Attempt(
+                stage="preflight", command=commands.script_label(), exit_status=raw.exit_status,
+                duration_s=raw.duration_s, started_at=steps.started_at, stdout=output[-4096:],
+                stderr=raw.stderr, truncated_bytes=raw.truncated_bytes,
+            )
+        )
+        denied = _ELEVATION_DENIED.search(raw.stderr + output)
+        if denied:
+            raise HostFinished(findings.elevation_required(denied.group(0)))
+        detail = (raw.stderr.strip() or steps.report.problem)[-300:]
+        raise HostFinished(
+            findings.step_failed(f"the host script did not run (exit {raw.exit_status}): {detail}")
+        )
+
+    async def _script_not_elevated(
+        self, elevation: CommandResult, mode: str
+    ) -> tuple[str, CommandResult]:
+        denied = _ELEVATION_DENIED.search(elevation.stderr + elevation.stdout)
+        if denied:
+            raise HostFinished(findings.elevation_required(denied.group(0)))
+        if self._elevated_commands is not None and self.playbook.escalate_with_sudo:
+            self.commands = self._elevated_commands
+            self._elevated_commands = None
+            if Remediation.RERUN_ELEVATED.value not in self._remediations:
+                self._remediations.append(Remediation.RERUN_ELEVATED.value)
+            return await self._script(mode)
+        raise HostFinished(
+            findings.elevation_required(
+                "the login user is not root and the inventory does not set become"
+                if self._elevated_commands is not None
+                else f"elevation check printed {elevation.stdout.strip()!r}"
+            )
+        )
+
+    def _script_complete(self, steps: ScriptSteps, commands: ScriptCommands) -> None:
+        """A report without its end record is never a success: the host ends timed out,
+        dropped or unknown, with every step that did arrive already recorded."""
+        report, raw = steps.report, steps.raw
+        if report.complete:
+            return
+        self._pending = None
+        partial = report.partial.name if report.partial else ""
+        stage = host_script.script_stage(partial) if partial else "preflight"
+        if raw.timed_out:
+            deadline = (
+                self.playbook.deadlines.agent_connect_s
+                if partial == "connect"
+                else host_script.deadline_s(self.playbook, ScriptMode.PREFLIGHT)
+            )
+            diagnosis = findings.timed_out(stage, deadline)
+            self._record(
+                Attempt(
+                    stage=stage, command=commands.script_label() + f" [{partial or 'script'}]",
+                    exit_status=None, duration_s=raw.duration_s, started_at=steps.started_at,
+                    stdout=report.partial.stdout if report.partial else "",
+                    stderr=raw.stderr, diagnosis=diagnosis,
+                )
+            )
+            raise HostFinished(diagnosis)
+        if raw.lost:
+            raise ConnectionDropped(self.host.name, raw.lost)
+        raise HostFinished(
+            findings.step_failed(
+                f"the host script's report is incomplete ({report.problem}); "
+                f"last step received: {report.names()[-1] if report.steps else 'none'}"
+            )
+        )
+
+    def _read_clock(self, clock: CommandResult, asked_at: datetime) -> None:
+        text = clock.stdout.strip()
+        try:
+            host_time = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return
+        self._host_clock = text
+        # Seconds the host is ahead of this machine (1 s resolution on the host side).
+        midpoint = asked_at + timedelta(seconds=clock.duration_s / 2)
+        self._clock_skew_s = round((host_time - midpoint).total_seconds(), 1)
+
     def _evidence(self, result: CommandResult, log_tail: str = "") -> Evidence:
+        extra: dict[str, Any] = {}
+        if self._clock_skew_s is not None and "clock_skew_s" in Evidence.__dataclass_fields__:
+            # The host clock read by the host script (hook for the classifier's skew input).
+            extra["clock_skew_s"] = self._clock_skew_s
         return Evidence(
             exit_status=result.exit_status,
             stdout=result.stdout,
             stderr=result.stderr,
             log_tail=log_tail,
             agent_version=self._agent_version,
+            **extra,
         )
 
     # -- connect -------------------------------------------------------------------------
@@ -421,13 +629,23 @@ class HostRun:
         return _strip_internal(diagnosis)
 
     async def _connect_once(self, agent: str) -> Diagnosis:
-        self._connect_attempts += 1
-        _result, diagnosis = await self._run_with_config(
-            "connect", lambda config: self.commands.connect(agent, config, self.host)
-        )
+        verified: CommandResult | None = None
+        if self._scripted():
+            if self._pending is None:
+                await self._script(ScriptMode.FORCE)
+            if self._pending is None:
+                raise HostFinished(findings.step_failed("the host script did not run connect"))
+            pending, self._pending = self._pending, None
+            self._connect_attempts += 1
+            diagnosis, verified = pending.diagnosis, pending.verify
+        else:
+            self._connect_attempts += 1
+            _result, diagnosis = await self._run_with_config(
+                "connect", lambda config: self.commands.connect(agent, config, self.host)
+            )
         if diagnosis.category is Category.CONNECTED or diagnosis.extra.get("needs_verify"):
             # Exit 0 without success text: only the agent's own state can say what happened.
-            return await self._verify(agent, diagnosis)
+            return await self._verify(agent, diagnosis, verified)
         if diagnosis.code == "AZCM0067":
             # Connected already (maybe by a connect that finished before a crash): check where.
             state = await self._agent_state(agent)
@@ -479,16 +697,14 @@ class HostRun:
         made = await self._run(stage, self.commands.make_private_dir())
         private_dir = made.stdout.strip().splitlines()[-1] if made.stdout.strip() else ""
         if made.exit_status != 0 or not private_dir:
+            raise HostFinished(_no_private_dir(made.stderr))
+        if isinstance(self.commands, ScriptCommands) and not self.commands.is_private_dir(
+            private_dir
+        ):
+            # A path from the host goes into rm -rf and a file write: only ever the one we
+            # asked mktemp for (issue 16 item 9).
             raise HostFinished(
-                Diagnosis(
-                    category=Category.HOST_PREREQUISITE,
-                    action=Action(ActionKind.FAIL_HOST),
-                    name="no private temporary directory",
-                    cause="mktemp could not create a private directory for the --config file",
-                    fix="check that /tmp (or the Windows temp folder) exists and is writable",
-                    evidence_line=made.stderr.strip()[-300:],
-                    rule="host:mktemp",
-                )
+                findings.step_failed(f"unexpected private directory {private_dir[:80]!r}")
             )
         return private_dir
 
@@ -512,10 +728,13 @@ class HostRun:
         except ArcfleetError:
             return ""
 
-    async def _verify(self, agent: str, connected: Diagnosis) -> Diagnosis:
+    async def _verify(
+        self, agent: str, connected: Diagnosis, verified: CommandResult | None = None
+    ) -> Diagnosis:
         if not self.playbook.verify and connected.category is Category.CONNECTED:
             return connected
-        result = await self._run("verify", self.commands.show_json(agent))
+        # The host script ran show --json right after its connect; otherwise ask now.
+        result = verified or await self._run("verify", self.commands.show_json(agent))
         state = AgentState.parse(result.stdout)
         if state is not None and state.connected and state.matches(self.host):
             return findings.connected(state.resource_id)
@@ -592,6 +811,18 @@ def _strip_internal(diagnosis: Diagnosis) -> Diagnosis:
         return diagnosis
     extra = {k: v for k, v in diagnosis.extra.items() if k != "remediated"}
     return replace(diagnosis, extra=extra)
+
+
+def _no_private_dir(stderr: str) -> Diagnosis:
+    return Diagnosis(
+        category=Category.HOST_PREREQUISITE,
+        action=Action(ActionKind.FAIL_HOST),
+        name="no private temporary directory",
+        cause="mktemp could not create a private directory for the --config file",
+        fix="check that /tmp (or the Windows temp folder) exists and is writable",
+        evidence_line=stderr.strip()[-300:],
+        rule="host:mktemp",
+    )
 
 
 def _preflight_ready(agent_version: str | None) -> Diagnosis:

@@ -1,0 +1,186 @@
+"""One ``sh`` script per Linux host: the whole common path in one SSH session.
+
+The script is started as ``sudo -n sh -c SCRIPT`` (plain ``sh -c`` when the login is root); the
+``--config`` file arrives on its stdin, never in argv. In one session it makes its private
+directory (``umask 077``, ``mktemp -d``, the path checked against the exact pattern), reads the
+host clock, checks elevation, finds the agent and its version, runs ``show --json`` (state and
+version in one call), decides whether the host is already connected, and only then writes the
+config from stdin, runs ``connect --config``, removes the config, and verifies with ``show --json``
+(or sends the tail of azcmagent.log on failure). A ``trap`` removes the directory on every exit
+path, and a detached timer removes it after the command deadline even if the session (or arcfleet)
+is killed first; older ``arcfleet.*`` directories the same user left behind are removed too.
+
+Each step's stdout and stderr are captured to files in the private directory and sent as counted
+bytes in the framed report of :mod:`fleet.engine.frames`, at most ``cap`` bytes of each.
+
+The first line is a comment carrying the same parameters as JSON: the real shell ignores it, the
+lab (:mod:`fleet.lab.host_script`) reads it to simulate the script. Every value in the script
+itself is quoted with :func:`shlex.quote`.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict
+
+from fleet.azcm.commands import ScriptParams, target_options
+from fleet.azcm.commands_linux import AGENT_FALLBACK, AGENT_NAME, LOG_PATH
+from fleet.inventory.model import ResolvedHost
+
+SCRIPT_MARK = "# arcfleet host script 1 "
+PRIVATE_PREFIX = "/tmp/arcfleet."
+PRIVATE_TEMPLATE = PRIVATE_PREFIX + "XXXXXXXX"
+CONFIG_NAME = "connect.json"
+
+
+def connect_args(host: ResolvedHost) -> list[str]:
+    """The non-secret connect options as argv words."""
+    words: list[str] = []
+    for flag, value in target_options(host):
+        words += [flag, value]
+    return words
+
+
+def is_private_dir(path: str) -> bool:
+    """Exactly what ``mktemp -d /tmp/arcfleet.XXXXXXXX`` makes (issue 16 item 9)."""
+    suffix = path[len(PRIVATE_PREFIX) :]
+    return (
+        path.startswith(PRIVATE_PREFIX)
+        and len(suffix) == 8
+        and suffix.isascii()
+        and suffix.isalnum()
+    )
+
+
+def command_line(params: ScriptParams, host: ResolvedHost, *, become: bool) -> str:
+    """The one command for the session: ``[sudo -n] sh -c SCRIPT``."""
+    prefix = "sudo -n " if become else ""
+    return f"{prefix}sh -c {shlex.quote(build(params, host))}"
+
+
+def build(params: ScriptParams, host: ResolvedHost) -> str:
+    q = shlex.quote
+    words = connect_args(host)
+    header = SCRIPT_MARK + json.dumps(
+        {
+            **asdict(params),
+            "connect_args": words,
+            "log_path": LOG_PATH,
+            "agent_fallback": AGENT_FALLBACK,
+        },
+        separators=(",", ":"),
+    )
+    connect_words = " ".join(q(word) for word in words)
+    # Minutes after which a leftover dir is surely not a live run's: its timer has fired.
+    leftover_min = params.cleanup_after_s // 60 + 2
+    return f"""{header}
+set -u
+B={q(params.boundary)}
+MODE={q(params.mode)}
+CAP={int(params.cap)}
+TAIL={int(params.log_tail_bytes)}
+TTL={int(params.cleanup_after_s)}
+LOG={q(LOG_PATH)}
+FALLBACK={q(AGENT_FALLBACK)}
+D=
+ms() {{
+  t=$(date +%s%N 2>/dev/null) || t=
+  case $t in ''|*[!0-9]*) t=$(date +%s)000000000 ;; esac
+  echo $((t / 1000000))
+}}
+cleanup() {{
+  if [ -n "$D" ]; then
+    if [ -f "$D/timer" ]; then kill "$(cat "$D/timer")" 2>/dev/null; fi
+    rm -rf -- "$D"
+  fi
+}}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+emit() {{
+  ol=$(printf %s "$4" | wc -c); ol=$((ol))
+  el=$(printf %s "$5" | wc -c); el=$((el))
+  printf '%s step %s %s %s %s %s %s %s\\n%s%s' "$B" "$1" "$2" "$3" $ol $ol $el $el "$4" "$5"
+}}
+send() {{
+  ot=$(wc -c <"$D/o"); ot=$((ot)); et=$(wc -c <"$D/e"); et=$((et))
+  os=$ot; if [ $os -gt $CAP ]; then os=$CAP; fi
+  es=$et; if [ $es -gt $CAP ]; then es=$CAP; fi
+  printf '%s step %s %s %s %s %s %s %s\\n' "$B" "$1" "$2" "$3" $ot $os $et $es
+  head -c $os "$D/o"
+  head -c $es "$D/e"
+}}
+step() {{
+  n=$1; shift; s=$(ms)
+  "$@" >"$D/o" 2>"$D/e" </dev/null
+  r=$?
+  send "$n" $r $(($(ms) - s))
+  return $r
+}}
+finish() {{
+  printf '%s end\\n' "$B"
+  exit 0
+}}
+private_ok() {{
+  case $1 in {q(PRIVATE_PREFIX)}*) ;; *) return 1 ;; esac
+  x=${{1#{q(PRIVATE_PREFIX)}}}
+  [ ${{#x}} -eq 8 ] || return 1
+  case $x in *[!A-Za-z0-9]*) return 1 ;; esac
+  [ -d "$1" ] && [ ! -L "$1" ]
+}}
+locate() {{
+  command -v {AGENT_NAME} || command -v "$FALLBACK"
+}}
+write_config() {{
+  cat >"$D/{CONFIG_NAME}" && chmod 600 "$D/{CONFIG_NAME}"
+}}
+printf '%s arcfleet-report 1\\n' "$B"
+umask 077
+s=$(ms)
+if ! made=$(mktemp -d {PRIVATE_TEMPLATE} 2>&1); then
+  emit workdir 1 $(($(ms) - s)) '' "$made"
+  finish
+fi
+if ! private_ok "$made"; then
+  emit workdir 1 $(($(ms) - s)) '' "mktemp made an unexpected path: $made"
+  finish
+fi
+D=$made
+emit workdir 0 $(($(ms) - s)) "$D" ''
+step clock date -u +%Y-%m-%dT%H:%M:%SZ
+step elevation id -u
+uid=$(cat "$D/o")
+if [ "$uid" != 0 ]; then finish; fi
+if ! step locate locate; then finish; fi
+A=$(head -n 1 "$D/o")
+if [ -z "$A" ]; then finish; fi
+step version "$A" version
+step show "$A" show --json
+shown=$?
+if [ "$MODE" = preflight ]; then finish; fi
+if [ "$MODE" != force ]; then
+  if [ $shown -ne 0 ]; then finish; fi
+  state=$(tr -d ' \\t\\r\\n' <"$D/o" | tr 'A-Z' 'a-z')
+  case $state in *'"status":'*) ;; *) finish ;; esac
+  case $state in *'"status":"connected"'*|*'"resourceid":"/'*) finish ;; esac
+fi
+find /tmp -maxdepth 1 -type d -name 'arcfleet.????????' ! -path "$D" -user "$(id -u)" \\
+  -mmin +{leftover_min} -exec rm -rf -- {{}} + 2>/dev/null
+( sleep "$TTL" & echo $! >"$D/timer"; wait $! && rm -rf -- "$D" ) </dev/null >/dev/null 2>&1 &
+s=$(ms)
+write_config >"$D/o" 2>"$D/e"
+r=$?
+send config $r $(($(ms) - s))
+if [ $r -ne 0 ]; then finish; fi
+step connect "$A" connect --config "$D/{CONFIG_NAME}" --verbose {connect_words}
+connected=$?
+step cleanup rm -f -- "$D/{CONFIG_NAME}"
+if [ $connected -eq 0 ]; then
+  step verify "$A" show --json
+else
+  step log tail -c "$TAIL" -- "$LOG"
+fi
+finish
+"""
