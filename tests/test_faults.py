@@ -432,6 +432,48 @@ async def test_an_unforeseen_failure_costs_one_host_not_the_run(
     assert any(c.startswith("rm -rf -- /tmp/arcfleet.abcdefgh") for c in transport.commands)
 
 
+class _HostileMktemp(_UploadFails):
+    """A host whose mktemp answers a path arcfleet did not ask for (issue 16 item 9)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(RuntimeError("no upload may happen"))
+        self.path = path
+        self.uploads: list[str] = []
+
+    async def run(self, command: str, *, timeout_s: float) -> CommandResult:
+        if "mktemp" in command:
+            self.commands.append(command)
+            return CommandResult(command, 0, self.path + "\n", "", 0.0)
+        return await super().run(command, timeout_s=timeout_s)
+
+    async def put_file(self, path: str, content: bytes, *, private: bool = True) -> None:
+        self.uploads.append(path)
+
+
+@pytest.mark.parametrize("answer", ["/", "/tmp", "/tmp/arcfleet.abc/../../etc",
+                                    "/tmp/arcfleet.abcdefg/", "/home/arc/arcfleet.abcdefgh"])
+async def test_a_private_dir_path_from_the_host_is_checked_before_any_write_or_rm(
+    tmp_path: Path, answer: str
+) -> None:
+    guid = "7a3c2f10-5b1e-4d2a-9c6f-0e8b4a1d2c3e"
+    path = tmp_path / "inventory.yaml"
+    path.write_text(
+        "arcfleet: 1\ndefaults:\n  ssh: {user: arc, become: true}\n"
+        f"  azure: {{tenant_id: {guid}, subscription_id: {guid}, resource_group: rg,"
+        f" location: westeurope, service_principal: {{client_id: {guid},"
+        " secret: {env: UNUSED}}}\nhosts:\n  h1: {address: 127.70.200.1}\n")
+    host = load_inventory([path], env={}).hosts[0]
+    transport = _HostileMktemp(answer)
+    context = HostContext(playbook=load_playbook("onboard"), sink=_Sink(),
+                          pacer=TokenBucket(0, 1), sp_secret="not-used-here")
+    outcome = await HostRun(host, transport, LinuxAgentCommands(become=True),
+                            context).execute()
+    assert outcome.category is Category.UNKNOWN
+    assert "unexpected private directory" in outcome.diagnosis.evidence_line
+    assert not transport.uploads
+    assert not any(c.startswith("rm ") for c in transport.commands)
+
+
 def test_new_host_keys_are_learned_into_the_file_they_are_checked_against(
     tmp_path: Path,
 ) -> None:

@@ -74,6 +74,9 @@ class LinuxAgentCommands:
         return self.elevated(f"systemctl restart {SERVICE}")
 
     def remove_dir(self, private_dir: str) -> str:
+        if not self.is_private_dir(private_dir):
+            # The path came from the host: only ever remove what mktemp made for us.
+            raise ValueError(f"not an arcfleet private directory: {private_dir!r}")
         return f"rm -rf -- {shlex.quote(private_dir)}"
 
     def script_command(self, params: ScriptParams, host: ResolvedHost) -> str:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay
@@ -25,11 +24,21 @@ from fleet.azcm import findings
 from fleet.azcm.classifier import classify
 from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, connect_config
 from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis, Evidence, Remediation
-from fleet.engine import host_script
-from fleet.engine.host_script import ScriptSteps
-from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
-from fleet.engine.pacing import TokenBucket
-from fleet.engine.playbook import Mode, Playbook
+from fleet.engine.host_run_script import ScriptedPath
+from fleet.engine.host_script import script_capable
+from fleet.engine.host_state import (
+    AgentState,
+    EarlierProgress,
+    HostContext,
+    HostFinished,
+    ScriptedConnect,
+    disconnected,
+    no_private_dir,
+    preflight_ready,
+    strip_internal,
+)
+from fleet.engine.outcome import Attempt, HostOutcome
+from fleet.engine.playbook import Mode
 from fleet.errors import (
     ArcfleetError,
     ConnectionDropped,
@@ -39,7 +48,10 @@ from fleet.errors import (
     TransportError,
 )
 from fleet.inventory.model import ResolvedHost
-from fleet.transport.base import CommandResult, ScriptTransport, Transport
+from fleet.transport.base import CommandResult, Transport
+
+# Re-exported: callers import these from here, as before the split.
+__all__ = ["AgentState", "EarlierProgress", "HostContext", "HostFinished", "HostRun"]
 
 log = structlog.get_logger("fleet.engine")
 
@@ -53,124 +65,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
-class AgentState:
-    """What ``azcmagent show --json`` said."""
-
-    status: str = ""
-    resource_id: str = ""
-    fields: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def connected(self) -> bool:
-        return self.status.lower() == "connected" and bool(self.resource_id)
-
-    @classmethod
-    def parse(cls, text: str) -> AgentState | None:
-        start = text.find("{")
-        if start < 0:
-            return None
-        try:
-            body = json.loads(text[start : text.rfind("}") + 1])
-        except ValueError:
-            return None
-        if not isinstance(body, dict):
-            return None
-        lowered = {str(k).lower(): v for k, v in body.items()}
-        return cls(
-            status=str(lowered.get("status") or ""),
-            resource_id=str(lowered.get("resourceid") or ""),
-            fields=lowered,
-        )
-
-    def matches(self, host: ResolvedHost) -> bool:
-        """Connected to the target the inventory asks for (case-insensitive, as ARM ids are)."""
-        expected = host.azure.expected_resource_id(host.name)
-        if expected is not None:
-            return self.resource_id.lower() == expected.lower()
-        wanted = {
-            "subscriptionid": host.azure.subscription_id,
-            "resourcegroup": host.azure.resource_group,
-            "tenantid": host.azure.tenant_id,
-            "location": host.azure.location,
-        }
-        return all(
-            str(self.fields.get(key, "")).lower() == value.lower()
-            for key, value in wanted.items()
-            if value
-        )
-
-
-class HostFinished(Exception):
-    """Internal: the host has its final diagnosis; unwinds the state machine."""
-
-    def __init__(self, diagnosis: Diagnosis) -> None:
-        super().__init__(diagnosis.category.value)
-        self.diagnosis = diagnosis
-
-
-@dataclass(frozen=True)
-class ScriptedConnect:
-    """A connect the host script already ran (with its verify), for the retry loop to take."""
-
-    result: CommandResult
-    diagnosis: Diagnosis
-    verify: CommandResult | None
-
-
-@dataclass(frozen=True)
-class EarlierProgress:
-    """What an interrupted (or killed) run had done to a host, for the run that resumes it.
-
-    A resume continues the host rather than starting over: connect attempts whose result was
-    recorded count against the retry budget, remediations already applied are not applied
-    again, and a connect that finished just before the crash is recognised, not repeated.
-    The outcome's ``attempts`` still counts this run's connects (their results are the ones it
-    reports), except for a host the interrupted run connected: that run's connects made it.
-    """
-
-    launched: int = 0  # connect attempts started (their private --config dir was made)
-    finished: int = 0  # connect attempts whose result was recorded
-    last_exit: int | None = None  # of the last recorded azcmagent connect
-    remediations: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, steps: Sequence[Attempt], make_private_dir: str) -> EarlierProgress:
-        launched = finished = 0
-        last_exit: int | None = None
-        remediations: list[str] = []
-        for step in steps:
-            if step.stage == "connect" and step.command == make_private_dir:
-                launched += 1
-            elif step.stage == "connect":
-                finished += 1
-                last_exit = step.exit_status
-            if step.remediation and step.remediation not in remediations:
-                remediations.append(step.remediation)
-        return cls(launched, finished, last_exit, tuple(remediations))
-
-
-@dataclass
-class HostContext:
-    """What one host run needs from the fleet run."""
-
-    playbook: Playbook
-    sink: OutcomeSink
-    pacer: TokenBucket
-    sp_secret: str | None
-    transcript_file: str = ""
-    # Steps an interrupted run recorded for this host (resume only), oldest first.
-    earlier_steps: tuple[Attempt, ...] = ()
-    # At most ``forks`` agent operations (connect, disconnect) run at once; hosts beyond that
-    # are opened and preflighted meanwhile, so a freed slot starts the next connect at once.
-    agent_slots: asyncio.Semaphore | None = None
-    # Why this host must not start an agent operation now (breaker open, run interrupted).
-    stop_reason: Callable[[], Diagnosis | None] = lambda: None
-    # Told each time an agent operation starts (the runner paces its prepare-ahead on it).
-    agent_started: Callable[[], None] = lambda: None
-
-
-class HostRun:
+class HostRun(ScriptedPath):
     def __init__(
         self,
         host: ResolvedHost,
@@ -315,7 +210,7 @@ class HostRun:
 
     def _scripted(self) -> bool:
         """The one-session path: one script per host runs the whole common path."""
-        return self.playbook.mode is not Mode.OFFBOARD and host_script.script_capable(
+        return self.playbook.mode is not Mode.OFFBOARD and script_capable(
             self.transport, self.commands
         )
 
@@ -344,7 +239,7 @@ class HostRun:
                 return findings.resource_conflict_elsewhere(state.resource_id, wanted)
             await self._disconnect(agent, force_local_only=False)
         if mode is Mode.PREFLIGHT:
-            return _preflight_ready(self._agent_version)
+            return preflight_ready(self._agent_version)
         return await self._connect_with_retries(agent)
 
     async def _preflight(self) -> str:
@@ -389,184 +284,6 @@ class HostRun:
         return None
 
     # -- the one-session path ------------------------------------------------------------
-
-    async def _scripted_start(self) -> tuple[str, AgentState | None]:
-        """Preflight and state from the host script. On the common path the same script also
-        connected; that result waits in ``_pending`` for :meth:`_connect_once`."""
-        mode = ScriptMode.PREFLIGHT if self.playbook.mode is Mode.PREFLIGHT else ScriptMode.CONNECT
-        for _ in range(2):
-            agent, show = await self._script(mode)
-            state = AgentState.parse(show.stdout) if show.exit_status == 0 else None
-            if state is not None or self._pending is not None:
-                return agent, state
-            # As the step-by-step path: fix what stops show (once), then look again.
-            if not await self._remediate(classify(self._evidence(show))):
-                break
-        return agent, None
-
-    async def _script(self, mode: str) -> tuple[str, CommandResult]:
-        """Run the host script once (one session), its steps recorded as they arrive, and stop
-        the host where the step-by-step path would have. Returns the agent and its show."""
-        commands = self.commands
-        assert isinstance(commands, ScriptCommands)
-        transport = cast(ScriptTransport, self.transport)
-        params = host_script.params_for(self.playbook, mode)
-        preflight = mode == ScriptMode.PREFLIGHT
-        # The config travels on the script's stdin; it reaches the disk only if connect runs.
-        stdin = b"" if preflight else connect_config(self.host, self.ctx.sp_secret)
-
-        def diagnose(result: CommandResult, log_tail: str, version: str | None) -> Diagnosis:
-            self._agent_version = version
-            return classify(self._evidence(result, log_tail))
-
-        async def run() -> ScriptSteps:
-            return await host_script.run(
-                transport, commands, params, self.host, stdin,
-                timeout_s=host_script.deadline_s(self.playbook, mode),
-                record=self._record, diagnose=diagnose,
-            )
-
-        if preflight:
-            steps = await run()
-        else:
-            # The script may connect: it runs with an agent slot, paced, breaker checked.
-            async with self.ctx.agent_slots or contextlib.nullcontext():
-                stop = self.ctx.stop_reason()
-                if stop is not None:
-                    raise HostFinished(stop)
-                await self.ctx.pacer.acquire()
-                self.ctx.agent_started()
-                steps = await run()
-        return await self._read_script(steps, commands, mode)
-
-    async def _read_script(
-        self, steps: ScriptSteps, commands: ScriptCommands, mode: str
-    ) -> tuple[str, CommandResult]:
-        """Decide from a finished script run, as the step-by-step path decided per step."""
-        report, raw = steps.report, steps.raw
-        self._agent_version = steps.agent_version
-        if not report.steps and not raw.timed_out and not raw.lost:
-            self._script_never_ran(steps, commands)
-        workdir = steps.get("workdir")
-        if workdir is not None and workdir.exit_status != 0:
-            self._record(
-                Attempt(
-                    stage="preflight", command=workdir.command,
-                    exit_status=workdir.exit_status, duration_s=workdir.duration_s,
-                    started_at=steps.started_at, stderr=workdir.stderr,
-                )
-            )
-            raise HostFinished(_no_private_dir(workdir.stderr))
-        if workdir is not None and not commands.is_private_dir(steps.private_dir):
-            raise HostFinished(
-                findings.step_failed(f"unexpected private directory {steps.private_dir[:80]!r}")
-            )
-        clock = steps.get("clock")
-        if clock is not None:
-            self._read_clock(clock, steps.starts.get("clock", steps.started_at))
-        elevation = steps.get("elevation")
-        if elevation is not None and not commands.is_elevated(elevation):
-            return await self._script_not_elevated(elevation, mode)
-        located = steps.get("locate")
-        if located is not None and (located.exit_status != 0 or not steps.agent):
-            raise HostFinished(findings.agent_missing(located.stderr.strip() or "not on PATH"))
-        config = steps.get("config")
-        if config is not None and config.exit_status != 0:
-            raise HostFinished(
-                findings.step_failed(f"could not write the --config file: {config.stderr[-300:]}")
-            )
-        self._script_complete(steps, commands)
-        if steps.connect is not None:
-            result, diagnosis = steps.connect
-            self._last_exit = result.exit_status
-            self._pending = ScriptedConnect(result, diagnosis, steps.get("verify"))
-        show = steps.get("show")
-        assert show is not None  # a complete report of a run that got this far has show
-        return steps.agent, show
-
-    def _script_never_ran(self, steps: ScriptSteps, commands: ScriptCommands) -> None:
-        """No report at all: sudo refused, or no shell. Say which, with its own words."""
-        raw = steps.raw
-        output = raw.stdout.decode("utf-8", errors="replace")
-        self._record(
-            Attempt(
-                stage="preflight", command=commands.script_label(), exit_status=raw.exit_status,
-                duration_s=raw.duration_s, started_at=steps.started_at, stdout=output[-4096:],
-                stderr=raw.stderr, truncated_bytes=raw.truncated_bytes,
-            )
-        )
-        denied = _ELEVATION_DENIED.search(raw.stderr + output)
-        if denied:
-            raise HostFinished(findings.elevation_required(denied.group(0)))
-        detail = (raw.stderr.strip() or steps.report.problem)[-300:]
-        raise HostFinished(
-            findings.step_failed(f"the host script did not run (exit {raw.exit_status}): {detail}")
-        )
-
-    async def _script_not_elevated(
-        self, elevation: CommandResult, mode: str
-    ) -> tuple[str, CommandResult]:
-        denied = _ELEVATION_DENIED.search(elevation.stderr + elevation.stdout)
-        if denied:
-            raise HostFinished(findings.elevation_required(denied.group(0)))
-        if self._elevated_commands is not None and self.playbook.escalate_with_sudo:
-            self.commands = self._elevated_commands
-            self._elevated_commands = None
-            if Remediation.RERUN_ELEVATED.value not in self._remediations:
-                self._remediations.append(Remediation.RERUN_ELEVATED.value)
-            return await self._script(mode)
-        raise HostFinished(
-            findings.elevation_required(
-                "the login user is not root and the inventory does not set become"
-                if self._elevated_commands is not None
-                else f"elevation check printed {elevation.stdout.strip()!r}"
-            )
-        )
-
-    def _script_complete(self, steps: ScriptSteps, commands: ScriptCommands) -> None:
-        """A report without its end record is never a success: the host ends timed out,
-        dropped or unknown, with every step that did arrive already recorded."""
-        report, raw = steps.report, steps.raw
-        if report.complete:
-            return
-        self._pending = None
-        partial = report.partial.name if report.partial else ""
-        stage = host_script.script_stage(partial) if partial else "preflight"
-        if raw.timed_out:
-            deadline = (
-                self.playbook.deadlines.agent_connect_s
-                if partial == "connect"
-                else host_script.deadline_s(self.playbook, ScriptMode.PREFLIGHT)
-            )
-            diagnosis = findings.timed_out(stage, deadline)
-            self._record(
-                Attempt(
-                    stage=stage, command=commands.script_label() + f" [{partial or 'script'}]",
-                    exit_status=None, duration_s=raw.duration_s, started_at=steps.started_at,
-                    stdout=report.partial.stdout if report.partial else "",
-                    stderr=raw.stderr, diagnosis=diagnosis,
-                )
-            )
-            raise HostFinished(diagnosis)
-        if raw.lost:
-            raise ConnectionDropped(self.host.name, raw.lost)
-        raise HostFinished(
-            findings.step_failed(
-                f"the host script's report is incomplete ({report.problem}); "
-                f"last step received: {report.names()[-1] if report.steps else 'none'}"
-            )
-        )
-
-    def _read_clock(self, clock: CommandResult, asked_at: datetime) -> None:
-        text = clock.stdout.strip()
-        try:
-            host_time = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        except ValueError:
-            return
-        self._host_clock = text
-        # Seconds the host is ahead of this machine (1 s resolution on the host side).
-        midpoint = asked_at + timedelta(seconds=clock.duration_s / 2)
-        self._clock_skew_s = round((host_time - midpoint).total_seconds(), 1)
 
     def _evidence(self, result: CommandResult, log_tail: str = "") -> Evidence:
         extra: dict[str, Any] = {}
@@ -626,7 +343,7 @@ class HostRun:
             if attempt.retry_state.outcome is None or not attempt.retry_state.outcome.failed:
                 attempt.retry_state.set_result(diagnosis)
         assert diagnosis is not None
-        return _strip_internal(diagnosis)
+        return strip_internal(diagnosis)
 
     async def _connect_once(self, agent: str) -> Diagnosis:
         verified: CommandResult | None = None
@@ -697,7 +414,7 @@ class HostRun:
         made = await self._run(stage, self.commands.make_private_dir())
         private_dir = made.stdout.strip().splitlines()[-1] if made.stdout.strip() else ""
         if made.exit_status != 0 or not private_dir:
-            raise HostFinished(_no_private_dir(made.stderr))
+            raise HostFinished(no_private_dir(made.stderr))
         if isinstance(self.commands, ScriptCommands) and not self.commands.is_private_dir(
             private_dir
         ):
@@ -784,13 +501,13 @@ class HostRun:
 
     async def _offboard(self, agent: str, state: AgentState | None) -> Diagnosis:
         if state is not None and not state.connected:
-            return _disconnected("the host was not connected; nothing to do")
+            return disconnected("the host was not connected; nothing to do")
         # The playbook's attempts and remediations hold for disconnect as for connect (a
         # stopped himds is restarted once, a throttled ARM call waits), a hang does not retry.
         for number in range(1, self.playbook.attempts + 1):
             try:
                 await self._disconnect(agent, force_local_only=False)
-                return _disconnected("disconnected from Azure Arc")
+                return disconnected("disconnected from Azure Arc")
             except HostFinished as failed:
                 diagnosis = failed.diagnosis
                 last = number == self.playbook.attempts
@@ -804,44 +521,3 @@ class HostRun:
                 else:
                     raise
         raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-def _strip_internal(diagnosis: Diagnosis) -> Diagnosis:
-    if "remediated" not in diagnosis.extra:
-        return diagnosis
-    extra = {k: v for k, v in diagnosis.extra.items() if k != "remediated"}
-    return replace(diagnosis, extra=extra)
-
-
-def _no_private_dir(stderr: str) -> Diagnosis:
-    return Diagnosis(
-        category=Category.HOST_PREREQUISITE,
-        action=Action(ActionKind.FAIL_HOST),
-        name="no private temporary directory",
-        cause="mktemp could not create a private directory for the --config file",
-        fix="check that /tmp (or the Windows temp folder) exists and is writable",
-        evidence_line=stderr.strip()[-300:],
-        rule="host:mktemp",
-    )
-
-
-def _preflight_ready(agent_version: str | None) -> Diagnosis:
-    return Diagnosis(
-        category=Category.SKIPPED,
-        action=Action(ActionKind.NONE),
-        name="preflight passed",
-        cause=f"preflight only: reachable, elevated, agent {agent_version or 'present'}, "
-        "not connected; nothing was changed",
-        fix="run `arcfleet onboard` to connect it",
-        rule="preflight:ready",
-    )
-
-
-def _disconnected(cause: str) -> Diagnosis:
-    return Diagnosis(
-        category=Category.DISCONNECTED,
-        action=Action(ActionKind.NONE),
-        name="disconnected",
-        cause=cause,
-        rule="offboard",
-    )

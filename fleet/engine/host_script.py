@@ -113,7 +113,7 @@ class ScriptRecorder:
             # The marker a resumed run counts launched connects by (EarlierProgress).
             "config": c.make_private_dir(),
             "connect": c.connect(agent, c.config_path(private_dir), self._host),
-            "cleanup": c.remove_dir(private_dir) if private_dir else "",
+            "cleanup": c.remove_dir(private_dir) if c.is_private_dir(private_dir) else "rm",
             "verify": c.show_json(agent),
         }.get(name, name)
 
