@@ -63,7 +63,7 @@ def test_a_real_stream_parses_into_every_step(tmp_path: Path) -> None:
     data, boundary = _run(tmp_path, 'echo "Connected machine to Azure"; echo warn >&2; exit 0')
     report = parse(data, boundary)
     assert report.complete and not report.problem
-    assert report.names() == ["workdir", "clock", "elevation", "locate", "version", "show",
+    assert report.names() == ["workdir", "clock", "elevation", "locate", "show",
                               "config", "connect", "cleanup", "verify"]
     connect = report.step("connect")
     assert connect is not None and connect.exit_status == 0

@@ -3,8 +3,8 @@
 The script is started as ``sudo -n sh -c SCRIPT`` (plain ``sh -c`` when the login is root); the
 ``--config`` file arrives on its stdin, never in argv. In one session it makes its private
 directory (``umask 077``, ``mktemp -d``, the path checked against the exact pattern), reads the
-host clock, checks elevation, finds the agent and its version, runs ``show --json`` (state and
-version in one call), decides whether the host is already connected, and only then writes the
+host clock, checks elevation, finds the agent, runs ``show --json`` (its state and its version
+in one call), decides whether the host is already connected, and only then writes the
 config from stdin, runs ``connect --config``, removes the config, and verifies with ``show --json``
 (or sends the tail of azcmagent.log on failure). A ``trap`` removes the directory on every exit
 path, and a detached timer removes it after the command deadline even if the session (or arcfleet)
@@ -156,7 +156,6 @@ if [ "$uid" != 0 ]; then finish; fi
 if ! step locate locate; then finish; fi
 A=$(head -n 1 "$D/o")
 if [ -z "$A" ]; then finish; fi
-step version "$A" version
 step show "$A" show --json
 shown=$?
 if [ "$MODE" = preflight ]; then finish; fi

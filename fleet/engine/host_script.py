@@ -137,8 +137,10 @@ class ScriptRecorder:
         if name == "locate":
             paths = [line.strip() for line in record.stdout.splitlines() if line.strip()]
             steps.agent = paths[0] if paths else ""
-        elif name == "version":
-            match = _VERSION.search(record.stdout)
+        elif name == "show":
+            # show --json names the agent's version: no separate `azcmagent version` call.
+            named = _AGENT_VERSION.search(record.stdout)
+            match = _VERSION.search(named.group(1)) if named else None
             steps.agent_version = match.group(0) if match else None
         if name == "workdir":
             return  # recorded only when it fails (the engine stops the host there)
@@ -212,6 +214,7 @@ async def run(
 _NOT_RUN = ScriptResult(command="", exit_status=None, stdout=b"", stderr="", duration_s=0.0)
 CLOCK_COMMAND = "date -u +%Y-%m-%dT%H:%M:%SZ"
 _VERSION = re.compile(r"\d+\.\d+\.\d+(?:\.\d+)?")
+_AGENT_VERSION = re.compile(r'"agentVersion"\s*:\s*"([^"]*)"', re.IGNORECASE)
 
 
 def script_stage(name: str) -> str:

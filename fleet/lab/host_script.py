@@ -118,7 +118,6 @@ async def run_host_script(script: str, host: LabHost, *, elevated: bool) -> Any:
         agent = located.stdout.splitlines()[0].strip() if located.stdout.strip() else ""
         if located.exit_status != 0 or not agent:
             return ShellResult(0, await report.end())
-        await step("version", f"{shlex.quote(agent)} version", [agent, "version"])
         show = await step("show", f"{shlex.quote(agent)} show --json", [agent, "show", "--json"])
         if mode == "preflight" or (mode != "force" and not _should_connect(show)):
             return ShellResult(0, await report.end())
