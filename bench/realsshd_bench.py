@@ -23,6 +23,7 @@ counted from sshd's own log (``Starting session:`` lines at LogLevel VERBOSE), t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -34,7 +35,6 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -73,10 +73,8 @@ def _tree_rss(process: psutil.Process) -> int:
     except psutil.Error:
         return 0
     for proc in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += proc.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -124,11 +122,12 @@ def log_offsets(lab: SshdLab) -> dict[Path, int]:
 
 FLOOR = r"""
 import asyncio, sys, asyncssh
-hosts, forks, key, known, command = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+hosts, forks, key, known, command = sys.argv[1:6]
+forks = int(forks)
 targets = [h.split(":") for h in hosts.split(",")]
 async def one(sem, addr, port, keys):
     async with sem:
-        async with asyncssh.connect(addr, int(port), username=%r, client_keys=keys,
+        async with asyncssh.connect(addr, int(port), username=USER, client_keys=keys,
                                     known_hosts=known, config=None, agent_path=None) as conn:
             result = await conn.run(command)
             return result.exit_status == 0
@@ -138,7 +137,7 @@ async def main():
     done = await asyncio.gather(*(one(sem, a, p, keys) for a, p in targets))
     print(sum(done))
 asyncio.run(main())
-""" % TEST_USER
+""".replace("USER", repr(TEST_USER))
 
 
 def run_case(lab: SshdLab, hosts: int, forks: int, latency: float, tools: list[str],
