@@ -84,12 +84,14 @@ TTL={int(params.cleanup_after_s)}
 LOG={q(LOG_PATH)}
 FALLBACK={q(AGENT_FALLBACK)}
 D=
+C=
 ms() {{
   t=$(date +%s%N 2>/dev/null) || t=
   case $t in ''|*[!0-9]*) t=$(date +%s)000000000 ;; esac
   echo $((t / 1000000))
 }}
 cleanup() {{
+  if [ -n "$C" ]; then kill "$C" 2>/dev/null; fi
   if [ -n "$D" ]; then
     if [ -f "$D/timer" ]; then kill "$(cat "$D/timer")" 2>/dev/null; fi
     rm -rf -- "$D"
@@ -114,8 +116,13 @@ send() {{
 }}
 step() {{
   n=$1; shift; s=$(ms)
-  "$@" >"$D/o" 2>"$D/e" </dev/null
+  # In the background and waited for: a TERM (the SSH deadline) interrupts the wait, so the
+  # trap runs at once and stops the step, instead of after it.
+  "$@" >"$D/o" 2>"$D/e" </dev/null &
+  C=$!
+  wait $C
   r=$?
+  C=
   send "$n" $r $(($(ms) - s))
   return $r
 }}
