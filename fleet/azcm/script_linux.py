@@ -174,7 +174,13 @@ if [ "$MODE" != force ]; then
 fi
 find /tmp -maxdepth 1 -type d -name 'arcfleet.????????' ! -path "$D" -user "$(id -u)" \\
   -mmin +{leftover_min} -exec rm -rf -- {{}} + 2>/dev/null
-( sleep "$TTL" & echo $! >"$D/timer"; wait $! && rm -rf -- "$D" ) </dev/null >/dev/null 2>&1 &
+# The timer runs in its own session (setsid): killing the session's processes leaves it.
+T='sleep "$1" & echo $! >"$2/timer"; wait $! && rm -rf -- "$2"'
+if command -v setsid >/dev/null 2>&1; then
+  setsid sh -c "$T" arcfleet-timer "$TTL" "$D" </dev/null >/dev/null 2>&1 &
+else
+  sh -c "$T" arcfleet-timer "$TTL" "$D" </dev/null >/dev/null 2>&1 &
+fi
 s=$(ms)
 write_config >"$D/o" 2>"$D/e"
 r=$?
