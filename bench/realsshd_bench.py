@@ -15,6 +15,10 @@ Every tool runs in ONE invocation against the same fleet, the agent state reset 
 - ``ansible``: ansible-core ``all -m raw -f F -a '<the same command>'`` (installed by
   bench/onboard_scale.py into its own venv, /tmp/arcfleet-bench-ansible).
 
+``--agent sh`` replaces the Python simulator with a few lines of ``sh`` (connect sleeps L and
+records the resource; show prints the state as JSON): it costs a millisecond instead of ~0.17 s
+of CPU per call, so the SSH, sudo and shell costs of each tool are what is measured.
+
 Reported per tool: wall time, ratio to the floor and to ideal (ceil(hosts/forks) x latency),
 peak RSS of the tool's whole process tree (psutil, sampled every 50 ms), SSH sessions per host
 counted from sshd's own log (``Starting session:`` lines at LogLevel VERBOSE), the load average.
@@ -33,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -140,18 +145,62 @@ asyncio.run(main())
 """.replace("USER", repr(TEST_USER))
 
 
+SH_AGENT = r"""#!/bin/sh
+# A stand-in azcmagent in sh (bench only): state per dialled address, kept by sudo's env_keep.
+addr=$(echo "$SSH_CONNECTION" | cut -d' ' -f3)
+state=STATE_DIR/$addr
+case "$1" in
+show)
+  if [ -f "$state" ]; then
+    name=$(cat "$state")
+    printf '{"status": "Connected", "agentVersion": "1.45.02945.1234", "resourceId": "%s"}\n' \
+      "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.HybridCompute/machines/$name"
+  else
+    echo '{"status": "Disconnected", "agentVersion": "1.45.02945.1234", "resourceId": ""}'
+  fi ;;
+connect)
+  name=
+  while [ $# -gt 0 ]; do
+    if [ "$1" = --resource-name ]; then name=$2; fi
+    shift
+  done
+  sleep LATENCY
+  echo "$name" >"$state"
+  echo "Connected machine to Azure" ;;
+version) echo "azcmagent version 1.45.02945.1234" ;;
+*) exit 2 ;;
+esac
+"""
+
+
+def install_sh_agent(lab: SshdLab, latency: float, work: Path) -> Path:
+    state = work / "sh-agent-state"
+    state.mkdir(mode=0o777)
+    state.chmod(0o777)
+    text = (SH_AGENT.replace("STATE_DIR", str(state)).replace("LATENCY", f"{latency:g}")
+            .replace("SUB", realsshd.SUBSCRIPTION_ID).replace("RG", realsshd.RESOURCE_GROUP))
+    agent = lab.shim_dir / "azcmagent"
+    agent.write_text(text)
+    agent.chmod(0o755)
+    return state
+
+
 def run_case(lab: SshdLab, hosts: int, forks: int, latency: float, tools: list[str],
-             work: Path) -> list[Row]:
+             work: Path, sh_state: Path | None) -> list[Row]:
     addresses = realsshd.addresses(f"127.81.{hosts // 100}.1", hosts)
     lab.set_scenario({"default": {"scenario": "slow", "latency_s": latency}})
     group = lab.serve(addresses, log_level="VERBOSE")
     names = {f"h{i:04d}": (a, group.port) for i, a in enumerate(addresses, 1)}
-    inventory = lab.write_inventory(work / f"inv-{hosts}", names)
+    # The floor and ansible wait as long as a handshake takes; so does arcfleet here (60 s).
+    inventory = lab.write_inventory(work / f"inv-{hosts}", names, connect_timeout_s=60)
     ideal = math.ceil(hosts / forks) * latency
     command = f"sudo -n azcmagent connect --config {CONFIG} --verbose"
     rows: list[Row] = []
     for tool in tools:
         lab.reset_hosts(addresses)
+        if sh_state is not None:
+            for path in sh_state.iterdir():
+                path.unlink()
         _clean_tmp()
         time.sleep(2)  # let the previous tool's sshd children exit
         load = os.getloadavg()[0]
@@ -162,8 +211,10 @@ def run_case(lab: SshdLab, hosts: int, forks: int, latency: float, tools: list[s
             wall, rss, out, status = measure(
                 [PYTHON, "-m", "fleet", "onboard", "-i", str(inventory), "--forks", str(forks),
                  "--connect-rate", "0", "--state-dir", str(state), "--json"])
-            ok = sum('"category": "connected"' in line for line in out.splitlines())
-            note = f"exit {status}"
+            categories = Counter(json.loads(line).get("category") for line in out.splitlines()
+                                 if line.startswith("{"))
+            ok = categories.get("connected", 0)
+            note = f"exit {status} " + ", ".join(f"{k}: {v}" for k, v in categories.items())
         elif tool == "floor":
             targets = ",".join(f"{a}:{p}" for a, p in names.values())
             wall, rss, out, status = measure(
@@ -209,6 +260,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=2.0)
     parser.add_argument("--tools", default="floor,arcfleet,ansible")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--agent", choices=("python", "sh"), default="python",
+                        help="the lab's Python simulator, or a cheap sh stand-in")
     args = parser.parse_args()
     reason = realsshd.unavailable_reason()
     if reason:
@@ -218,6 +271,7 @@ def main() -> None:
         raise SystemExit(lab.shim_problem)
     work = Path(tempfile.mkdtemp(prefix="realsshd-bench-"))
     work.chmod(0o755)
+    sh_state = install_sh_agent(lab, args.latency, work) if args.agent == "sh" else None
     rows: list[Row] = []
     try:
         CONFIG.write_text(json.dumps({
@@ -228,13 +282,15 @@ def main() -> None:
         CONFIG.chmod(0o600)
         for case in args.cases.split(","):
             hosts, forks = (int(x) for x in case.split(":"))
-            rows += run_case(lab, hosts, forks, args.latency, args.tools.split(","), work)
+            rows += run_case(lab, hosts, forks, args.latency, args.tools.split(","), work,
+                             sh_state)
     finally:
         CONFIG.unlink(missing_ok=True)
         lab.close()
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    print(f"agent: {args.agent}")
     print("| tool | hosts | forks | L (s) | wall (s) | x floor | x ideal | peak RSS (MB) "
           "| SSH sessions/host | connected | load before |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -7,7 +7,6 @@ as they arrive, and stop the host where the step-by-step path would have stopped
 
 from __future__ import annotations
 
-import contextlib
 import re
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -93,24 +92,39 @@ class ScriptedPath:
             self._agent_version = version
             return classify(self._evidence(result, log_tail))
 
+        slots = None if preflight else self.ctx.agent_slots
+        held = False
+
+        def release() -> None:
+            nonlocal held
+            if slots is not None and held:
+                held = False
+                slots.release()
+
         async def run() -> ScriptSteps:
             return await host_script.run(
                 transport, commands, params, self.host, stdin,
                 timeout_s=host_script.deadline_s(self.playbook, mode),
-                record=self._record, diagnose=diagnose,
+                record=self._record, diagnose=diagnose, connect_done=release,
             )
 
         if preflight:
             steps = await run()
         else:
-            # The script may connect: it runs with an agent slot, paced, breaker checked.
-            async with self.ctx.agent_slots or contextlib.nullcontext():
+            # The script may connect: it starts with an agent slot, paced, breaker checked;
+            # the slot goes as soon as the connect step is over (the verify needs none).
+            if slots is not None:
+                await slots.acquire()
+                held = True
+            try:
                 stop = self.ctx.stop_reason()
                 if stop is not None:
                     raise HostFinished(stop)
                 await self.ctx.pacer.acquire()
                 self.ctx.agent_started()
                 steps = await run()
+            finally:
+                release()
         return await self._read_script(steps, commands, mode)
 
     async def _read_script(

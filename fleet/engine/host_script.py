@@ -91,8 +91,10 @@ class ScriptRecorder:
         host: ResolvedHost,
         record: Callable[[Attempt], None],
         diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
+        connect_done: Callable[[], None] = lambda: None,
     ) -> None:
         self.steps = steps
+        self._connect_done = connect_done
         self._commands = commands
         self._host = host
         self._record = record
@@ -158,6 +160,7 @@ class ScriptRecorder:
             truncated_bytes=result.truncated_bytes,
         )
         if name == "connect":
+            self._connect_done()  # the agent operation is over: its slot can go
             self._held = (result, attempt)
             if result.exit_status == 0:
                 self._release("")
@@ -192,11 +195,12 @@ async def run(
     timeout_s: float,
     record: Callable[[Attempt], None],
     diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
+    connect_done: Callable[[], None] = lambda: None,
 ) -> ScriptSteps:
     command = commands.script_command(params, host)
     parser = frames.FrameParser(params.boundary)
     steps = ScriptSteps(report=parser.report, raw=_NOT_RUN, started_at=datetime.now(UTC))
-    recorder = ScriptRecorder(steps, commands, host, record, diagnose)
+    recorder = ScriptRecorder(steps, commands, host, record, diagnose, connect_done)
     try:
         steps.raw = await transport.run_script(
             command,
