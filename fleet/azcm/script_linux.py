@@ -76,6 +76,9 @@ def build(params: ScriptParams, host: ResolvedHost) -> str:
     leftover_min = params.cleanup_after_s // 60 + 2
     return f"""{header}
 set -u
+# C locale: byte counts from ${{#var}}, and tools' messages in English for the classifier.
+LC_ALL=C
+export LC_ALL
 B={q(params.boundary)}
 MODE={q(params.mode)}
 CAP={int(params.cap)}
@@ -85,10 +88,15 @@ LOG={q(LOG_PATH)}
 FALLBACK={q(AGENT_FALLBACK)}
 D=
 C=
-ms() {{
-  t=$(date +%s%N 2>/dev/null) || t=
-  case $t in ''|*[!0-9]*) t=$(date +%s)000000000 ;; esac
-  echo $((t / 1000000))
+# Builtins only where it is cheap to avoid a process: each fork counts on a busy host.
+now() {{
+  # T: milliseconds (10 ms resolution) from /proc/uptime, read with the shell's own read.
+  if read -r up _ </proc/uptime 2>/dev/null; then
+    c=${{up#*.}}; c=${{c#0}}
+    T=$(( ${{up%.*}} * 1000 + ${{c:-0}} * 10 ))
+  else
+    T=$(( $(date +%s) * 1000 ))
+  fi
 }}
 cleanup() {{
   if [ -n "$C" ]; then kill "$C" 2>/dev/null; fi
@@ -102,20 +110,26 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 emit() {{
-  ol=$(printf %s "$4" | wc -c); ol=$((ol))
-  el=$(printf %s "$5" | wc -c); el=$((el))
+  ol=${{#4}}; el=${{#5}}
   printf '%s step %s %s %s %s %s %s %s\\n%s%s' "$B" "$1" "$2" "$3" $ol $ol $el $el "$4" "$5"
 }}
 send() {{
-  ot=$(wc -c <"$D/o"); ot=$((ot)); et=$(wc -c <"$D/e"); et=$((et))
+  sn=$1; sr=$2; sm=$3
+  sizes=$(stat -c %s "$D/o" "$D/e" 2>/dev/null) || sizes="$(wc -c <"$D/o") $(wc -c <"$D/e")"
+  set -- $sizes
+  ot=$1; et=$2
   os=$ot; if [ $os -gt $CAP ]; then os=$CAP; fi
   es=$et; if [ $es -gt $CAP ]; then es=$CAP; fi
-  printf '%s step %s %s %s %s %s %s %s\\n' "$B" "$1" "$2" "$3" $ot $os $et $es
-  head -c $os "$D/o"
-  head -c $es "$D/e"
+  printf '%s step %s %s %s %s %s %s %s\\n' "$B" "$sn" "$sr" "$sm" $ot $os $et $es
+  if [ $os -eq $ot ] && [ $es -eq $et ]; then
+    cat "$D/o" "$D/e"
+  else
+    head -c $os "$D/o"
+    head -c $es "$D/e"
+  fi
 }}
 step() {{
-  n=$1; shift; s=$(ms)
+  n=$1; shift; now; s=$T
   # In the background and waited for: a TERM (the SSH deadline) interrupts the wait, so the
   # trap runs at once and stops the step, instead of after it.
   "$@" >"$D/o" 2>"$D/e" </dev/null &
@@ -123,7 +137,8 @@ step() {{
   wait $C
   r=$?
   C=
-  send "$n" $r $(($(ms) - s))
+  now
+  send "$n" $r $((T - s))
   return $r
 }}
 finish() {{
@@ -145,35 +160,44 @@ write_config() {{
 }}
 printf '%s arcfleet-report 1\\n' "$B"
 umask 077
-s=$(ms)
+now; s=$T
 if ! made=$(mktemp -d {PRIVATE_TEMPLATE} 2>&1); then
-  emit workdir 1 $(($(ms) - s)) '' "$made"
+  now; emit workdir 1 $((T - s)) '' "$made"
   finish
 fi
 if ! private_ok "$made"; then
-  emit workdir 1 $(($(ms) - s)) '' "mktemp made an unexpected path: $made"
+  now; emit workdir 1 $((T - s)) '' "mktemp made an unexpected path: $made"
   finish
 fi
 D=$made
-emit workdir 0 $(($(ms) - s)) "$D" ''
+now; emit workdir 0 $((T - s)) "$D" ''
 step clock date -u +%Y-%m-%dT%H:%M:%SZ
 step elevation id -u
-uid=$(cat "$D/o")
+uid=
+read -r uid <"$D/o"
 if [ "$uid" != 0 ]; then finish; fi
 if ! step locate locate; then finish; fi
-A=$(head -n 1 "$D/o")
+A=
+read -r A <"$D/o"
 if [ -z "$A" ]; then finish; fi
 step show "$A" show --json
 shown=$?
 if [ "$MODE" = preflight ]; then finish; fi
 if [ "$MODE" != force ]; then
   if [ $shown -ne 0 ]; then finish; fi
-  state=$(tr -d ' \\t\\r\\n' <"$D/o" | tr 'A-Z' 'a-z')
-  case $state in *'"status":'*) ;; *) finish ;; esac
-  case $state in *'"status":"connected"'*|*'"resourceid":"/'*) finish ;; esac
+  state=$(tr -d ' \\t\\r\\n' <"$D/o")
+  case $state in *'"'[Ss]tatus'":'*) ;; *) finish ;; esac
+  case $state in
+    *'"'[Ss]tatus'":"'[Cc]onnected'"'*|*'"'[Rr]esource[Ii]d'":"/'*) finish ;;
+  esac
 fi
-find /tmp -maxdepth 1 -type d -name 'arcfleet.????????' ! -path "$D" -user "$(id -u)" \\
-  -mmin +{leftover_min} -exec rm -rf -- {{}} + 2>/dev/null
+for x in /tmp/arcfleet.????????; do
+  if [ "$x" != "$D" ] && [ -d "$x" ]; then
+    find /tmp -maxdepth 1 -type d -name 'arcfleet.????????' ! -path "$D" -user "$uid" \\
+      -mmin +{leftover_min} -exec rm -rf -- {{}} + 2>/dev/null
+    break
+  fi
+done
 # The timer runs in its own session (setsid): killing the session's processes leaves it.
 T='sleep "$1" & echo $! >"$2/timer"; wait $! && rm -rf -- "$2"'
 if command -v setsid >/dev/null 2>&1; then
@@ -181,10 +205,10 @@ if command -v setsid >/dev/null 2>&1; then
 else
   sh -c "$T" arcfleet-timer "$TTL" "$D" </dev/null >/dev/null 2>&1 &
 fi
-s=$(ms)
+now; s=$T
 write_config >"$D/o" 2>"$D/e"
 r=$?
-send config $r $(($(ms) - s))
+now; send config $r $((T - s))
 if [ $r -ne 0 ]; then finish; fi
 step connect "$A" connect --config "$D/{CONFIG_NAME}" --verbose {connect_words}
 connected=$?
