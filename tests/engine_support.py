@@ -261,7 +261,7 @@ def host_texts(lab: LabFleet) -> Iterable[tuple[str, str]]:
     def collect() -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         for name, host in lab.hosts.items():
-            out += [(name, line) for line in host.commands]
+            out += [(name, line) for line in [*host.commands, *host.scripts]]
             out += [(name, " ".join(call.argv)) for call in host.connect_calls]
         if lab.winrm is not None:
             for address, record in winrm_server(lab).records.items():

@@ -81,7 +81,7 @@ def lab_contacts(lab: LabFleet) -> dict[str, list[str]]:
     def collect() -> dict[str, list[str]]:
         seen: dict[str, list[str]] = {}
         for name, host in lab.hosts.items():
-            items = [*host.commands, *(f"sftp {w.path}" for w in host.sftp_writes)]
+            items = [*host.commands, *host.scripts, *(f"sftp {w.path}" for w in host.sftp_writes)]
             if items:
                 seen[name] = items
         if lab.winrm is not None:
@@ -96,4 +96,4 @@ def lab_contacts(lab: LabFleet) -> dict[str, list[str]]:
 def all_command_lines(lab: LabFleet) -> list[str]:
     """Every command line the lab recorded (SSH commands; WinRM command lines and the decoded
     scripts)."""
-    return lab.call(lambda: [c for h in lab.hosts.values() for c in h.commands])
+    return lab.call(lambda: [c for h in lab.hosts.values() for c in [*h.commands, *h.scripts]])

@@ -65,7 +65,10 @@ def test_network_0041_never_trips_and_a_wrong_second_sp_trips_only_its_hosts(
 
         inventory = edit_inventory(lab, "two-sps.yaml", second_sp)
         pb = write_playbook(tmp_path / "pb.yaml", pacing={"forks": 6})
-        result = run_cli(lab, tmp_path, inventory=inventory, playbook=pb, timeout=400)
+        # The host-side breaker is under test: the Azure preflight would stop the second
+        # service principal (unknown to the lab's Entra ID) before any host is contacted.
+        result = run_cli(lab, tmp_path, "--no-azure-check", inventory=inventory, playbook=pb,
+                         timeout=400)
         outcomes = result.outcomes
         assert len(outcomes) == 60, result.describe()
         for name in network:
@@ -93,7 +96,10 @@ def test_a_resource_group_without_rbac_does_not_stop_the_other(tmp_path: Path) -
 
         inventory = edit_inventory(lab, "two-rgs.yaml", two_groups)
         pb = write_playbook(tmp_path / "pb.yaml", pacing={"forks": 3})
-        result = run_cli(lab, tmp_path, inventory=inventory, playbook=pb, timeout=300)
+        # The host-side breaker is under test: the Azure preflight would stop rg-norbac's
+        # hosts first (the group does not exist in the lab's ARM; tests/test_azure_preflight.py).
+        result = run_cli(lab, tmp_path, "--no-azure-check", inventory=inventory, playbook=pb,
+                         timeout=300)
         outcomes = result.outcomes
         for n in range(1, 11):
             assert outcomes[_name(n)]["category"] == "connected", outcomes[_name(n)]

@@ -268,12 +268,13 @@ def test_lab_killed_mid_run_every_host_still_ends(tmp_path: Path) -> None:
             [sys.executable, "-m", "fleet", "onboard", "-i", str(inventory), "--playbook",
              str(playbook), "--state-dir", str(state), "--json"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # Wait until every host has begun its connect step (its private directory made: mktemp
-        # on Linux, a NewGuid-named folder on Windows), then kill the lab.
+        # Wait until every host has begun its connect step, then kill the lab. Linux: the host
+        # script wrote its config file on the host (its steps reach the transcript when the
+        # script ends); Windows: the NewGuid-named folder is in the transcript.
         while True:
             logs = list(state.glob("runs/*/transcripts/*.log"))
-            started = [p for p in logs if any(
-                mark in p.read_text(errors="replace") for mark in ("mktemp", "NewGuid"))]
+            started = [p for p in logs if "NewGuid" in p.read_text(errors="replace")]
+            started += list((work / "hosts").glob("*/tmp/arcfleet.*/connect.json"))
             if len(started) == 5:
                 break
             assert run.poll() is None and time.monotonic() < deadline, "connects never started"
@@ -429,6 +430,48 @@ async def test_an_unforeseen_failure_costs_one_host_not_the_run(
     assert ("Access is denied" if isinstance(error, TransportError) else "nobody foresaw") \
         in outcome.diagnosis.evidence_line
     assert any(c.startswith("rm -rf -- /tmp/arcfleet.abcdefgh") for c in transport.commands)
+
+
+class _HostileMktemp(_UploadFails):
+    """A host whose mktemp answers a path arcfleet did not ask for (issue 16 item 9)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(RuntimeError("no upload may happen"))
+        self.path = path
+        self.uploads: list[str] = []
+
+    async def run(self, command: str, *, timeout_s: float) -> CommandResult:
+        if "mktemp" in command:
+            self.commands.append(command)
+            return CommandResult(command, 0, self.path + "\n", "", 0.0)
+        return await super().run(command, timeout_s=timeout_s)
+
+    async def put_file(self, path: str, content: bytes, *, private: bool = True) -> None:
+        self.uploads.append(path)
+
+
+@pytest.mark.parametrize("answer", ["/", "/tmp", "/tmp/arcfleet.abc/../../etc",
+                                    "/tmp/arcfleet.abcdefg/", "/home/arc/arcfleet.abcdefgh"])
+async def test_a_private_dir_path_from_the_host_is_checked_before_any_write_or_rm(
+    tmp_path: Path, answer: str
+) -> None:
+    guid = "7a3c2f10-5b1e-4d2a-9c6f-0e8b4a1d2c3e"
+    path = tmp_path / "inventory.yaml"
+    path.write_text(
+        "arcfleet: 1\ndefaults:\n  ssh: {user: arc, become: true}\n"
+        f"  azure: {{tenant_id: {guid}, subscription_id: {guid}, resource_group: rg,"
+        f" location: westeurope, service_principal: {{client_id: {guid},"
+        " secret: {env: UNUSED}}}\nhosts:\n  h1: {address: 127.70.200.1}\n")
+    host = load_inventory([path], env={}).hosts[0]
+    transport = _HostileMktemp(answer)
+    context = HostContext(playbook=load_playbook("onboard"), sink=_Sink(),
+                          pacer=TokenBucket(0, 1), sp_secret="not-used-here")
+    outcome = await HostRun(host, transport, LinuxAgentCommands(become=True),
+                            context).execute()
+    assert outcome.category is Category.UNKNOWN
+    assert "unexpected private directory" in outcome.diagnosis.evidence_line
+    assert not transport.uploads
+    assert not any(c.startswith("rm ") for c in transport.commands)
 
 
 def test_new_host_keys_are_learned_into_the_file_they_are_checked_against(

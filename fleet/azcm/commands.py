@@ -8,7 +8,8 @@ built by :func:`connect_config`.
 from __future__ import annotations
 
 import json
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from fleet.inventory.model import ResolvedHost
 from fleet.transport.base import CommandResult
@@ -49,6 +50,39 @@ class AgentCommands(Protocol):
     def restart_agent_service(self) -> str: ...
 
     def remove_dir(self, private_dir: str) -> str: ...
+
+
+class ScriptMode:
+    """What a host script does after reading the agent's state."""
+
+    PREFLIGHT = "preflight"  # stop after show: nothing written, nothing connected
+    CONNECT = "connect"  # connect unless show failed or says connected (the common path)
+    FORCE = "force"  # connect whatever show says (the engine has decided)
+
+
+@dataclass(frozen=True)
+class ScriptParams:
+    """The OS-neutral parameters of one host script run (see :mod:`fleet.engine.frames`)."""
+
+    boundary: str
+    mode: str
+    cap: int  # bytes of each step's stdout and of its stderr sent back, at most
+    log_tail_bytes: int
+    cleanup_after_s: int  # the detached timer removes the private directory after this
+
+
+@runtime_checkable
+class ScriptCommands(AgentCommands, Protocol):
+    """Commands for an OS that runs the whole common path as one script per host."""
+
+    def script_command(self, params: ScriptParams, host: ResolvedHost) -> str:
+        """The one command of the session; the ``--config`` file goes on its stdin."""
+
+    def is_private_dir(self, path: str) -> bool:
+        """Whether ``path`` is exactly what the private-directory step makes."""
+
+    def script_label(self) -> str:
+        """How the script command is shown in transcripts (the script itself is long)."""
 
 
 def connect_config(host: ResolvedHost, secret: str | None) -> bytes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shlex
 
-from fleet.azcm.commands import target_options
+from fleet.azcm.commands import ScriptParams, target_options
 from fleet.inventory.model import ResolvedHost
 from fleet.transport.base import CommandResult
 
@@ -74,7 +74,23 @@ class LinuxAgentCommands:
         return self.elevated(f"systemctl restart {SERVICE}")
 
     def remove_dir(self, private_dir: str) -> str:
+        if not self.is_private_dir(private_dir):
+            # The path came from the host: only ever remove what mktemp made for us.
+            raise ValueError(f"not an arcfleet private directory: {private_dir!r}")
         return f"rm -rf -- {shlex.quote(private_dir)}"
+
+    def script_command(self, params: ScriptParams, host: ResolvedHost) -> str:
+        from fleet.azcm import script_linux
+
+        return script_linux.command_line(params, host, become=self.become)
+
+    def script_label(self) -> str:
+        return self.elevated("sh -c <arcfleet host script v1>")
+
+    def is_private_dir(self, path: str) -> bool:
+        from fleet.azcm import script_linux
+
+        return script_linux.is_private_dir(path)
 
     def read_tail(self, path: str, max_bytes: int) -> str:
         return self.elevated(f"tail -c {int(max_bytes)} -- {shlex.quote(path)}")

@@ -10,25 +10,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay
 
 from fleet.azcm import findings
 from fleet.azcm.classifier import classify
-from fleet.azcm.commands import AgentCommands, connect_config
+from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, connect_config
 from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis, Evidence, Remediation
 from fleet.engine import remediation
-from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
-from fleet.engine.pacing import TokenBucket
-from fleet.engine.playbook import Mode, Playbook
+from fleet.engine.host_run_script import ScriptedPath
+from fleet.engine.host_script import script_capable
+from fleet.engine.host_state import (
+    AgentState,
+    EarlierProgress,
+    HostContext,
+    HostFinished,
+    ScriptedConnect,
+    disconnected,
+    no_private_dir,
+    preflight_ready,
+    strip_internal,
+)
+from fleet.engine.outcome import Attempt, HostOutcome
+from fleet.engine.playbook import Mode
 from fleet.errors import (
     ArcfleetError,
     ConnectionDropped,
@@ -39,6 +49,9 @@ from fleet.errors import (
 )
 from fleet.inventory.model import ResolvedHost
 from fleet.transport.base import CommandResult, Transport
+
+# Re-exported: callers import these from here, as before the split.
+__all__ = ["AgentState", "EarlierProgress", "HostContext", "HostFinished", "HostRun"]
 
 log = structlog.get_logger("fleet.engine")
 
@@ -52,115 +65,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
-class AgentState:
-    """What ``azcmagent show --json`` said."""
-
-    status: str = ""
-    resource_id: str = ""
-    fields: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def connected(self) -> bool:
-        return self.status.lower() == "connected" and bool(self.resource_id)
-
-    @classmethod
-    def parse(cls, text: str) -> AgentState | None:
-        start = text.find("{")
-        if start < 0:
-            return None
-        try:
-            body = json.loads(text[start : text.rfind("}") + 1])
-        except ValueError:
-            return None
-        if not isinstance(body, dict):
-            return None
-        lowered = {str(k).lower(): v for k, v in body.items()}
-        return cls(
-            status=str(lowered.get("status") or ""),
-            resource_id=str(lowered.get("resourceid") or ""),
-            fields=lowered,
-        )
-
-    def matches(self, host: ResolvedHost) -> bool:
-        """Connected to the target the inventory asks for (case-insensitive, as ARM ids are)."""
-        expected = host.azure.expected_resource_id(host.name)
-        if expected is not None:
-            return self.resource_id.lower() == expected.lower()
-        wanted = {
-            "subscriptionid": host.azure.subscription_id,
-            "resourcegroup": host.azure.resource_group,
-            "tenantid": host.azure.tenant_id,
-            "location": host.azure.location,
-        }
-        return all(
-            str(self.fields.get(key, "")).lower() == value.lower()
-            for key, value in wanted.items()
-            if value
-        )
-
-
-class HostFinished(Exception):
-    """Internal: the host has its final diagnosis; unwinds the state machine."""
-
-    def __init__(self, diagnosis: Diagnosis) -> None:
-        super().__init__(diagnosis.category.value)
-        self.diagnosis = diagnosis
-
-
-@dataclass(frozen=True)
-class EarlierProgress:
-    """What an interrupted (or killed) run had done to a host, for the run that resumes it.
-
-    A resume continues the host rather than starting over: connect attempts whose result was
-    recorded count against the retry budget, remediations already applied are not applied
-    again, and a connect that finished just before the crash is recognised, not repeated.
-    The outcome's ``attempts`` still counts this run's connects (their results are the ones it
-    reports), except for a host the interrupted run connected: that run's connects made it.
-    """
-
-    launched: int = 0  # connect attempts started (their private --config dir was made)
-    finished: int = 0  # connect attempts whose result was recorded
-    last_exit: int | None = None  # of the last recorded azcmagent connect
-    remediations: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, steps: Sequence[Attempt], make_private_dir: str) -> EarlierProgress:
-        launched = finished = 0
-        last_exit: int | None = None
-        remediations: list[str] = []
-        for step in steps:
-            if step.stage == "connect" and step.command == make_private_dir:
-                launched += 1
-            elif step.stage == "connect":
-                finished += 1
-                last_exit = step.exit_status
-            if step.remediation and step.remediation not in remediations:
-                remediations.append(step.remediation)
-        return cls(launched, finished, last_exit, tuple(remediations))
-
-
-@dataclass
-class HostContext:
-    """What one host run needs from the fleet run."""
-
-    playbook: Playbook
-    sink: OutcomeSink
-    pacer: TokenBucket
-    sp_secret: str | None
-    transcript_file: str = ""
-    # Steps an interrupted run recorded for this host (resume only), oldest first.
-    earlier_steps: tuple[Attempt, ...] = ()
-    # At most ``forks`` agent operations (connect, disconnect) run at once; hosts beyond that
-    # are opened and preflighted meanwhile, so a freed slot starts the next connect at once.
-    agent_slots: asyncio.Semaphore | None = None
-    # Why this host must not start an agent operation now (breaker open, run interrupted).
-    stop_reason: Callable[[], Diagnosis | None] = lambda: None
-    # Told each time an agent operation starts (the runner paces its prepare-ahead on it).
-    agent_started: Callable[[], None] = lambda: None
-
-
-class HostRun:
+class HostRun(ScriptedPath):
     def __init__(
         self,
         host: ResolvedHost,
@@ -184,9 +89,11 @@ class HostRun:
         self._last_exit: int | None = self._earlier.last_exit
         self._agent_version: str | None = None
         self._agent_path = "azcmagent"
-        # Host clock minus jump-host clock (s), when preflight measured it: the classifier reads
-        # time-window failures as a clock problem when it is large.
-        self.clock_skew_s: float | None = None
+        self._pending: ScriptedConnect | None = None
+        self._host_clock: str | None = None
+        # Host clock minus jump-host clock (s), read by the host script's clock step: the
+        # classifier reads time-window failures as a clock problem when it is large.
+        self._clock_skew_s: float | None = None
 
     # -- recording -----------------------------------------------------------------------
 
@@ -304,10 +211,19 @@ class HostRun:
         with contextlib.suppress(ArcfleetError, OSError, asyncio.CancelledError):
             await asyncio.shield(self.transport.close())
 
+    def _scripted(self) -> bool:
+        """The one-session path: one script per host runs the whole common path."""
+        return self.playbook.mode is not Mode.OFFBOARD and script_capable(
+            self.transport, self.commands
+        )
+
     async def _execute(self) -> Diagnosis:
         await self.transport.open()
-        agent = await self._preflight()
-        state = await self._agent_state(agent)
+        if self._scripted():
+            agent, state = await self._scripted_start()
+        else:
+            agent = await self._preflight()
+            state = await self._agent_state(agent)
         mode = self.playbook.mode
         if mode is Mode.OFFBOARD:
             return await self._offboard(agent, state)
@@ -326,7 +242,7 @@ class HostRun:
                 return findings.resource_conflict_elsewhere(state.resource_id, wanted)
             await self._disconnect(agent, force_local_only=False)
         if mode is Mode.PREFLIGHT:
-            return _preflight_ready(self._agent_version)
+            return preflight_ready(self._agent_version)
         return await self._connect_with_retries(agent)
 
     async def _preflight(self) -> str:
@@ -370,6 +286,8 @@ class HostRun:
                 return None  # connect will say what is wrong, with the agent's own words
         return None
 
+    # -- the one-session path ------------------------------------------------------------
+
     def _evidence(
         self, result: CommandResult, log_tail: str = "", run_started: datetime | None = None
     ) -> Evidence:
@@ -380,7 +298,7 @@ class HostRun:
             log_tail=log_tail,
             agent_version=self._agent_version,
             run_started=run_started,
-            clock_skew_s=self.clock_skew_s,
+            clock_skew_s=self._clock_skew_s,
         )
 
     # -- connect -------------------------------------------------------------------------
@@ -428,16 +346,26 @@ class HostRun:
             if attempt.retry_state.outcome is None or not attempt.retry_state.outcome.failed:
                 attempt.retry_state.set_result(diagnosis)
         assert diagnosis is not None
-        return _strip_internal(diagnosis)
+        return strip_internal(diagnosis)
 
     async def _connect_once(self, agent: str) -> Diagnosis:
-        self._connect_attempts += 1
-        _result, diagnosis = await self._run_with_config(
-            "connect", lambda config: self.commands.connect(agent, config, self.host)
-        )
+        verified: CommandResult | None = None
+        if self._scripted():
+            if self._pending is None:
+                await self._script(ScriptMode.FORCE)
+            if self._pending is None:
+                raise HostFinished(findings.step_failed("the host script did not run connect"))
+            pending, self._pending = self._pending, None
+            self._connect_attempts += 1
+            diagnosis, verified = pending.diagnosis, pending.verify
+        else:
+            self._connect_attempts += 1
+            _result, diagnosis = await self._run_with_config(
+                "connect", lambda config: self.commands.connect(agent, config, self.host)
+            )
         if diagnosis.category is Category.CONNECTED or diagnosis.extra.get("needs_verify"):
             # Exit 0 without success text: only the agent's own state can say what happened.
-            return await self._verify(agent, diagnosis)
+            return await self._verify(agent, diagnosis, verified)
         if diagnosis.code == "AZCM0067":
             # Connected already (maybe by a connect that finished before a crash): check where.
             state = await self._agent_state(agent)
@@ -496,16 +424,14 @@ class HostRun:
         made = await self._run(stage, self.commands.make_private_dir())
         private_dir = made.stdout.strip().splitlines()[-1] if made.stdout.strip() else ""
         if made.exit_status != 0 or not private_dir:
+            raise HostFinished(no_private_dir(made.stderr))
+        if isinstance(self.commands, ScriptCommands) and not self.commands.is_private_dir(
+            private_dir
+        ):
+            # A path from the host goes into rm -rf and a file write: only ever the one we
+            # asked mktemp for (issue 16 item 9).
             raise HostFinished(
-                Diagnosis(
-                    category=Category.HOST_PREREQUISITE,
-                    action=Action(ActionKind.FAIL_HOST),
-                    name="no private temporary directory",
-                    cause="mktemp could not create a private directory for the --config file",
-                    fix="check that /tmp (or the Windows temp folder) exists and is writable",
-                    evidence_line=made.stderr.strip()[-300:],
-                    rule="host:mktemp",
-                )
+                findings.step_failed(f"unexpected private directory {private_dir[:80]!r}")
             )
         return private_dir
 
@@ -529,10 +455,13 @@ class HostRun:
         except ArcfleetError:
             return ""
 
-    async def _verify(self, agent: str, connected: Diagnosis) -> Diagnosis:
+    async def _verify(
+        self, agent: str, connected: Diagnosis, verified: CommandResult | None = None
+    ) -> Diagnosis:
         if not self.playbook.verify and connected.category is Category.CONNECTED:
             return connected
-        result = await self._run("verify", self.commands.show_json(agent))
+        # The host script ran show --json right after its connect; otherwise ask now.
+        result = verified or await self._run("verify", self.commands.show_json(agent))
         state = AgentState.parse(result.stdout)
         if state is not None and state.connected and state.matches(self.host):
             return findings.connected(state.resource_id)
@@ -589,13 +518,13 @@ class HostRun:
 
     async def _offboard(self, agent: str, state: AgentState | None) -> Diagnosis:
         if state is not None and not state.connected:
-            return _disconnected("the host was not connected; nothing to do")
+            return disconnected("the host was not connected; nothing to do")
         # The playbook's attempts and remediations hold for disconnect as for connect (a
         # stopped himds is restarted once, a throttled ARM call waits), a hang does not retry.
         for number in range(1, self.playbook.attempts + 1):
             try:
                 await self._disconnect(agent, force_local_only=False)
-                return _disconnected("disconnected from Azure Arc")
+                return disconnected("disconnected from Azure Arc")
             except HostFinished as failed:
                 diagnosis = failed.diagnosis
                 last = number == self.playbook.attempts
@@ -609,34 +538,3 @@ class HostRun:
                 else:
                     raise
         raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-def _strip_internal(diagnosis: Diagnosis) -> Diagnosis:
-    if "remediated" not in diagnosis.extra:
-        return diagnosis
-    extra = {k: v for k, v in diagnosis.extra.items() if k != "remediated"}
-    return replace(diagnosis, extra=extra)
-
-
-def _preflight_ready(agent_version: str | None) -> Diagnosis:
-    """Every preflight check passed and the agent is not connected: onboard would connect it."""
-    return Diagnosis(
-        category=Category.READY,
-        action=Action(ActionKind.NONE),
-        name="ready",
-        cause=f"ready: reachable, elevated, agent {agent_version or 'present'}, not connected; "
-        "onboard would connect it (nothing was changed)",
-        fix="arcfleet onboard --limit @ready connects the hosts this preflight found ready",
-        rule="preflight:ready",
-        extra={"onboard_would": "connect"},
-    )
-
-
-def _disconnected(cause: str) -> Diagnosis:
-    return Diagnosis(
-        category=Category.DISCONNECTED,
-        action=Action(ActionKind.NONE),
-        name="disconnected",
-        cause=cause,
-        rule="offboard",
-    )

@@ -155,6 +155,7 @@ class LabHost:
     connect_attempts: int = 0  # drives fail-N-times-then-succeed scenarios
     # Records for tests (append-only):
     commands: list[str] = field(default_factory=list)
+    scripts: list[str] = field(default_factory=list)  # arcfleet host scripts, whole
     sftp_writes: list[SftpWrite] = field(default_factory=list)
     connect_calls: list[ConnectCall] = field(default_factory=list)
     forwards: list[TcpForward] = field(default_factory=list)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from fleet.lab.agent import run_agent
 from fleet.lab.host import LINUX_AGENT_ALT_PATH, LINUX_AGENT_PATH, LINUX_SERVICE, LabHost
+from fleet.lab.host_script import is_host_script, run_host_script
 from fleet.lab.scenario import ScenarioKind
 
 LOGIN_UID = 1000
@@ -113,6 +114,9 @@ async def _sudo(argv: list[str], host: LabHost, elevated: bool) -> ShellResult:
 
 
 async def _sh(argv: list[str], host: LabHost, elevated: bool) -> ShellResult:
+    if len(argv) >= 3 and argv[1] == "-c" and is_host_script(argv[2]):
+        result: ShellResult = await run_host_script(argv[2], host, elevated=elevated)
+        return result
     if len(argv) >= 3 and argv[1] == "-c":
         return await run_shell(argv[2], host, elevated=elevated)
     return ShellResult(2, "", "sh: 0: only 'sh -c STRING' is supported here\n")

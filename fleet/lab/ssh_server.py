@@ -25,6 +25,7 @@ from asyncssh.channel import SSHChannel
 from asyncssh.stream import SSHReader, SSHServerStreamSession, SSHWriter
 
 from fleet.lab.host import LabHost, RunningCommand, SftpWrite, TcpForward
+from fleet.lab.host_script import ABORT, SCRIPT_MARK, STDIN, WRITE
 from fleet.lab.scenario import ScenarioKind
 from fleet.lab.shell import LOGIN_USER, run_shell
 
@@ -65,12 +66,27 @@ class _HostSession(SSHServerStreamSession[str]):
             chan.exit(1)
             return
         host = self._host
-        host.commands.append(command)
+        if SCRIPT_MARK in command:
+            # The whole script in its own record; the commands list gets a short label and
+            # then, from the lab's script runner, each step's command as the host ran it.
+            host.scripts.append(command)
+            host.commands.append(command.split(" -c ", 1)[0] + " -c <arcfleet host script>")
+        else:
+            host.commands.append(command)
         if host.scenario.kind is ScenarioKind.CONNECTION_DROP and _is_agent_connect(command):
             # The exec request was accepted and the agent "started"; now the network goes away
             # (no SSH disconnect message, no exit status), as when a host or link dies mid-run.
             chan.get_connection().abort()
             return
+        if SCRIPT_MARK in command:
+            # arcfleet's host script reads the --config file from stdin (a few KB, then EOF).
+            STDIN.set(await stdin.read())
+            ABORT.set(chan.get_connection().abort)
+
+            async def write(text: str) -> None:
+                await _write_chunked(stdout, text)
+
+            WRITE.set(write)
         running = host.spawn(command, run_shell(command, host))
         self._running = running
         try:

@@ -68,7 +68,7 @@ _MKDIR = re.compile(
 )
 _PUT = re.compile(
     rf"^\$path = (?P<path>{_PATH_EXPR})\n"
-    r"\$content = \[Convert\]::FromBase64String\(\(\$input \| Out-String\)\)\n"
+    r"\$content = \[Convert\]::FromBase64String\(\[Console\]::In\.ReadToEnd\(\)\)\n"
     r"\[IO\.File\]::WriteAllBytes\(\$path, \[byte\[\]\]@\(\)\)\n"
     r"(?P<acl>.*)\[IO\.File\]::WriteAllBytes\(\$path, \$content\)\nexit 0\n$",
     re.DOTALL,

@@ -7,6 +7,7 @@ command builders in :mod:`fleet.azcm`; the transport only runs them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,6 +53,39 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class ScriptResult:
+    """What a host script sent back: its stdout as bytes (a framed report is counted in bytes,
+    so it must not be decoded first), its stderr as text."""
+
+    command: str
+    exit_status: int | None
+    stdout: bytes
+    stderr: str
+    duration_s: float
+    timed_out: bool = False
+    truncated_bytes: int = 0
+    lost: str = ""  # why the session died mid-script ("" if it did not): the rest is kept
+
+
+class ScriptTransport(Transport, Protocol):
+    """A transport that can run one script with data on its stdin (the one-session path)."""
+
+    async def run_script(
+        self,
+        command: str,
+        stdin: bytes,
+        *,
+        timeout_s: float,
+        output_cap: int,
+        on_stdout: Callable[[bytes], None] | None = None,
+    ) -> ScriptResult:
+        """Run ``command`` with ``stdin`` as its standard input (then EOF); like :meth:`run`
+        for deadlines; a session that dies mid-script returns what arrived with ``lost`` set
+        (the caller records it, then treats the host as dropped). At most ``output_cap`` bytes
+        of stdout are kept; ``on_stdout`` sees each kept chunk as it arrives."""
+
+
 class CappedOutput:
     """Collects a stream's bytes up to a cap, counting what it drops."""
 
@@ -61,13 +95,19 @@ class CappedOutput:
         self._kept = 0
         self.dropped = 0
 
-    def add(self, chunk: bytes) -> None:
+    def add(self, chunk: bytes) -> bytes:
+        """Keep what fits; returns the part kept."""
         room = self._cap - self._kept
+        kept = b""
         if room > 0:
             kept = chunk[:room]
             self._chunks.append(kept)
             self._kept += len(kept)
         self.dropped += max(0, len(chunk) - max(room, 0))
+        return kept
 
     def text(self) -> str:
-        return b"".join(self._chunks).decode("utf-8", errors="replace")
+        return self.data().decode("utf-8", errors="replace")
+
+    def data(self) -> bytes:
+        return b"".join(self._chunks)

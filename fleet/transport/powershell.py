@@ -5,8 +5,9 @@ Every script is sent as ``powershell.exe -EncodedCommand <base64 of UTF-16LE>`` 
 script only as single-quoted literals (:func:`quote`), in which PowerShell expands nothing.
 
 File content never travels in a script or a command line: :func:`put_file_script` reads it, base64,
-from the command's stdin (WinRS ``Send``), so a secret in the file is not in any process's command
-line, nor in PowerShell's script-block log.
+from the command's stdin (WinRS ``Send``) with ``[Console]::In.ReadToEnd()`` (no cmdlet, so no
+parameter binding for Module Logging to record), so a secret in the file is not in any process's
+command line, nor in PowerShell's script-block or module log (see docs/security.md).
 
 The lab's WinRM server (:mod:`fleet.lab.winrm_powershell`) recognises exactly these shapes.
 """
@@ -92,7 +93,9 @@ def put_file_script(path: str, *, private: bool) -> str:
     acl = acl_lines("path", directory=False) if private else ""
     return (
         f"$path = {path_expression(path)}\n"
-        "$content = [Convert]::FromBase64String(($input | Out-String))\n"
+        # [Console]::In, not `$input | Out-String`: a cmdlet's parameter binding is what
+        # Module Logging (event 4103) records, and this text holds the config's secret.
+        "$content = [Convert]::FromBase64String([Console]::In.ReadToEnd())\n"
         "[IO.File]::WriteAllBytes($path, [byte[]]@())\n"
         f"{acl}"
         "[IO.File]::WriteAllBytes($path, $content)\n"

@@ -26,7 +26,7 @@ from asyncssh.encryption import get_default_encryption_algs
 
 from fleet.errors import ConnectionDropped, HostAuthFailed, HostUnreachable, Problem, UsageError
 from fleet.inventory.model import ResolvedHost, Transport
-from fleet.transport.base import OUTPUT_CAP_BYTES, CappedOutput, CommandResult
+from fleet.transport.base import OUTPUT_CAP_BYTES, CappedOutput, CommandResult, ScriptResult
 
 KEEPALIVE_INTERVAL_S = 15
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts").expanduser()
@@ -494,6 +494,70 @@ class SshTransport:
             duration_s=time.monotonic() - started,
             timed_out=timed_out,
             truncated_bytes=out.dropped + err.dropped,
+        )
+
+    async def run_script(
+        self,
+        command: str,
+        stdin: bytes,
+        *,
+        timeout_s: float,
+        output_cap: int,
+        on_stdout: Callable[[bytes], None] | None = None,
+    ) -> ScriptResult:
+        """Run one host script with ``stdin`` (the --config file, or nothing) on its standard
+        input: one session for the whole common path (see :mod:`fleet.azcm.script_linux`)."""
+        conn = self._require()
+        started = time.monotonic()
+        out, err = CappedOutput(output_cap), CappedOutput(OUTPUT_CAP_BYTES)
+        try:
+            process = await conn.create_process(command, encoding=None)
+        except (
+            asyncssh.ChannelOpenError,
+            asyncssh.DisconnectError,
+            asyncssh.ConnectionLost,
+            OSError,
+        ) as exc:
+            raise ConnectionDropped(self.host_name, f"cannot start command: {exc}") from None
+
+        async def pump(
+            reader: asyncssh.SSHReader[bytes],
+            sink: CappedOutput,
+            tell: Callable[[bytes], None] | None = None,
+        ) -> None:
+            while chunk := await reader.read(65536):
+                kept = sink.add(chunk)
+                if tell is not None and kept:
+                    tell(kept)
+
+        timed_out = False
+        lost = ""
+        try:
+            process.stdin.write(stdin)
+            process.stdin.write_eof()
+            await asyncio.wait_for(
+                asyncio.gather(pump(process.stdout, out, on_stdout), pump(process.stderr, err)),
+                timeout_s,
+            )
+            await asyncio.wait_for(process.wait_closed(), max(1.0, timeout_s / 10))
+        except TimeoutError:
+            timed_out = True
+        except (asyncssh.DisconnectError, asyncssh.ConnectionLost, OSError) as exc:
+            lost = f"session lost during command: {exc}"
+        except asyncio.CancelledError:
+            self._stop(process)
+            raise
+        if timed_out:
+            self._stop(process)
+        return ScriptResult(
+            command=command,
+            exit_status=None if timed_out or lost else process.exit_status,
+            stdout=out.data(),
+            stderr=err.text(),
+            duration_s=time.monotonic() - started,
+            timed_out=timed_out,
+            truncated_bytes=out.dropped + err.dropped,
+            lost=lost,
         )
 
     @staticmethod

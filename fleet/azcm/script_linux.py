@@ -1,0 +1,222 @@
+"""One ``sh`` script per Linux host: the whole common path in one SSH session.
+
+The script is started as ``sudo -n sh -c SCRIPT`` (plain ``sh -c`` when the login is root); the
+``--config`` file arrives on its stdin, never in argv. In one session it makes its private
+directory (``umask 077``, ``mktemp -d``, the path checked against the exact pattern), reads the
+host clock, checks elevation, finds the agent, runs ``show --json`` (its state and its version
+in one call), decides whether the host is already connected, and only then writes the
+config from stdin, runs ``connect --config``, removes the config, and verifies with ``show --json``
+(or sends the tail of azcmagent.log on failure). A ``trap`` removes the directory on every exit
+path, and a detached timer removes it after the command deadline even if the session (or arcfleet)
+is killed first; older ``arcfleet.*`` directories the same user left behind are removed too.
+
+Each step's stdout and stderr are captured to files in the private directory and sent as counted
+bytes in the framed report of :mod:`fleet.engine.frames`, at most ``cap`` bytes of each.
+
+The first line is a comment carrying the same parameters as JSON: the real shell ignores it, the
+lab (:mod:`fleet.lab.host_script`) reads it to simulate the script. Every value in the script
+itself is quoted with :func:`shlex.quote`.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict
+
+from fleet.azcm.commands import ScriptParams, target_options
+from fleet.azcm.commands_linux import AGENT_FALLBACK, AGENT_NAME, LOG_PATH
+from fleet.inventory.model import ResolvedHost
+
+SCRIPT_MARK = "# arcfleet host script 1 "
+PRIVATE_PREFIX = "/tmp/arcfleet."
+PRIVATE_TEMPLATE = PRIVATE_PREFIX + "XXXXXXXX"
+CONFIG_NAME = "connect.json"
+
+
+def connect_args(host: ResolvedHost) -> list[str]:
+    """The non-secret connect options as argv words."""
+    words: list[str] = []
+    for flag, value in target_options(host):
+        words += [flag, value]
+    return words
+
+
+def is_private_dir(path: str) -> bool:
+    """Exactly what ``mktemp -d /tmp/arcfleet.XXXXXXXX`` makes (issue 16 item 9)."""
+    suffix = path[len(PRIVATE_PREFIX) :]
+    return (
+        path.startswith(PRIVATE_PREFIX)
+        and len(suffix) == 8
+        and suffix.isascii()
+        and suffix.isalnum()
+    )
+
+
+def command_line(params: ScriptParams, host: ResolvedHost, *, become: bool) -> str:
+    """The one command for the session: ``[sudo -n] sh -c SCRIPT``."""
+    prefix = "sudo -n " if become else ""
+    return f"{prefix}sh -c {shlex.quote(build(params, host))}"
+
+
+def build(params: ScriptParams, host: ResolvedHost) -> str:
+    q = shlex.quote
+    words = connect_args(host)
+    header = SCRIPT_MARK + json.dumps(
+        {
+            **asdict(params),
+            "connect_args": words,
+            "log_path": LOG_PATH,
+            "agent_fallback": AGENT_FALLBACK,
+        },
+        separators=(",", ":"),
+    )
+    connect_words = " ".join(q(word) for word in words)
+    # Minutes after which a leftover dir is surely not a live run's: its timer has fired.
+    leftover_min = params.cleanup_after_s // 60 + 2
+    return f"""{header}
+set -u
+# C locale: byte counts from ${{#var}}, and tools' messages in English for the classifier.
+LC_ALL=C
+export LC_ALL
+B={q(params.boundary)}
+MODE={q(params.mode)}
+CAP={int(params.cap)}
+TAIL={int(params.log_tail_bytes)}
+TTL={int(params.cleanup_after_s)}
+LOG={q(LOG_PATH)}
+FALLBACK={q(AGENT_FALLBACK)}
+D=
+C=
+# Builtins only where it is cheap to avoid a process: each fork counts on a busy host.
+now() {{
+  # T: milliseconds (10 ms resolution) from /proc/uptime, read with the shell's own read.
+  if read -r up _ </proc/uptime 2>/dev/null; then
+    c=${{up#*.}}; c=${{c#0}}
+    T=$(( ${{up%.*}} * 1000 + ${{c:-0}} * 10 ))
+  else
+    T=$(( $(date +%s) * 1000 ))
+  fi
+}}
+cleanup() {{
+  if [ -n "$C" ]; then kill "$C" 2>/dev/null; fi
+  if [ -n "$D" ]; then
+    if [ -f "$D/timer" ]; then kill "$(cat "$D/timer")" 2>/dev/null; fi
+    rm -rf -- "$D"
+  fi
+}}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+emit() {{
+  ol=${{#4}}; el=${{#5}}
+  printf '%s step %s %s %s %s %s %s %s\\n%s%s' "$B" "$1" "$2" "$3" $ol $ol $el $el "$4" "$5"
+}}
+send() {{
+  sn=$1; sr=$2; sm=$3
+  sizes=$(stat -c %s "$D/o" "$D/e" 2>/dev/null) || sizes="$(wc -c <"$D/o") $(wc -c <"$D/e")"
+  set -- $sizes
+  ot=$1; et=$2
+  os=$ot; if [ $os -gt $CAP ]; then os=$CAP; fi
+  es=$et; if [ $es -gt $CAP ]; then es=$CAP; fi
+  printf '%s step %s %s %s %s %s %s %s\\n' "$B" "$sn" "$sr" "$sm" $ot $os $et $es
+  if [ $os -eq $ot ] && [ $es -eq $et ]; then
+    cat "$D/o" "$D/e"
+  else
+    head -c $os "$D/o"
+    head -c $es "$D/e"
+  fi
+}}
+step() {{
+  n=$1; shift; now; s=$T
+  # In the background and waited for: a TERM (the SSH deadline) interrupts the wait, so the
+  # trap runs at once and stops the step, instead of after it.
+  "$@" >"$D/o" 2>"$D/e" </dev/null &
+  C=$!
+  wait $C
+  r=$?
+  C=
+  now
+  send "$n" $r $((T - s))
+  return $r
+}}
+finish() {{
+  printf '%s end\\n' "$B"
+  exit 0
+}}
+private_ok() {{
+  case $1 in {q(PRIVATE_PREFIX)}*) ;; *) return 1 ;; esac
+  x=${{1#{q(PRIVATE_PREFIX)}}}
+  [ ${{#x}} -eq 8 ] || return 1
+  case $x in *[!A-Za-z0-9]*) return 1 ;; esac
+  [ -d "$1" ] && [ ! -L "$1" ]
+}}
+locate() {{
+  command -v {AGENT_NAME} || command -v "$FALLBACK"
+}}
+write_config() {{
+  cat >"$D/{CONFIG_NAME}" && chmod 600 "$D/{CONFIG_NAME}"
+}}
+printf '%s arcfleet-report 1\\n' "$B"
+umask 077
+now; s=$T
+if ! made=$(mktemp -d {PRIVATE_TEMPLATE} 2>&1); then
+  now; emit workdir 1 $((T - s)) '' "$made"
+  finish
+fi
+if ! private_ok "$made"; then
+  now; emit workdir 1 $((T - s)) '' "mktemp made an unexpected path: $made"
+  finish
+fi
+D=$made
+now; emit workdir 0 $((T - s)) "$D" ''
+step clock date -u +%Y-%m-%dT%H:%M:%SZ
+step elevation id -u
+uid=
+read -r uid <"$D/o"
+if [ "$uid" != 0 ]; then finish; fi
+if ! step locate locate; then finish; fi
+A=
+read -r A <"$D/o"
+if [ -z "$A" ]; then finish; fi
+step show "$A" show --json
+shown=$?
+if [ "$MODE" = preflight ]; then finish; fi
+if [ "$MODE" != force ]; then
+  if [ $shown -ne 0 ]; then finish; fi
+  state=$(tr -d ' \\t\\r\\n' <"$D/o")
+  case $state in *'"'[Ss]tatus'":'*) ;; *) finish ;; esac
+  case $state in
+    *'"'[Ss]tatus'":"'[Cc]onnected'"'*|*'"'[Rr]esource[Ii]d'":"/'*) finish ;;
+  esac
+fi
+for x in /tmp/arcfleet.????????; do
+  if [ "$x" != "$D" ] && [ -d "$x" ]; then
+    find /tmp -maxdepth 1 -type d -name 'arcfleet.????????' ! -path "$D" -user "$uid" \\
+      -mmin +{leftover_min} -exec rm -rf -- {{}} + 2>/dev/null
+    break
+  fi
+done
+# The timer runs in its own session (setsid): killing the session's processes leaves it.
+T='sleep "$1" & echo $! >"$2/timer"; wait $! && rm -rf -- "$2"'
+if command -v setsid >/dev/null 2>&1; then
+  setsid sh -c "$T" arcfleet-timer "$TTL" "$D" </dev/null >/dev/null 2>&1 &
+else
+  sh -c "$T" arcfleet-timer "$TTL" "$D" </dev/null >/dev/null 2>&1 &
+fi
+now; s=$T
+write_config >"$D/o" 2>"$D/e"
+r=$?
+now; send config $r $((T - s))
+if [ $r -ne 0 ]; then finish; fi
+step connect "$A" connect --config "$D/{CONFIG_NAME}" --verbose {connect_words}
+connected=$?
+step cleanup rm -f -- "$D/{CONFIG_NAME}"
+if [ $connected -eq 0 ]; then
+  step verify "$A" show --json
+else
+  step log tail -c "$TAIL" -- "$LOG"
+fi
+finish
+"""

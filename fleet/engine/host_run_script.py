@@ -1,0 +1,267 @@
+"""The one-session path of a host run: the host script and what the engine reads from it.
+
+A mixin of :class:`fleet.engine.host_run.HostRun` (split out to keep modules small): the state
+machine decides; these methods run the script (:mod:`fleet.engine.host_script`), record its steps
+as they arrive, and stop the host where the step-by-step path would have stopped.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+from fleet.azcm import findings
+from fleet.azcm.classifier import classify
+from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, connect_config
+from fleet.azcm.diagnosis import Diagnosis, Evidence, Remediation
+from fleet.engine import host_script
+from fleet.engine.host_script import ScriptSteps
+from fleet.engine.host_state import (
+    AgentState,
+    HostContext,
+    HostFinished,
+    ScriptedConnect,
+    no_private_dir,
+)
+from fleet.engine.outcome import Attempt
+from fleet.engine.playbook import Mode, Playbook
+from fleet.errors import ConnectionDropped
+from fleet.inventory.model import ResolvedHost
+from fleet.transport.base import CommandResult, ScriptTransport, Transport
+
+_ELEVATION_DENIED = re.compile(
+    r"a password is required|a terminal is required|not in the sudoers", re.IGNORECASE
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ScriptedPath:
+    # Provided by HostRun.
+    host: ResolvedHost
+    transport: Transport
+    commands: AgentCommands
+    playbook: Playbook
+    ctx: HostContext
+    _elevated_commands: AgentCommands | None
+    _remediations: list[str]
+    _agent_version: str | None
+    _last_exit: int | None
+    _pending: ScriptedConnect | None
+    _host_clock: str | None
+    _clock_skew_s: float | None
+
+    def _record(self, attempt: Attempt) -> None:
+        raise NotImplementedError
+
+    _agent_path: str
+
+    def _evidence(
+        self, result: CommandResult, log_tail: str = "", run_started: datetime | None = None
+    ) -> Evidence:
+        raise NotImplementedError
+
+    async def _remediate(self, diagnosis: Diagnosis) -> bool:
+        raise NotImplementedError
+
+    async def _scripted_start(self) -> tuple[str, AgentState | None]:
+        """Preflight and state from the host script. On the common path the same script also
+        connected; that result waits in ``_pending`` for :meth:`_connect_once`."""
+        mode = ScriptMode.PREFLIGHT if self.playbook.mode is Mode.PREFLIGHT else ScriptMode.CONNECT
+        for _ in range(2):
+            agent, show = await self._script(mode)
+            state = AgentState.parse(show.stdout) if show.exit_status == 0 else None
+            if state is not None or self._pending is not None:
+                return agent, state
+            # As the step-by-step path: fix what stops show (once), then look again.
+            if not await self._remediate(classify(self._evidence(show))):
+                break
+        return agent, None
+
+    async def _script(self, mode: str) -> tuple[str, CommandResult]:
+        """Run the host script once (one session), its steps recorded as they arrive, and stop
+        the host where the step-by-step path would have. Returns the agent and its show."""
+        commands = self.commands
+        assert isinstance(commands, ScriptCommands)
+        transport = cast(ScriptTransport, self.transport)
+        params = host_script.params_for(self.playbook, mode)
+        preflight = mode == ScriptMode.PREFLIGHT
+        # The config travels on the script's stdin; it reaches the disk only if connect runs.
+        stdin = b"" if preflight else connect_config(self.host, self.ctx.sp_secret)
+
+        # Log lines older than this script are another run's history (the classifier cuts the
+        # log there, allowing for the host's clock skew).
+        script_started = _now()
+
+        def diagnose(result: CommandResult, log_tail: str, version: str | None) -> Diagnosis:
+            self._agent_version = version
+            return classify(self._evidence(result, log_tail, script_started))
+
+        slots = None if preflight else self.ctx.agent_slots
+        held = False
+
+        def release() -> None:
+            nonlocal held
+            if slots is not None and held:
+                held = False
+                slots.release()
+
+        async def run() -> ScriptSteps:
+            return await host_script.run(
+                transport, commands, params, self.host, stdin,
+                timeout_s=host_script.deadline_s(self.playbook, mode),
+                record=self._record, diagnose=diagnose, connect_done=release,
+            )
+
+        if preflight:
+            steps = await run()
+        else:
+            # The script may connect: it starts with an agent slot, paced, breaker checked;
+            # the slot goes as soon as the connect step is over (the verify needs none).
+            if slots is not None:
+                await slots.acquire()
+                held = True
+            try:
+                stop = self.ctx.stop_reason()
+                if stop is not None:
+                    raise HostFinished(stop)
+                await self.ctx.pacer.acquire()
+                self.ctx.agent_started()
+                steps = await run()
+            finally:
+                release()
+        return await self._read_script(steps, commands, mode)
+
+    async def _read_script(
+        self, steps: ScriptSteps, commands: ScriptCommands, mode: str
+    ) -> tuple[str, CommandResult]:
+        """Decide from a finished script run, as the step-by-step path decided per step."""
+        report, raw = steps.report, steps.raw
+        self._agent_version = steps.agent_version
+        if not report.steps and not raw.timed_out and not raw.lost:
+            self._script_never_ran(steps, commands)
+        workdir = steps.get("workdir")
+        if workdir is not None and workdir.exit_status != 0:
+            self._record(
+                Attempt(
+                    stage="preflight", command=workdir.command,
+                    exit_status=workdir.exit_status, duration_s=workdir.duration_s,
+                    started_at=steps.started_at, stderr=workdir.stderr,
+                )
+            )
+            raise HostFinished(no_private_dir(workdir.stderr))
+        if workdir is not None and not commands.is_private_dir(steps.private_dir):
+            raise HostFinished(
+                findings.step_failed(f"unexpected private directory {steps.private_dir[:80]!r}")
+            )
+        clock = steps.get("clock")
+        if clock is not None:
+            self._read_clock(clock, steps.starts.get("clock", steps.started_at))
+        elevation = steps.get("elevation")
+        if elevation is not None and not commands.is_elevated(elevation):
+            return await self._script_not_elevated(elevation, mode)
+        located = steps.get("locate")
+        if located is not None and (located.exit_status != 0 or not steps.agent):
+            raise HostFinished(findings.agent_missing(located.stderr.strip() or "not on PATH"))
+        config = steps.get("config")
+        if config is not None and config.exit_status != 0:
+            raise HostFinished(
+                findings.step_failed(f"could not write the --config file: {config.stderr[-300:]}")
+            )
+        self._script_complete(steps, commands)
+        if steps.agent:
+            self._agent_path = steps.agent  # the remediations run this agent
+        if steps.connect is not None:
+            result, diagnosis = steps.connect
+            self._last_exit = result.exit_status
+            self._pending = ScriptedConnect(result, diagnosis, steps.get("verify"))
+        show = steps.get("show")
+        assert show is not None  # a complete report of a run that got this far has show
+        return steps.agent, show
+
+    def _script_never_ran(self, steps: ScriptSteps, commands: ScriptCommands) -> None:
+        """No report at all: sudo refused, or no shell. Say which, with its own words."""
+        raw = steps.raw
+        output = raw.stdout.decode("utf-8", errors="replace")
+        self._record(
+            Attempt(
+                stage="preflight", command=commands.script_label(), exit_status=raw.exit_status,
+                duration_s=raw.duration_s, started_at=steps.started_at, stdout=output[-4096:],
+                stderr=raw.stderr, truncated_bytes=raw.truncated_bytes,
+            )
+        )
+        denied = _ELEVATION_DENIED.search(raw.stderr + output)
+        if denied:
+            raise HostFinished(findings.elevation_required(denied.group(0)))
+        detail = (raw.stderr.strip() or steps.report.problem)[-300:]
+        raise HostFinished(
+            findings.step_failed(f"the host script did not run (exit {raw.exit_status}): {detail}")
+        )
+
+    async def _script_not_elevated(
+        self, elevation: CommandResult, mode: str
+    ) -> tuple[str, CommandResult]:
+        denied = _ELEVATION_DENIED.search(elevation.stderr + elevation.stdout)
+        if denied:
+            raise HostFinished(findings.elevation_required(denied.group(0)))
+        if self._elevated_commands is not None and self.playbook.escalate_with_sudo:
+            self.commands = self._elevated_commands
+            self._elevated_commands = None
+            if Remediation.RERUN_ELEVATED.value not in self._remediations:
+                self._remediations.append(Remediation.RERUN_ELEVATED.value)
+            return await self._script(mode)
+        raise HostFinished(
+            findings.elevation_required(
+                "the login user is not root and the inventory does not set become"
+                if self._elevated_commands is not None
+                else f"elevation check printed {elevation.stdout.strip()!r}"
+            )
+        )
+
+    def _script_complete(self, steps: ScriptSteps, commands: ScriptCommands) -> None:
+        """A report without its end record is never a success: the host ends timed out,
+        dropped or unknown, with every step that did arrive already recorded."""
+        report, raw = steps.report, steps.raw
+        if report.complete:
+            return
+        self._pending = None
+        partial = report.partial.name if report.partial else ""
+        stage = host_script.script_stage(partial) if partial else "preflight"
+        if raw.timed_out:
+            deadline = (
+                self.playbook.deadlines.agent_connect_s
+                if partial == "connect"
+                else host_script.deadline_s(self.playbook, ScriptMode.PREFLIGHT)
+            )
+            diagnosis = findings.timed_out(stage, deadline)
+            self._record(
+                Attempt(
+                    stage=stage, command=commands.script_label() + f" [{partial or 'script'}]",
+                    exit_status=None, duration_s=raw.duration_s, started_at=steps.started_at,
+                    stdout=report.partial.stdout if report.partial else "",
+                    stderr=raw.stderr, diagnosis=diagnosis,
+                )
+            )
+            raise HostFinished(diagnosis)
+        if raw.lost:
+            raise ConnectionDropped(self.host.name, raw.lost)
+        raise HostFinished(
+            findings.step_failed(
+                f"the host script's report is incomplete ({report.problem}); "
+                f"last step received: {report.names()[-1] if report.steps else 'none'}"
+            )
+        )
+
+    def _read_clock(self, clock: CommandResult, asked_at: datetime) -> None:
+        text = clock.stdout.strip()
+        try:
+            host_time = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return
+        self._host_clock = text
+        # Seconds the host is ahead of this machine (1 s resolution on the host side).
+        midpoint = asked_at + timedelta(seconds=clock.duration_s / 2)
+        self._clock_skew_s = round((host_time - midpoint).total_seconds(), 1)

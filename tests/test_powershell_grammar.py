@@ -1,0 +1,89 @@
+"""Every PowerShell script arcfleet sends parses with the real PowerShell grammar
+(tree-sitter-powershell): no ERROR or MISSING node, hostile inventory values included; and the
+file upload reads its stdin without a cmdlet (issue 16 item 5)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from fleet.azcm.commands_windows import WindowsAgentCommands
+from fleet.inventory.model import AzureTarget, OsFamily, ResolvedHost, Transport
+from fleet.transport.powershell import PRELUDE, put_file_script, read_tail_script
+
+tree_sitter = pytest.importorskip("tree_sitter")
+tree_sitter_powershell = pytest.importorskip("tree_sitter_powershell")
+
+PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language()))
+CMDS = WindowsAgentCommands()
+AGENT = r"C:\Program Files\AzureConnectedMachineAgent\azcmagent.exe"
+PRIVATE = r"C:\Windows\Temp\arcfleet-0123456789abcdef0123456789abcdef"
+# Values an inventory may hold (double quotes are refused for Windows, see commands_windows).
+HOSTILE = [
+    "plain", "it's", "‘curly’ ’quotes‚‛", "$(Remove-Item C:\\ -Recurse)", "`n`$x", "a;b|c&d",
+    "@{x=1}", "${env:PATH}", "#comment", "<# block #>", "line\nbreak", "tab\there", "ü–漢字",
+]
+
+
+def _nodes(node: object) -> Iterator[object]:
+    yield node
+    for child in node.children:  # type: ignore[attr-defined]
+        yield from _nodes(child)
+
+
+def _problems(script: str) -> list[str]:
+    tree = PARSER.parse((PRELUDE + script).encode("utf-8"))
+    return [f"{n.type} at {n.start_point}: {n.text[:60]!r}"  # type: ignore[attr-defined]
+            for n in _nodes(tree.root_node)
+            if n.type == "ERROR" or n.is_missing]  # type: ignore[attr-defined]
+
+
+def _host(value: str) -> ResolvedHost:
+    return ResolvedHost(
+        name="w1", address="127.30.0.9", port=5986, transport=Transport.WINRM,
+        os=OsFamily.WINDOWS,
+        azure=AzureTarget(resource_name=value, tags={"k": value, value: "v"},
+                          correlation_id=value))
+
+
+def _scripts(value: str) -> dict[str, str]:
+    config = CMDS.config_path(PRIVATE)
+    return {
+        "check_elevation": CMDS.check_elevation(),
+        "locate_agent": CMDS.locate_agent(),
+        "version": CMDS.version(AGENT),
+        "show_json": CMDS.show_json(AGENT),
+        "make_private_dir": CMDS.make_private_dir(),
+        "connect": CMDS.connect(AGENT, config, _host(value)),
+        "disconnect": CMDS.disconnect(AGENT, config, force_local_only=False),
+        "disconnect_local": CMDS.disconnect(AGENT, None, force_local_only=True),
+        "restart": CMDS.restart_agent_service(),
+        "remove_dir": CMDS.remove_dir(PRIVATE),
+        "put_file": put_file_script(config, private=True),
+        "put_file_env": put_file_script(r"%ProgramData%\x\" + value", private=False),
+        "read_tail": read_tail_script(CMDS.log_path, 65536),
+        "read_tail_value": read_tail_script("C:\\logs\\" + value, 10),
+    }
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_every_script_parses_without_error(value: str) -> None:
+    problems = {name: p for name, script in _scripts(value).items() if (p := _problems(script))}
+    assert not problems
+
+
+def test_the_grammar_does_report_broken_scripts() -> None:
+    # The check above can fail: an unbalanced quote or brace is an ERROR/MISSING node.
+    assert _problems("$x = 'unterminated\n")
+    assert _problems("if ($true) { Write-Output 1\n")
+
+
+def test_the_upload_reads_stdin_without_a_cmdlet() -> None:
+    script = put_file_script(CMDS.config_path(PRIVATE), private=True)
+    tree = PARSER.parse(script.encode("utf-8"))
+    variables = {n.text.decode().lower() for n in _nodes(tree.root_node)  # type: ignore[attr-defined]
+                 if n.type == "variable"}  # type: ignore[attr-defined]
+    assert "$input" not in variables  # `$input | Out-String` is bound (and logged) by a cmdlet
+    assert "[Console]::In.ReadToEnd()" in script
+    assert "Out-String" not in script
