@@ -82,6 +82,8 @@ class OutcomeRow:
     finished_at: str
     duration_s: float | None
     run_id: str = ""
+    site: str = ""  # the host's site (shared store; empty otherwise)
+    worker: str = ""  # the worker that finished it (shared store; empty otherwise)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final, Protocol
 
 from fleet.engine.outcome import Attempt, HostOutcome, HostStatus
 from fleet.errors import StoreError
@@ -44,6 +44,24 @@ from fleet.store.sqlite_schema import migrate
 
 DB_NAME: Final = "arcfleet.db"
 BUSY_TIMEOUT_MS: Final = 15_000
+
+
+class SqlCursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class SqlConnection(Protocol):
+    """What the store's statements need of a connection (sqlite3's, or the PostgreSQL one's
+    adapter in :mod:`fleet.store.postgres`)."""
+
+    def execute(self, sql: str, params: Sequence[object] = (), /) -> SqlCursor: ...
+
+    def executemany(self, sql: str, params: Sequence[Sequence[object]], /) -> SqlCursor: ...
 
 
 # --------------------------------------------------------------------------- the store
@@ -123,7 +141,7 @@ class RunStore:
         self.close()
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Iterator[SqlConnection]:
         """One committed transaction; sqlite errors become StoreError."""
         with self._lock:
             try:
@@ -152,7 +170,7 @@ class RunStore:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("COMMIT")
 
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         with self._lock:
             try:
                 cursor = self._conn.execute(sql, params)
@@ -367,7 +385,8 @@ class RunStore:
             "SELECT run_id, status, COUNT(*) AS n FROM outcomes GROUP BY run_id, status"
         )
         planned = self._read(
-            "SELECT h.run_id, COUNT(*) AS n, SUM(o.host IS NULL) AS unfinished FROM run_hosts h"
+            "SELECT h.run_id, COUNT(*) AS n,"
+            " SUM(CASE WHEN o.host IS NULL THEN 1 ELSE 0 END) AS unfinished FROM run_hosts h"
             " LEFT JOIN outcomes o ON o.run_id = h.run_id AND o.host = h.host"
             " GROUP BY h.run_id"
         )
@@ -407,7 +426,7 @@ class RunStore:
         ]
 
     @staticmethod
-    def _outcome_row(row: sqlite3.Row) -> OutcomeRow:
+    def _outcome_row(row: Any) -> OutcomeRow:
         return OutcomeRow(
             host=row["host"], address=row["address"], transport=row["transport"], os=row["os"],
             status=row["status"], category=row["category"], azcm_code=row["azcm_code"],
@@ -418,6 +437,10 @@ class RunStore:
             resource_id=row["resource_id"], log_file=row["transcript_file"],
             started_at=row["started_at"], finished_at=row["finished_at"],
             duration_s=row["duration_s"], run_id=row["run_id"],
+            # Sites and workers are kept by the shared (PostgreSQL) store only. keys(): `in`
+            # on an sqlite3.Row searches its values.
+            site=row["site"] or "" if "site" in row.keys() else "",  # noqa: SIM118
+            worker=row["worker"] or "" if "worker" in row.keys() else "",  # noqa: SIM118
         )
 
     def final_outcomes(self, root_run_id: str) -> dict[str, OutcomeRow]:
