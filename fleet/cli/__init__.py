@@ -24,9 +24,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     # Imported here so each module can import ``cli`` without a cycle.
-    from fleet.cli import codes, inventory, lab, report, run
+    from fleet.cli import codes, inventory, lab, report, run, store
 
-    for module in (inventory, codes, lab, run, report):
+    for module in (inventory, codes, lab, run, report, store):
         for command in module.COMMANDS:
             cli.add_command(command)
 

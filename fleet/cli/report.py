@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from fleet.cli.state_option import state_dir_option
+from fleet.cli.state_option import store_location, store_options
 from fleet.errors import InputError, Problem, StoreError
 from fleet.redact import redact
 from fleet.report import FORMATS, render, report_rows, summary, write_private
@@ -17,10 +17,11 @@ from fleet.store import RunStore
 
 
 def _open_existing(state_dir: Path) -> RunStore:
+    location = store_location(state_dir)
     try:
-        return RunStore.open(state_dir, create=False)
+        return location.open(create=False)
     except StoreError as exc:
-        if not (state_dir / "arcfleet.db").exists():
+        if not location.shared and not (state_dir / "arcfleet.db").exists():
             raise _no_runs(state_dir) from None
         raise exc
 
@@ -60,7 +61,7 @@ def _resolve_root(store: RunStore, state_dir: Path, run_id: str | None) -> str:
 @click.option("--all", "all_hosts", is_flag=True,
               help="Include every host, not only those that did not end connected.")
 @click.option("--bom", is_flag=True, help="Start CSV files with a UTF-8 BOM (for Excel).")
-@state_dir_option
+@store_options
 def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
                output: Path | None, all_hosts: bool, bom: bool, state_dir: Path) -> None:
     """Report a run (default: the latest first run) with all its reruns, from the store.
@@ -103,7 +104,7 @@ def _duration(seconds: float | None) -> str:
 
 
 @click.command("runs")
-@state_dir_option
+@store_options
 def runs_cmd(state_dir: Path) -> None:
     """List the recorded runs, oldest first."""
     with _open_existing(state_dir) as store:
@@ -129,7 +130,7 @@ def runs_cmd(state_dir: Path) -> None:
 
 @click.command("show")
 @click.argument("host")
-@state_dir_option
+@store_options
 def show_cmd(host: str, state_dir: Path) -> None:
     """One host's history across runs, with its transcript file(s)."""
     with _open_existing(state_dir) as store:

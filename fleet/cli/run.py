@@ -16,7 +16,8 @@ from rich.console import Console
 
 from fleet.cli.display import JsonLines, LiveDisplay
 from fleet.cli.options import azure_override_options, inventory_option, limit_option
-from fleet.cli.state_option import state_dir_option
+from fleet.cli.state_option import store_location, store_options
+from fleet.cli.store import hosts_of_site, run_site_worker, site_options
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
 from fleet.engine.playbook import BUILTIN, Mode, Playbook, load_playbook
 from fleet.engine.runner import FanoutSink, FleetRun, RunOptions
@@ -108,7 +109,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--json", "json_lines", is_flag=True, help="One JSON object per host outcome on stdout."
         ),
-        state_dir_option,
+        store_options,
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -270,10 +271,12 @@ async def _run_with_signals(fleet: FleetRun) -> list[HostOutcome]:
 def _open_store(state_dir: Path) -> RunStore:
     """The run store, before any host is contacted: a state directory that cannot be used is
     bad input (exit 2), named by the option that chose it."""
+    location = store_location(state_dir)
     try:
-        return RunStore.open(state_dir)
+        return location.open()
     except StoreError as exc:
-        raise UsageError(Problem(str(state_dir), None, "--state-dir", str(exc))) from None
+        option = "--store" if location.shared else "--state-dir"
+        raise UsageError(Problem(location.describe(), None, option, str(exc))) from None
 
 
 def _console() -> Console:
@@ -305,17 +308,26 @@ def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command
         "run: finished hosts are not contacted again.",
     )
     @run_options
+    @site_options
     def command(
         inventories: tuple[Path, ...],
         resume: bool,
         state_dir: Path,
         json_lines: bool,
         azure_overrides: dict[str, Any],
+        site: str | None,
+        lease_s: float,
         **kwargs: Any,
     ) -> None:
         console = _console()
         request = _given(inventories, azure_overrides, kwargs)
         executor = _Executor(state_dir, json_lines, console)
+        if site is not None:
+            if resume:
+                raise UsageError(Problem("--resume", None, "--site", "a site worker resumes "
+                                         "its site's unfinished hosts by itself; drop --resume"))
+            sys.exit(run_site_worker(executor, request, site=site, lease_s=lease_s, kind=name,
+                                     mode=mode))
         if resume:
             sys.exit(_resume(executor, state_dir, request, mode))
         only: list[str] | None = None
@@ -429,10 +441,12 @@ def _override(request: RunRequest, given: RunRequest) -> None:
     multiple=True,
     help="Only hosts whose latest category is this (repeatable), e.g. network.",
 )
+@click.option("--site", help="Only the hosts of this site (a run of site workers).")
 @run_options
 def rerun_command(
     run_id: str | None,
     categories: tuple[str, ...],
+    site: str | None,
     state_dir: Path,
     json_lines: bool,
     azure_overrides: dict[str, Any],
@@ -464,6 +478,8 @@ def rerun_command(
         # Hosts that never finished (a crash or Ctrl-C) are included: their agent state is
         # read before anything is changed.
         hosts = store.hosts_to_rerun(root, set(categories) if categories else None)
+        if site is not None:
+            hosts = hosts_of_site(store, root, hosts, site)
     request = _recall(root_record)
     _override(request, _given((), azure_overrides, kwargs))
     request.limit = kwargs.get("limit")

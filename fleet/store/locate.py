@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from fleet.errors import StoreError
-from fleet.store.base import StoreBackend
+
+if TYPE_CHECKING:
+    from fleet.store.sqlite import RunStore
 
 POSTGRES_SCHEMES: Final = ("postgresql", "postgres")
 
@@ -64,7 +66,7 @@ class StoreLocation:
         if self.password_ref and not self.password_ref.startswith(("env:", "file:")):
             raise StoreError("--store-password must be env:VAR or file:PATH")
 
-    def _password(self) -> str | None:
+    def password(self) -> str | None:
         if not self.password_ref:
             return None
         from fleet.errors import SecretUnavailable
@@ -80,7 +82,9 @@ class StoreLocation:
         register_secret(value)
         return value
 
-    def open(self, *, create: bool = True) -> StoreBackend:
+    def open(self, *, create: bool = True) -> RunStore:
+        """The store; both backends are :class:`~fleet.store.sqlite.RunStore`s (PostgreSQL's
+        shares its statements)."""
         self.check()
         if self.url is None:
             from fleet.store.sqlite import RunStore
@@ -89,5 +93,5 @@ class StoreLocation:
         from fleet.store.postgres import PostgresRunStore
 
         return PostgresRunStore.open(
-            self.url, self.state_dir, password=self._password(), create=create
+            self.url, self.state_dir, password=self.password(), create=create
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from fleet.store.records import opt as _opt
 from fleet.store.sqlite import RunStore, SqlCursor
 
 CONNECT_TIMEOUT_S = 15
+_CREATE_LOCK = 0x61726367  # advisory lock key: workers joining or creating a claimed run
 
 
 class LeaseLost(StoreError):
@@ -77,11 +79,12 @@ class PostgresRunStore(RunStore):
 
     def __init__(self, url: str, state_dir: Path, conn: psycopg.Connection[Any]) -> None:
         self.state_dir = state_dir
-        self.url = url
+        self.url: str | None = redact_dsn(url)
         self.db_path = Path(redact_dsn(url))  # named in messages, as the SQLite file is
         self._pg = conn
         self._lock = threading.RLock()
-        self._host = __import__("socket").gethostname()
+        self._host = socket.gethostname()
+        self._worker = f"{self._host}:{os.getpid()}"  # who records, in a run without claims
 
     @classmethod
     def connect(cls, url: str, *, password: str | None = None) -> psycopg.Connection[Any]:
@@ -186,6 +189,8 @@ class PostgresRunStore(RunStore):
             root_run_id = parent.root_run_id
         run_id = new_run_id()
         site_of = dict(sites or {})
+        if sites is None and root_run_id is not None:  # a rerun keeps its hosts' sites
+            site_of = self.host_sites(root_run_id)
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, parent_run_id, root_run_id, kind, started_at, status,"
@@ -244,9 +249,9 @@ class PostgresRunStore(RunStore):
                 ),
             )
             updated = conn.execute(
-                "UPDATE run_hosts SET state = 'done', lease_until = NULL"
-                " WHERE run_id = ? AND host = ?",
-                (run_id, host),
+                "UPDATE run_hosts SET state = 'done', lease_until = NULL,"
+                " worker = COALESCE(worker, ?) WHERE run_id = ? AND host = ?",
+                (worker or self._worker, run_id, host),
             ).rowcount
             if not updated:  # a host the plan did not list: keep the store consistent
                 conn.execute(
@@ -255,10 +260,71 @@ class PostgresRunStore(RunStore):
                     " COALESCE(MAX(position), -1) + 1, ?, ?, ?, 'done', ?, ? FROM run_hosts"
                     " WHERE run_id = ?",
                     (run_id, host, redact(outcome.address), redact(outcome.transport),
-                     redact(outcome.os), utc_iso(outcome.started_at), worker, run_id),
+                     redact(outcome.os), utc_iso(outcome.started_at), worker or self._worker,
+                     run_id),
                 )
 
     # ---- claims (one run, many workers)
+
+    def join_or_start_claimed_run(
+        self,
+        *,
+        kind: str,
+        command_line: list[str],
+        inventory_paths: list[str],
+        inventory_digest: str,
+        playbook: str,
+        options: dict[str, object],
+        hosts: list[tuple[str, str, str, str]],
+        site: str,
+        site_hosts: list[str],
+    ) -> RunRecord:
+        """The running claimed run of ``kind`` (the latest), or a new one of ``hosts``; then
+        ``site_hosts`` belong to ``site`` in it (added if the run lacks them; a host already
+        given to another site stays there). One worker at a time, under an advisory lock, so
+        workers starting together create one run."""
+        lock_key = _CREATE_LOCK
+        with self._lock:
+            try:
+                self._pg.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
+            except psycopg.Error as exc:
+                raise StoreError(f"{self.db_path}: {redact(_first_line(exc))}") from exc
+            try:
+                rows = self._read(
+                    "SELECT id FROM runs WHERE parent_run_id IS NULL AND pid IS NULL"
+                    " AND status = 'running' AND kind = ? ORDER BY seq DESC LIMIT 1",
+                    (kind,),
+                )
+                if rows:
+                    run_id = str(rows[0]["id"])
+                else:
+                    run_id = self.start_run(
+                        kind=kind, command_line=command_line, inventory_paths=inventory_paths,
+                        inventory_digest=inventory_digest, playbook=playbook, options=options,
+                        hosts=hosts, sites=dict.fromkeys(site_hosts, site),
+                    ).id
+                wanted = set(site_hosts)
+                with self._write() as conn:
+                    conn.executemany(
+                        "INSERT INTO run_hosts (run_id, host, position, address, transport,"
+                        " os, site) SELECT ?, ?, COALESCE(MAX(position), -1) + 1, ?, ?, ?, ?"
+                        " FROM run_hosts WHERE run_id = ?"
+                        " ON CONFLICT (run_id, host) DO UPDATE SET site = EXCLUDED.site"
+                        " WHERE run_hosts.site = ''",
+                        [
+                            (run_id, redact(name), redact(address), redact(transport),
+                             redact(os_name), redact(site), run_id)
+                            for name, address, transport, os_name in hosts
+                            if name in wanted
+                        ],
+                    )
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    self._pg.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
+        make_private_dir(self.run_folder(run_id))
+        record = self.get_run(run_id)
+        assert record is not None
+        return record
 
     def claim_hosts(self, run_id: str, site: str | None, worker: str, *, limit: int,
                     lease_s: float) -> list[Claim]:

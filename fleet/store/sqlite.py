@@ -70,6 +70,8 @@ class SqlConnection(Protocol):
 class RunStore:
     """The durable record of runs. Thread-safe: one connection guarded by a lock."""
 
+    url: str | None = None  # a shared store's URL (never with a password); None here
+
     def __init__(self, state_dir: Path, conn: sqlite3.Connection) -> None:
         self.state_dir = state_dir
         self.db_path = state_dir / DB_NAME
