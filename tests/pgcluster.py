@@ -71,7 +71,9 @@ class PgCluster:
         return list(argv)
 
     @classmethod
-    def start(cls) -> PgCluster:
+    def start(cls, *, durable: bool = False) -> PgCluster:
+        """``durable``: fsync on, as in production (tests run with it off: faster, and a
+        test cluster is thrown away)."""
         root = Path(tempfile.mkdtemp(prefix="arcfleet-pg-"))
         cluster = cls(root=root, port=_free_port(), password=secrets.token_urlsafe(18))
         pwfile = root / "pw"
@@ -91,7 +93,9 @@ class PgCluster:
             check=True, capture_output=True, text=True,
         )
         pwfile.unlink()
-        options = f"-k {root} -h 127.0.0.1 -p {cluster.port} -F -c max_connections=200"
+        options = f"-k {root} -h 127.0.0.1 -p {cluster.port} -c max_connections=200"
+        if not durable:
+            options += " -F"
         subprocess.run(
             cluster._as_server(
                 str(pg_ctl), "-D", str(cluster.data), "-o", options,

@@ -261,3 +261,35 @@ def test_two_workers_racing_for_200_hosts_claim_each_once(
     rows = store._read("SELECT host, worker, claims FROM run_hosts WHERE run_id = ?", (run_id,))
     assert {r["claims"] for r in rows} == {1}
     assert {r["host"] for r in rows if r["worker"] == "w1"} == set(claimed[0])
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_store_migrate_command_on_both_backends(pg_url: str, tmp_path: Path) -> None:
+    from tests.run_support import arcfleet
+
+    first = arcfleet("store", "migrate", "--store", pg_url)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"{pg_url}: schema migrated from 0 to version 2"
+    again = arcfleet("store", "migrate", "--store", pg_url)
+    assert again.stdout.strip() == f"{pg_url}: schema already at version 2"
+    state = tmp_path / "state"
+    local = arcfleet("store", "migrate", "--state-dir", str(state))
+    assert local.returncode == 0, local.stderr
+    assert local.stdout.strip() == f"{state}: schema migrated from 0 to version 1"
+
+
+def test_a_bad_store_is_one_line_exit_2_and_no_password(tmp_path: Path) -> None:
+    from tests.run_support import arcfleet
+
+    url = "postgresql://arcfleet:Sentinel-PW-0815@127.0.0.1:1/db"
+    for args in (["runs"], ["report"], ["store", "migrate"],
+                 ["onboard", "-i", str(tmp_path / "none.yaml"), "--site", "x"]):
+        result = arcfleet(*args, "--store", url, "--state-dir", str(tmp_path / "s"))
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Sentinel-PW-0815" not in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+    refused = arcfleet("runs", "--store", "postgresql://arcfleet@127.0.0.1:1/db")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "127.0.0.1:1" in refused.stderr

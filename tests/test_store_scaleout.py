@@ -113,7 +113,15 @@ def test_three_sites_one_killed_worker_every_host_once(pg_url: str, tmp_path: Pa
     assert {row["host"]: row["category"] for row in rows} == {
         name: want["expected_category"] for name, want in expected.items()}
     runs = arcfleet("runs", "--store", pg_url)
-    assert runs.returncode == 0 and runs.stdout.count("finished") == 1, runs.stdout
+    assert runs.returncode == 0 and runs.stdout.count("│ finished │") == 1, runs.stdout
+    # The killed worker's unfinished hosts were claimed a second time, by its successor.
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        again = conn.execute("SELECT host, site, worker FROM run_hosts WHERE claims > 1").fetchall()
+    assert again and {site for _, site, _ in again} == {"dmz"}, again
+    dmz_workers = {row["worker"] for row in rows if row["site"] == "dmz"}
+    assert len(dmz_workers) == 2  # the killed worker finished some hosts, its successor the rest
 
     # The same scenarios, one worker, SQLite: the same report.
     with LabFleet.in_thread(tmp_path / "lab1", hosts=hosts, plan=_plan(), subnet="127.72",
@@ -122,3 +130,24 @@ def test_three_sites_one_killed_worker_every_host_once(pg_url: str, tmp_path: Pa
         assert single.returncode == 1, single.stderr
     alone = _report("--state-dir", str(tmp_path / "single"))
     assert [_comparable(r) for r in alone] == [_comparable(r) for r in rows]
+
+
+def test_two_workers_of_one_site_race_for_200_hosts(pg_url: str, tmp_path: Path) -> None:
+    playbook = write_playbook(tmp_path)
+    with LabFleet.in_thread(tmp_path / "lab", hosts=200, subnet="127.74") as lab:
+        inventory = lab.inventory_path.parent / "sites.yaml"
+        site_inventory(lab, inventory, ("dc-east",))
+        procs = [_worker(lab, inventory, tmp_path / f"jump-{n}", playbook, pg_url, "dc-east",
+                         tmp_path / f"w{n}.err") for n in (1, 2)]
+        for n, proc in enumerate(procs, 1):
+            proc.communicate(timeout=600)
+            assert proc.returncode == 0, (tmp_path / f"w{n}.err").read_text()
+        connects = successful_connects(lab)
+    assert set(connects.values()) == {1}  # every host connected, none twice
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        claims = conn.execute("SELECT claims, COUNT(*) FROM run_hosts GROUP BY claims").fetchall()
+    assert claims == [(1, 200)]  # each host claimed once
+    rows = _report("--store", pg_url)
+    assert len(rows) == 200 and len({row["worker"] for row in rows}) == 2

@@ -21,7 +21,10 @@ def _open_existing(state_dir: Path) -> RunStore:
     try:
         return location.open(create=False)
     except StoreError as exc:
-        if not location.shared and not (state_dir / "arcfleet.db").exists():
+        if location.shared:  # an unusable --store is bad input: one line, exit 2
+            raise InputError(Problem(file=location.describe(), host=None, field="--store",
+                                     message=str(exc))) from None
+        if not (state_dir / "arcfleet.db").exists():
             raise _no_runs(state_dir) from None
         raise exc
 
@@ -111,7 +114,8 @@ def runs_cmd(state_dir: Path) -> None:
         runs = store.list_runs()
         if not runs:
             raise _no_runs(state_dir)
-        table = Table(title=f"runs in {redact(str(state_dir))}", title_justify="left")
+        where = store.url or str(state_dir)
+        table = Table(title=f"runs in {redact(where)}", title_justify="left")
         for name in ("run", "kind", "parent", "started"):
             table.add_column(name, no_wrap=name in ("run", "parent"))
         for name in ("duration", "status", "hosts", "success", "failed", "skipped",
