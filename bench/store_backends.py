@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.pgcluster, from a checkout
 
 from fleet.azcm.diagnosis import Category
 from fleet.store import RunStore
