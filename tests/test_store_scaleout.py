@@ -19,6 +19,7 @@ import yaml
 
 from fleet.lab.fleet import LabFleet
 from fleet.lab.scenario import Scenario, ScenarioKind, ScenarioPlan
+from tests.pgcluster import PgCluster
 from tests.run_support import (
     VOLATILE_COLUMNS,
     arcfleet,
@@ -74,7 +75,9 @@ def _worker(lab: LabFleet, inventory: Path, state: Path, playbook: Path, url: st
     return spawn_arcfleet(*args, stderr_path=stderr)
 
 
-def test_three_sites_one_killed_worker_every_host_once(pg_url: str, tmp_path: Path) -> None:
+def test_three_sites_one_killed_worker_every_host_once(
+    pg_cluster: PgCluster, pg_url: str, tmp_path: Path
+) -> None:
     playbook = write_playbook(tmp_path)
     hosts = 300
     with LabFleet.in_thread(tmp_path / "lab", hosts=hosts, plan=_plan(), subnet="127.71",
@@ -139,6 +142,11 @@ def test_three_sites_one_killed_worker_every_host_once(pg_url: str, tmp_path: Pa
     assert again and {site for _, site, _ in again} == {"dmz"}, again
     dmz_workers = {row["worker"] for row in rows if row["site"] == "dmz"}
     assert len(dmz_workers) == 2  # the killed worker finished some hosts, its successor the rest
+
+    # The database password (PGPASSWORD) is nowhere: not in output, logs, transcripts, reports.
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix in (".err", ".log", ".csv", ".json", ".txt"):
+            assert pg_cluster.password not in path.read_text(errors="replace"), path
 
     # The same scenarios, one worker, SQLite: the same report.
     with LabFleet.in_thread(tmp_path / "lab1", hosts=hosts, plan=_plan(), subnet="127.72",

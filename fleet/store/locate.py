@@ -8,6 +8,7 @@ password never travels in the URL (it would sit in argv and in shell history): l
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -90,7 +91,11 @@ class StoreLocation:
             from fleet.store.sqlite import RunStore
 
             return RunStore.open(self.state_dir, create=create)
+        from fleet.redact import register_secret
         from fleet.store.postgres import PostgresRunStore
+
+        # libpq reads PGPASSWORD itself; should the value surface anywhere, it is redacted.
+        register_secret(os.environ.get("PGPASSWORD", ""))
 
         return PostgresRunStore.open(
             self.url, self.state_dir, password=self.password(), create=create
