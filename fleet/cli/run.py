@@ -316,12 +316,14 @@ def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command
         json_lines: bool,
         azure_overrides: dict[str, Any],
         site: str | None,
-        lease_s: float,
+        lease_s: float | None,
         **kwargs: Any,
     ) -> None:
         console = _console()
         request = _given(inventories, azure_overrides, kwargs)
         executor = _Executor(state_dir, json_lines, console)
+        if site is None and lease_s is not None:
+            raise UsageError(Problem("--lease", None, "--lease", "applies only with --site"))
         if site is not None:
             if resume:
                 raise UsageError(Problem("--resume", None, "--site", "a site worker resumes "

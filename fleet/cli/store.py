@@ -26,8 +26,12 @@ from fleet.errors import Problem, StoreError, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from fleet.cli.run import RunRequest, _Executor
     from fleet.engine.claims import ClaimLoop
+    from fleet.engine.outcome import Attempt, HostOutcome
     from fleet.engine.playbook import Mode
+    from fleet.inventory.model import ResolvedHost
+    from fleet.store.sqlite import RunStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_LEASE_S = 60.0
@@ -45,20 +49,19 @@ def site_options(func: F) -> F:
         "--lease",
         "lease_s",
         type=click.FloatRange(1, 3600),
-        default=DEFAULT_LEASE_S,
-        show_default=True,
         metavar="SECONDS",
         help="With --site: how long a host stays claimed by a worker that stopped renewing "
-        "(a dead worker's hosts are resumed by another worker after this).",
+        "(a dead worker's hosts are resumed by another worker after this).  [default: "
+        f"{DEFAULT_LEASE_S:.0f}]",
     )(func)
 
 
 def run_site_worker(
-    executor: Any,
-    request: Any,
+    executor: _Executor,
+    request: RunRequest,
     *,
     site: str,
-    lease_s: float,
+    lease_s: float | None,
     kind: str,
     mode: Mode | None,
 ) -> int:
@@ -130,7 +133,9 @@ def run_site_worker(
         claim_sink = ClaimSink(store, record.id, worker)
         sink = FanoutSink([claim_sink, transcripts, view])
 
-        def make_fleet(batch: list[Any], earlier: dict[str, Any]) -> FleetRun:
+        def make_fleet(
+            batch: list[ResolvedHost], earlier: dict[str, tuple[Attempt, ...]]
+        ) -> FleetRun:
             factory = TransportFactory(
                 policy, connect_timeout_s=playbook.deadlines.connect_timeout_s
             )
@@ -139,7 +144,7 @@ def run_site_worker(
 
         loop = ClaimLoop(store, record.id, site=site, worker=worker,
                          hosts={h.name: h for h in mine}, make_fleet=make_fleet,
-                         batch=2 * forks, lease_s=lease_s)
+                         batch=2 * forks, lease_s=lease_s or DEFAULT_LEASE_S)
         console.print(f"run {record.id}: site {site}, {len(mine)} hosts, worker {worker}, "
                       f"playbook {playbook.name}, forks {forks}",
                       markup=False, highlight=False, soft_wrap=True)
@@ -158,7 +163,7 @@ def run_site_worker(
     return 0 if all(o.status.value == "success" for o in outcomes) else 1
 
 
-def hosts_of_site(store: Any, root_run_id: str, hosts: list[str], site: str) -> list[str]:
+def hosts_of_site(store: RunStore, root_run_id: str, hosts: list[str], site: str) -> list[str]:
     """``hosts`` of ``root_run_id`` that belong to ``site`` (``rerun --site``)."""
     from fleet.store.postgres import PostgresRunStore
 
@@ -173,13 +178,13 @@ def hosts_of_site(store: Any, root_run_id: str, hosts: list[str], site: str) -> 
     return [host for host in hosts if sites.get(host) == site]
 
 
-def executor_open_store(executor: Any) -> Any:
+def executor_open_store(executor: _Executor) -> RunStore:
     from fleet.cli.run import _open_store
 
     return _open_store(executor.state_dir)
 
 
-async def _loop_with_signals(loop: ClaimLoop) -> list[Any]:
+async def _loop_with_signals(loop: ClaimLoop) -> list[HostOutcome]:
     running = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         running.add_signal_handler(sig, loop.request_stop)
