@@ -33,6 +33,8 @@ CSV_COLUMNS: Final = (
     "cause", "fix", "attempts", "remediations", "message", "correlation_id", "resource_id",
     "log_file", "started_at", "finished_at", "duration_s",
 )
+# Appended when the rows come from a shared store (hosts worked by site workers).
+SHARED_COLUMNS: Final = ("site", "worker")
 FORMATS: Final = ("csv", "json", "junit")
 DEFAULT_STATE_DIR: Final = Path(".arcfleet")
 
@@ -86,10 +88,16 @@ def report_rows(store: RunStore, root_run_id: str, *, all_hosts: bool = False) -
     return rows
 
 
-def _row_values(row: OutcomeRow) -> dict[str, object]:
+def report_columns(rows: Sequence[OutcomeRow]) -> tuple[str, ...]:
+    """The report's columns: :data:`SHARED_COLUMNS` appended when any row has a site."""
+    shared = any(row.site or row.worker for row in rows)
+    return CSV_COLUMNS + SHARED_COLUMNS if shared else CSV_COLUMNS
+
+
+def _row_values(row: OutcomeRow, columns: Sequence[str] = CSV_COLUMNS) -> dict[str, object]:
     """The typed report fields of a row, redacted."""
     values: dict[str, object] = {}
-    for column in CSV_COLUMNS:
+    for column in columns:
         value = getattr(row, column)
         # clean: a store written by an older arcfleet (or edited) may hold escape sequences.
         if isinstance(value, str):
@@ -125,10 +133,11 @@ def render_csv(rows: Sequence[OutcomeRow], *, bom: bool = False) -> str:
     if bom:
         buffer.write("\ufeff")
     writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(CSV_COLUMNS)
+    columns = report_columns(rows)
+    writer.writerow(columns)
     for row in rows:
-        values = _row_values(row)
-        writer.writerow([_csv_cell(column, values[column]) for column in CSV_COLUMNS])
+        values = _row_values(row, columns)
+        writer.writerow([_csv_cell(column, values[column]) for column in columns])
     return buffer.getvalue()
 
 
@@ -138,9 +147,12 @@ def render_csv(rows: Sequence[OutcomeRow], *, bom: bool = False) -> str:
 def render_json(rows: Sequence[OutcomeRow]) -> str:
     """A JSON array, one object per host: the CSV fields typed, plus ``run_id``."""
     objects = []
+    shared = report_columns(rows) != CSV_COLUMNS
     for row in rows:
         values = _row_values(row)
         values["run_id"] = row.run_id
+        if shared:
+            values.update(_row_values(row, SHARED_COLUMNS))
         objects.append(values)
     return json.dumps(objects, ensure_ascii=False, indent=2) + "\n"
 

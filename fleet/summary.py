@@ -170,8 +170,12 @@ def _state_flag(state_dir: Path | None) -> str:
     return ""
 
 
-def rerun_command(root_run_id: str, state_dir: Path | None = None) -> str:
-    return f"arcfleet rerun {root_run_id}{_state_flag(state_dir)}"
+def rerun_command(root_run_id: str, state_dir: Path | None = None,
+                  store_url: str | None = None) -> str:
+    command = f"arcfleet rerun {root_run_id}{_state_flag(state_dir)}"
+    if store_url:  # a shared store's URL never holds a password (it is refused there)
+        command += f" --store {shlex.quote(store_url)}"
+    return command
 
 
 def _inventory_flags(record: RunRecord) -> str:
@@ -216,6 +220,7 @@ def _next_steps(
     latest_status: str,
     statuses: Sequence[str],
     state_dir: Path | None,
+    store_url: str | None = None,
 ) -> tuple[NextStep, ...]:
     if latest_status in _RESUMABLE:
         return (
@@ -234,7 +239,7 @@ def _next_steps(
         what = "check again the hosts that are not ready" if command == "preflight" else (
             f"rerun the hosts that are not {goal}"
         )
-        steps.append(NextStep(what, rerun_command(root.id, state_dir)))
+        steps.append(NextStep(what, rerun_command(root.id, state_dir, store_url)))
     return tuple(steps)
 
 
@@ -260,7 +265,8 @@ def summary(
     by_status.update(Counter(row.status for row in rows))
     by_category = dict(Counter(row.category for row in rows).most_common())
     steps = (
-        _next_steps(command, root, latest_status, [row.status for row in rows], state_dir)
+        _next_steps(command, root, latest_status, [row.status for row in rows], state_dir,
+                    store.url)
         if root is not None
         else ()
     )

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests import netfaults, realsshd
+from tests import netfaults, pgcluster, realsshd
 
 # --------------------------------------------------------------------------- real OpenSSH (sec)
 # A private sshd fleet on 127.50.1.0/24 plus a bastion on 127.50.9.1, started once per session
@@ -100,3 +100,34 @@ def _azure_endpoints_on_loopback(
             os.environ.pop(ENDPOINTS_ENV, None)
         else:
             os.environ[ENDPOINTS_ENV] = before
+
+
+# --------------------------------------------------------------------------- PostgreSQL (store)
+# A throwaway cluster (tests/pgcluster.py), started once per session; each test that asks for
+# ``pg_url`` gets a fresh database and PGPASSWORD in its environment. Skipped, with the reason,
+# where the server binaries or psycopg are missing.
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pgcluster.PgCluster]:
+    reason = pgcluster.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = pgcluster.PgCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(
+    pg_cluster: pgcluster.PgCluster, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> str:
+    """A fresh, empty database (its URL carries no password; PGPASSWORD is set)."""
+    import re
+
+    name = "t_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:50]
+    name = f"{name}_{abs(hash(request.node.nodeid)) % 10**6}"
+    monkeypatch.setenv("PGPASSWORD", pg_cluster.password)
+    return pg_cluster.create_database(name)

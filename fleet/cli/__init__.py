@@ -43,6 +43,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "runs": ("fleet.cli.report", "List the recorded runs, oldest first."),
     "show": ("fleet.cli.report", "One host's history across runs, with its transcript file(s)."),
+    "store": (
+        "fleet.cli.store",
+        "The run store: schema migrations (SQLite in --state-dir, or a shared PostgreSQL).",
+    ),
 }
 
 

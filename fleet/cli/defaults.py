@@ -34,6 +34,9 @@ UNSET: Final = {
     "engine": "auto, or $ARCFLEET_INVENTORY_ENGINE",
     "vault_ids": "none",
     "vault_password_files": "none",
+    "store_url": "the SQLite file in --state-dir",
+    "store_password": "~/.pgpass or PGPASSWORD",
+    "site": "none: every host of the inventory, no shared run",
     "allow_secret_env": "none: only AZURE_*, ARC_* and ARCFLEET_* variables",
 }
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fleet.cli.state_option import state_dir_option
+from fleet.cli.state_option import store_location, store_options
 from fleet.errors import InputError, Problem, StoreError
 from fleet.redact import redact
 from fleet.report import FORMATS, render, report_rows, write_private
@@ -20,9 +20,13 @@ from fleet.text import clean
 
 
 def _open_existing(state_dir: Path) -> RunStore:
+    location = store_location(state_dir)
     try:
-        return RunStore.open(state_dir, create=False)
+        return location.open(create=False)
     except StoreError as exc:
+        if location.shared:  # an unusable --store is bad input: one line, exit 2
+            raise InputError(Problem(file=location.describe(), host=None, field="--store",
+                                     message=str(exc))) from None
         if not (state_dir / "arcfleet.db").exists():
             raise _no_runs(state_dir) from None
         raise exc
@@ -65,7 +69,7 @@ def _resolve_root(store: RunStore, state_dir: Path, run_id: str | None) -> str:
 @click.option("--all", "all_hosts", is_flag=True,
               help="Include every host, not only those that did not end connected.")
 @click.option("--bom", is_flag=True, help="Start CSV files with a UTF-8 BOM (for Excel).")
-@state_dir_option
+@store_options
 def report_cmd(run_id: str | None, csv_file: Path | None, fmt: str | None,
                output: Path | None, html_file: Path | None, all_hosts: bool, bom: bool,
                state_dir: Path) -> None:
@@ -135,14 +139,15 @@ def _duration(seconds: float | None) -> str:
 
 
 @click.command("runs")
-@state_dir_option
+@store_options
 def runs_cmd(state_dir: Path) -> None:
     """List the recorded runs, oldest first."""
     with _open_existing(state_dir) as store:
         runs = store.list_runs()
         if not runs:
             raise _no_runs(state_dir)
-        table = Table(title=_plain(f"runs in {state_dir}"), title_justify="left")
+        where = store.url or str(state_dir)
+        table = Table(title=_plain(f"runs in {where}"), title_justify="left")
         for name in ("run", "kind", "parent", "started"):
             table.add_column(name, no_wrap=name in ("run", "parent"))
         for name in ("duration", "status", "hosts", "success", "ready", "failed", "skipped",
@@ -162,7 +167,7 @@ def runs_cmd(state_dir: Path) -> None:
 
 @click.command("show")
 @click.argument("host")
-@state_dir_option
+@store_options
 def show_cmd(host: str, state_dir: Path) -> None:
     """One host's history across runs, with its transcript file(s)."""
     with _open_existing(state_dir) as store:

@@ -21,7 +21,8 @@ from fleet.cli.options import (
     inventory_option,
     limit_option,
 )
-from fleet.cli.state_option import state_dir_option
+from fleet.cli.state_option import store_location, store_options
+from fleet.cli.store import hosts_of_site, run_site_worker, site_options
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
 from fleet.engine.playbook import BUILTIN, Mode, Playbook, load_playbook
 from fleet.engine.runner import FanoutSink, FleetRun, RunOptions
@@ -45,7 +46,7 @@ RUN_SELECTIONS = ("@failed", "@ready")
 _NAMED_HOSTS = 3
 
 
-def _pacing(request: RunRequest, playbook: Playbook) -> tuple[float, int]:
+def connect_pacing(request: RunRequest, playbook: Playbook) -> tuple[float, int]:
     """Connect rate and burst. ``--connect-rate N`` alone means N per second from the start:
     its burst is N (at least 1), not the playbook's, or a rate of 1 would still start the
     playbook's whole burst at once. ``--connect-burst`` sets the burst explicitly."""
@@ -190,7 +191,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--json", "json_lines", is_flag=True, help="One JSON object per host outcome on stdout."
         ),
-        state_dir_option,
+        store_options,
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -281,7 +282,7 @@ class _Executor:
             secrets.preload(hosts, need_sp=playbook.mode is not Mode.PREFLIGHT)
         except UsageError as exc:
             raise UsageError(_one_per_reference(exc.problems)) from None
-        rate, burst = _pacing(request, playbook)
+        rate, burst = connect_pacing(request, playbook)
         options = RunOptions(
             playbook=playbook,
             forks=request.forks or playbook.pacing.forks,
@@ -385,10 +386,12 @@ async def _run_with_signals(fleet: FleetRun) -> list[HostOutcome]:
 def _open_store(state_dir: Path) -> RunStore:
     """The run store, before any host is contacted: a state directory that cannot be used is
     bad input (exit 2), named by the option that chose it."""
+    location = store_location(state_dir)
     try:
-        return RunStore.open(state_dir)
+        return location.open()
     except StoreError as exc:
-        raise UsageError(Problem(str(state_dir), None, "--state-dir", str(exc))) from None
+        option = "--store" if location.shared else "--state-dir"
+        raise UsageError(Problem(location.describe(), None, option, str(exc))) from None
 
 
 def _console() -> Console:
@@ -448,17 +451,28 @@ def _make_command(name: str, mode: Mode | None, help_text: str) -> click.Command
         "run: finished hosts are not contacted again.",
     )
     @run_options
+    @site_options
     def command(
         inventories: tuple[Path, ...],
         resume: bool,
         state_dir: Path,
         json_lines: bool,
         azure_overrides: dict[str, Any],
+        site: str | None,
+        lease_s: float | None,
         **kwargs: Any,
     ) -> None:
         console = _console()
         request = _given(inventories, azure_overrides, kwargs)
         executor = _Executor(state_dir, json_lines, console)
+        if site is None and lease_s is not None:
+            raise UsageError(Problem("--lease", None, "--lease", "applies only with --site"))
+        if site is not None:
+            if resume:
+                raise UsageError(Problem("--resume", None, "--site", "a site worker resumes "
+                                         "its site's unfinished hosts by itself; drop --resume"))
+            sys.exit(run_site_worker(executor, request, site=site, lease_s=lease_s, kind=name,
+                                     mode=mode))
         if resume:
             sys.exit(_resume(executor, state_dir, request, mode))
         only: list[str] | None = None
@@ -564,7 +578,7 @@ def _override(request: RunRequest, given: RunRequest) -> None:
     """Options given on this command line win over the recalled ones (not the host set)."""
     request.azure.update(given.azure)
     if given.connect_rate is not None and given.connect_burst is None:
-        request.connect_burst = None  # a new rate brings its own burst (see _pacing)
+        request.connect_burst = None  # a new rate brings its own burst (see connect_pacing)
     for key in ("playbook", "forks", "connect_rate", "connect_burst", "known_hosts"):
         if getattr(given, key) is not None:
             setattr(request, key, getattr(given, key))
@@ -584,10 +598,12 @@ def _override(request: RunRequest, given: RunRequest) -> None:
     multiple=True,
     help="Only hosts whose latest category is this (repeatable), e.g. network.",
 )
+@click.option("--site", help="Only the hosts of this site (a run of site workers).")
 @run_options
 def rerun_command(
     run_id: str | None,
     categories: tuple[str, ...],
+    site: str | None,
     state_dir: Path,
     json_lines: bool,
     azure_overrides: dict[str, Any],
@@ -622,6 +638,8 @@ def rerun_command(
         # A preflight's ready hosts need no second look (the store counts only success).
         final = store.final_outcomes(root)
         hosts = [h for h in hosts if h not in final or final[h].status not in SETTLED]
+        if site is not None:
+            hosts = hosts_of_site(store, root, hosts, site)
     request = _recall(root_record)
     _override(request, _given((), azure_overrides, kwargs))
     request.limit = kwargs.get("limit")

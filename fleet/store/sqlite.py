@@ -1,13 +1,9 @@
-"""The run store: a durable journal of runs, hosts, attempts and outcomes in SQLite.
+"""The SQLite backend: a durable journal of runs, hosts, attempts and outcomes in one file.
 
 One database file, ``<state_dir>/arcfleet.db``, in WAL mode so a report can read while a run
 writes. Every call that records something is one transaction committed before it returns, so a
 run killed at any moment loses at most the steps that were in flight. Every text goes through
 :func:`fleet.redact.redact` before it reaches the file.
-
-Run model: a *first* run (onboard, preflight, offboard) is its own root. A ``rerun`` or ``resume``
-names the run it repeats as its parent and shares the parent's root. The final state of a fleet
-is each root host's latest outcome across the root and all runs under it.
 """
 
 from __future__ import annotations
@@ -15,304 +11,57 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from fleet.engine.outcome import Attempt, HostOutcome, HostStatus
 from fleet.errors import StoreError
-from fleet.redact import redact, redact_value
+from fleet.redact import redact
+from fleet.store.records import (
+    RUN_KINDS,
+    RUN_STATUSES,
+    RUNS_DIR,
+    AttemptRow,
+    HostEntry,
+    OutcomeRow,
+    RunRecord,
+    RunSummary,
+    make_private_dir,
+    new_run_id,
+    utc_iso,
+)
+from fleet.store.records import dumps as _dumps
+from fleet.store.records import opt as _opt
+from fleet.store.records import parse_iso as _parse_iso
+from fleet.store.records import pid_alive as _pid_alive
+from fleet.store.records import private_umask as _private_umask
+from fleet.store.sqlite_schema import migrate
 
 DB_NAME: Final = "arcfleet.db"
-RUNS_DIR: Final = "runs"
 BUSY_TIMEOUT_MS: Final = 15_000
 
-RUN_KINDS: Final = frozenset({"onboard", "preflight", "offboard", "rerun", "resume"})
-RUN_STATUSES: Final = frozenset({"running", "finished", "interrupted", "crashed"})
-HOST_STATES: Final = ("pending", "in_flight", "done")
 
-_PRIVATE_UMASK: Final = 0o077
+class SqlCursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
 
+    def fetchone(self) -> Any: ...
 
-# --------------------------------------------------------------------------- schema migrations
-# MIGRATIONS[i] takes a database at user_version i to i + 1, inside one transaction. Statements
-# run one by one (never executescript, which commits on its own).
+    def fetchall(self) -> list[Any]: ...
 
 
-def _migrate_v1(conn: sqlite3.Connection) -> None:
-    statements = [
-        """CREATE TABLE runs (
-            seq INTEGER PRIMARY KEY,
-            id TEXT NOT NULL UNIQUE,
-            parent_run_id TEXT REFERENCES runs(id),
-            root_run_id TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            started_at TEXT NOT NULL,
-            finished_at TEXT,
-            status TEXT NOT NULL,
-            command_line TEXT NOT NULL,
-            inventory_paths TEXT NOT NULL,
-            inventory_digest TEXT NOT NULL,
-            playbook TEXT NOT NULL,
-            options TEXT NOT NULL,
-            pid INTEGER,
-            hostname TEXT
-        )""",
-        "CREATE INDEX runs_root ON runs(root_run_id, seq)",
-        """CREATE TABLE run_hosts (
-            run_id TEXT NOT NULL REFERENCES runs(id),
-            host TEXT NOT NULL,
-            position INTEGER NOT NULL,
-            address TEXT NOT NULL,
-            transport TEXT NOT NULL,
-            os TEXT NOT NULL,
-            state TEXT NOT NULL DEFAULT 'pending',
-            started_at TEXT,
-            PRIMARY KEY (run_id, host)
-        )""",
-        """CREATE TABLE outcomes (
-            run_id TEXT NOT NULL REFERENCES runs(id),
-            host TEXT NOT NULL,
-            address TEXT NOT NULL,
-            transport TEXT NOT NULL,
-            os TEXT NOT NULL,
-            status TEXT NOT NULL,
-            category TEXT NOT NULL,
-            azcm_code TEXT,
-            exit_code INTEGER,
-            cause TEXT NOT NULL,
-            fix TEXT NOT NULL,
-            message TEXT NOT NULL,
-            correlation_id TEXT NOT NULL,
-            resource_id TEXT,
-            attempts INTEGER NOT NULL,
-            remediations TEXT NOT NULL,
-            transcript_file TEXT NOT NULL,
-            started_at TEXT NOT NULL,
-            finished_at TEXT NOT NULL,
-            duration_s REAL NOT NULL,
-            rule TEXT NOT NULL,
-            action TEXT NOT NULL,
-            PRIMARY KEY (run_id, host)
-        )""",
-        "CREATE INDEX outcomes_host ON outcomes(host)",
-        """CREATE TABLE attempts (
-            run_id TEXT NOT NULL REFERENCES runs(id),
-            host TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            stage TEXT NOT NULL,
-            command TEXT NOT NULL,
-            exit_status INTEGER,
-            category TEXT,
-            azcm_code TEXT,
-            duration_s REAL NOT NULL,
-            remediation TEXT,
-            started_at TEXT NOT NULL,
-            PRIMARY KEY (run_id, host, seq)
-        )""",
-    ]
-    for statement in statements:
-        conn.execute(statement)
+class SqlConnection(Protocol):
+    """What the store's statements need of a connection (sqlite3's, or the PostgreSQL one's
+    adapter in :mod:`fleet.store.postgres`)."""
 
+    def execute(self, sql: str, params: Sequence[object] = (), /) -> SqlCursor: ...
 
-Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: Final[tuple[Migration, ...]] = (_migrate_v1,)
-SCHEMA_VERSION: Final = len(MIGRATIONS)
-
-
-def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
-    """Bring ``conn`` (autocommit mode) to ``len(migrations)``; return the resulting version.
-
-    Each step runs in its own ``BEGIN IMMEDIATE`` transaction and re-reads the version inside it,
-    so two processes opening a fresh store at once do not both apply a step.
-    """
-    target = len(migrations)
-    while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if version > target:
-                raise StoreError(
-                    f"the run store has schema version {version}, newer than this arcfleet "
-                    f"understands ({target}); use a newer arcfleet or another --state-dir"
-                )
-            if version == target:
-                conn.execute("COMMIT")
-                return version
-            migrations[version](conn)
-            # PRAGMA takes no parameters; the value is an int we computed.
-            conn.execute(f"PRAGMA user_version = {version + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    id: str
-    folder: Path  # state_dir/runs/<id>/: transcripts, failures.csv, run log
-    kind: str
-    parent_run_id: str | None
-    root_run_id: str
-    started_at: str
-    finished_at: str | None
-    status: str  # running | finished | interrupted | crashed (a dead writer reads as crashed)
-    command_line: list[str]
-    inventory_paths: list[str]
-    inventory_digest: str
-    playbook: str
-    options: dict[str, object]
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    id: str
-    kind: str
-    parent_run_id: str | None
-    root_run_id: str
-    started_at: str
-    finished_at: str | None
-    duration_s: float | None
-    status: str
-    hosts: int
-    counts: dict[str, int]  # HostStatus value -> hosts of this run with that outcome
-    unfinished: int  # hosts of this run without an outcome
-
-
-@dataclass(frozen=True)
-class OutcomeRow:
-    """One host's outcome as stored; the fields are the report columns plus ``run_id``."""
-
-    host: str
-    address: str
-    transport: str
-    os: str
-    status: str
-    category: str
-    azcm_code: str | None
-    exit_code: int | None
-    cause: str
-    fix: str
-    attempts: int
-    remediations: tuple[str, ...]
-    message: str
-    correlation_id: str
-    resource_id: str | None
-    log_file: str
-    started_at: str
-    finished_at: str
-    duration_s: float | None
-    run_id: str = ""
-
-
-@dataclass(frozen=True)
-class AttemptRow:
-    run_id: str
-    host: str
-    seq: int
-    stage: str
-    command: str
-    exit_status: int | None
-    category: str | None
-    azcm_code: str | None
-    duration_s: float
-    remediation: str | None
-    started_at: str
-
-
-@dataclass(frozen=True)
-class HostEntry:
-    """A host as planned in a run."""
-
-    host: str
-    address: str
-    transport: str
-    os: str
-    state: str
-    started_at: str | None = None
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def utc_iso(moment: datetime | None = None) -> str:
-    """ISO 8601 in UTC with milliseconds; naive datetimes are taken as UTC."""
-    moment = moment or datetime.now(UTC)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-def _parse_iso(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def _jsonable(value: object) -> Any:
-    """Options as JSON: unknown types (Path, enums, sets) become strings or lists."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
-    return str(value)
-
-
-def _dumps(value: object) -> str:
-    # Redact the values first (escaping in JSON could hide a secret from a textual pass), then
-    # the text once more for anything that slipped through.
-    return redact(json.dumps(redact_value(_jsonable(value)), ensure_ascii=False, sort_keys=True))
-
-
-def _opt(text: str | None) -> str | None:
-    return None if text is None else redact(text)
-
-
-def new_run_id(now: datetime | None = None) -> str:
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
-    return f"{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def _private_umask() -> Iterator[None]:
-    old = os.umask(_PRIVATE_UMASK)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
-def make_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) owner-only; tighten it if it already exists."""
-    with _private_umask():
-        path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
+    def executemany(self, sql: str, params: Sequence[Sequence[object]], /) -> SqlCursor: ...
 
 
 # --------------------------------------------------------------------------- the store
@@ -320,6 +69,8 @@ def make_private_dir(path: Path) -> None:
 
 class RunStore:
     """The durable record of runs. Thread-safe: one connection guarded by a lock."""
+
+    url: str | None = None  # a shared store's URL (never with a password); None here
 
     def __init__(self, state_dir: Path, conn: sqlite3.Connection) -> None:
         self.state_dir = state_dir
@@ -392,7 +143,7 @@ class RunStore:
         self.close()
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Iterator[SqlConnection]:
         """One committed transaction; sqlite errors become StoreError."""
         with self._lock:
             try:
@@ -421,7 +172,7 @@ class RunStore:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("COMMIT")
 
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         with self._lock:
             try:
                 cursor = self._conn.execute(sql, params)
@@ -636,7 +387,8 @@ class RunStore:
             "SELECT run_id, status, COUNT(*) AS n FROM outcomes GROUP BY run_id, status"
         )
         planned = self._read(
-            "SELECT h.run_id, COUNT(*) AS n, SUM(o.host IS NULL) AS unfinished FROM run_hosts h"
+            "SELECT h.run_id, COUNT(*) AS n,"
+            " SUM(CASE WHEN o.host IS NULL THEN 1 ELSE 0 END) AS unfinished FROM run_hosts h"
             " LEFT JOIN outcomes o ON o.run_id = h.run_id AND o.host = h.host"
             " GROUP BY h.run_id"
         )
@@ -676,7 +428,7 @@ class RunStore:
         ]
 
     @staticmethod
-    def _outcome_row(row: sqlite3.Row) -> OutcomeRow:
+    def _outcome_row(row: Any) -> OutcomeRow:
         return OutcomeRow(
             host=row["host"], address=row["address"], transport=row["transport"], os=row["os"],
             status=row["status"], category=row["category"], azcm_code=row["azcm_code"],
@@ -687,6 +439,10 @@ class RunStore:
             resource_id=row["resource_id"], log_file=row["transcript_file"],
             started_at=row["started_at"], finished_at=row["finished_at"],
             duration_s=row["duration_s"], run_id=row["run_id"],
+            # Sites and workers are kept by the shared (PostgreSQL) store only. keys(): `in`
+            # on an sqlite3.Row searches its values.
+            site=row["site"] or "" if "site" in row.keys() else "",  # noqa: SIM118
+            worker=row["worker"] or "" if "worker" in row.keys() else "",  # noqa: SIM118
         )
 
     def final_outcomes(self, root_run_id: str) -> dict[str, OutcomeRow]:
@@ -769,20 +525,3 @@ class RunStore:
             )
             for row in rows
         ]
-
-
-class RunStoreSink:
-    """The durable :class:`~fleet.engine.outcome.OutcomeSink`: every call is one commit."""
-
-    def __init__(self, store: RunStore, run_id: str) -> None:
-        self.store = store
-        self.run_id = run_id
-
-    def host_started(self, host: str) -> None:
-        self.store.host_started(self.run_id, host)
-
-    def attempt_recorded(self, host: str, attempt: Attempt) -> None:
-        self.store.record_attempt(self.run_id, host, attempt)
-
-    def outcome_recorded(self, outcome: HostOutcome) -> None:
-        self.store.record_outcome(self.run_id, outcome)
