@@ -156,6 +156,22 @@ MUTATIONS: list[Mutation] = [
         "import fleet.cli.run  # noqa: E402\n\n\ndef disable_core_dumps() -> None:",
         ("tests/test_cli_start.py",),
     ),
+    Mutation(
+        "the host script's private directory made 0755",
+        "fleet/azcm/script_linux.py",
+        "if ! made=$(mktemp -d {PRIVATE_TEMPLATE} 2>&1); then",
+        'if ! made=$(mktemp -d {PRIVATE_TEMPLATE} 2>&1) || ! chmod 755 "$made"; then',
+        ("tests/test_host_script_sshd.py::"
+         "test_private_modes_and_one_session_per_host_on_real_sshd",),
+    ),
+    Mutation(
+        "the config file written without privacy (0644)",
+        "fleet/azcm/script_linux.py",
+        'cat >"$D/{CONFIG_NAME}" && chmod 600 "$D/{CONFIG_NAME}"',
+        'cat >"$D/{CONFIG_NAME}" && chmod 644 "$D/{CONFIG_NAME}"',
+        ("tests/test_host_script_sshd.py::"
+         "test_private_modes_and_one_session_per_host_on_real_sshd",),
+    ),
 ]
 
 

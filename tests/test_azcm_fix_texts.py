@@ -12,7 +12,7 @@ import pytest
 from fleet.azcm import findings
 from fleet.azcm.catalog import all_entries
 from fleet.azcm.patterns import PATTERNS
-from fleet.cli import _register, cli
+from fleet.cli import cli
 from fleet.engine.playbook import Breaker, Pacing, Playbook
 
 # azcmagent (reference section 5), the Linux install script (7.2) and `az provider register`
@@ -23,15 +23,17 @@ NEVER = ("install stage", "--concurrency", "become password", "mint a", "arcflee
 
 
 def _arcfleet_flags() -> set[str]:
-    _register()
     flags: set[str] = set()
 
     def walk(command: click.Command) -> None:
         for param in command.params:
             flags.update(o for o in getattr(param, "opts", []) if o.startswith("--"))
-        if isinstance(command, click.Group):
-            for sub in command.commands.values():
-                walk(sub)
+        if isinstance(command, click.Group):  # a lazy group loads each command here
+            ctx = click.Context(command)
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                if sub is not None:
+                    walk(sub)
 
     walk(cli)
     return flags
