@@ -121,7 +121,7 @@ def test_three_sites_one_killed_worker_every_host_once(
         assert rerun.returncode in (0, 1), rerun.stderr
         after = contacted(lab)
         assert {n for n in after if after[n] != before[n]} == {
-            n for n in failed if site_of[n] == site}
+            n for n in failed if site_of[n] == site}, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert max(connects.values()) == 1, {h: n for h, n in connects.items() if n > 1}
     rerun_rows = {row["host"]: row for row in _report("--store", pg_url)}
     for name in failed:

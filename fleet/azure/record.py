@@ -66,8 +66,10 @@ def _connect(db_path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def record_checks(db_path: Path, run_id: str, results: Sequence[CheckResult]) -> None:
+def record_checks(db_path: Path | None, run_id: str, results: Sequence[CheckResult]) -> None:
     """Append ``results`` to the run's check rows (one transaction)."""
+    if db_path is None:  # a shared PostgreSQL store keeps no check rows yet (terminal and log do)
+        return
     with _connect(db_path) as conn:
         conn.execute("BEGIN IMMEDIATE")
         start = conn.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM azure_checks "

@@ -27,7 +27,7 @@ def azure_preflight_step(
     *,
     check: bool,
     register_providers: bool,
-    db_path: Path,
+    db_path: Path | None,
     run_id: str,
     console: Console,
 ) -> dict[str, Diagnosis]:

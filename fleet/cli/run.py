@@ -317,7 +317,7 @@ class _Executor:
                     secrets,
                     check=request.azure_check,
                     register_providers=request.register_providers,
-                    db_path=store.db_path,
+                    db_path=None if store.url else store.db_path,
                     run_id=record.id,
                     console=self.console,
                 )
