@@ -122,7 +122,7 @@ MUTATIONS: list[Mutation] = [
     ),
     Mutation(
         "--accept-new-host-keys recalled by rerun/--resume",
-        "fleet/cli/run.py",
+        "fleet/cli/run_request.py",
         "            accept_new_host_keys=False,\n",
         '            accept_new_host_keys=bool(options.get("accept_new_host_keys")),\n',
         ("tests/test_secret_refs.py::test_rerun_and_resume_ask_for_the_security_flags_again",),

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hostile_support import arcfleet, edit_inventory, lab_contacts, outcomes, write_playbook
 
-from fleet.cli.run import RunRequest, _given, _override, _recall
+from fleet.cli.run_request import RunRequest, given_request, override_request, recall_request
 from fleet.lab.fleet import LabFleet
 from fleet.store import RunRecord
 
@@ -142,12 +142,12 @@ def _record(options: dict[str, Any]) -> RunRecord:
 def test_rerun_and_resume_ask_for_the_security_flags_again() -> None:
     first = RunRequest(inventories=["/x.yaml"], accept_new_host_keys=True,
                        allow_secret_env=("AWS_SECRET_ACCESS_KEY",))
-    recalled = _recall(_record(first.options()))
+    recalled = recall_request(_record(first.options()))
     assert recalled.accept_new_host_keys is False
     assert recalled.allow_secret_env == ()
-    _override(recalled, _given((), {}, {}))
+    override_request(recalled, given_request((), {}, {}))
     assert (recalled.accept_new_host_keys, recalled.allow_secret_env) == (False, ())
-    _override(recalled, _given((), {}, {"accept_new_host_keys": True,
+    override_request(recalled, given_request((), {}, {"accept_new_host_keys": True,
                                         "allow_secret_env": ("AWS_SECRET_ACCESS_KEY",)}))
     assert recalled.accept_new_host_keys is True
     assert recalled.allow_secret_env == ("AWS_SECRET_ACCESS_KEY",)

@@ -26,7 +26,8 @@ from fleet.errors import Problem, StoreError, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from fleet.cli.run import RunRequest, _Executor
+    from fleet.cli.run import _Executor
+    from fleet.cli.run_request import RunRequest
     from fleet.engine.claims import ClaimLoop
     from fleet.engine.outcome import Attempt, HostOutcome
     from fleet.engine.playbook import Mode
@@ -66,7 +67,7 @@ def run_site_worker(
     mode: Mode | None,
 ) -> int:
     """Work ``site``'s hosts of the shared run; the exit code of the run command."""
-    from fleet.cli.run import connect_pacing
+    from fleet.cli.run_request import connect_pacing
     from fleet.engine.claims import ClaimLoop, ClaimSink
     from fleet.engine.runner import FanoutSink, FleetRun, RunOptions
     from fleet.engine.secrets import SecretBook
