@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, TextIO, cast
 
 MASK = "***"
@@ -111,9 +111,16 @@ class RedactingStream:
 @contextlib.contextmanager
 def redacted_output() -> Iterator[None]:
     """For the duration: stdout and stderr go through :class:`RedactingStream`."""
+    with wrapped_output(RedactingStream):
+        yield
+
+
+@contextlib.contextmanager
+def wrapped_output(wrap: Callable[[TextIO], Any]) -> Iterator[None]:
+    """For the duration: stdout and stderr are ``wrap(stream)``, flushed and restored after."""
     saved = sys.stdout, sys.stderr
-    sys.stdout = cast(TextIO, RedactingStream(sys.stdout))
-    sys.stderr = cast(TextIO, RedactingStream(sys.stderr))
+    sys.stdout = cast(TextIO, wrap(sys.stdout))
+    sys.stderr = cast(TextIO, wrap(sys.stderr))
     try:
         yield
     finally:

@@ -17,9 +17,10 @@ import contextlib
 import dataclasses
 import os
 import re
-import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Final, TextIO, cast
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+from fleet.redact import wrapped_output
 
 if TYPE_CHECKING:  # the CLI imports this module for --help: nothing heavy at import time
     from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
@@ -189,13 +190,5 @@ class PipeSafeStream:
 @contextlib.contextmanager
 def pipe_safe_output() -> Iterator[None]:
     """For the duration: stdout and stderr survive their reader going away."""
-    saved = sys.stdout, sys.stderr
-    sys.stdout = cast(TextIO, PipeSafeStream(sys.stdout))
-    sys.stderr = cast(TextIO, PipeSafeStream(sys.stderr))
-    try:
+    with wrapped_output(PipeSafeStream):
         yield
-    finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        sys.stdout, sys.stderr = saved
