@@ -56,9 +56,6 @@ __all__ = ["AgentState", "EarlierProgress", "HostContext", "HostFinished", "Host
 log = structlog.get_logger("fleet.engine")
 
 _VERSION = re.compile(r"\d+\.\d+\.\d+(?:\.\d+)?")
-_ELEVATION_DENIED = re.compile(
-    r"a password is required|a terminal is required|not in the sudoers", re.IGNORECASE
-)
 
 
 def _now() -> datetime:
@@ -247,24 +244,9 @@ class HostRun(ScriptedPath):
 
     async def _preflight(self) -> str:
         result = await self._run("preflight", self.commands.check_elevation())
-        elevated = self.commands.is_elevated(result)
-        if not elevated:
-            denied = _ELEVATION_DENIED.search(result.stderr + result.stdout)
-            if denied:
-                raise HostFinished(findings.elevation_required(denied.group(0)))
-            if self._elevated_commands is not None and self.playbook.escalate_with_sudo:
-                self.commands = self._elevated_commands
-                self._elevated_commands = None
-                if Remediation.RERUN_ELEVATED.value not in self._remediations:
-                    self._remediations.append(Remediation.RERUN_ELEVATED.value)
-                return await self._preflight()
-            raise HostFinished(
-                findings.elevation_required(
-                    "the login user is not root and the inventory does not set become"
-                    if self._elevated_commands is not None
-                    else f"elevation check printed {result.stdout.strip()!r}"
-                )
-            )
+        if not self.commands.is_elevated(result):
+            self._elevate_or_finish(result)  # ends the host, or switches to sudo: look again
+            return await self._preflight()
         located = await self._run("preflight", self.commands.locate_agent())
         paths = [line.strip() for line in located.stdout.splitlines() if line.strip()]
         if located.exit_status != 0 or not paths:

@@ -204,7 +204,13 @@ class ScriptedPath:
     async def _script_not_elevated(
         self, elevation: CommandResult, mode: str
     ) -> tuple[str, CommandResult]:
-        denied = _ELEVATION_DENIED.search(elevation.stderr + elevation.stdout)
+        self._elevate_or_finish(elevation)
+        return await self._script(mode)
+
+    def _elevate_or_finish(self, check: CommandResult) -> None:
+        """The elevation check said "not root": switch to the sudo commands when the playbook
+        allows it (the caller then runs its step again), else the host ends with the reason."""
+        denied = _ELEVATION_DENIED.search(check.stderr + check.stdout)
         if denied:
             raise HostFinished(findings.elevation_required(denied.group(0)))
         if self._elevated_commands is not None and self.playbook.escalate_with_sudo:
@@ -212,12 +218,12 @@ class ScriptedPath:
             self._elevated_commands = None
             if Remediation.RERUN_ELEVATED.value not in self._remediations:
                 self._remediations.append(Remediation.RERUN_ELEVATED.value)
-            return await self._script(mode)
+            return
         raise HostFinished(
             findings.elevation_required(
                 "the login user is not root and the inventory does not set become"
                 if self._elevated_commands is not None
-                else f"elevation check printed {elevation.stdout.strip()!r}"
+                else f"elevation check printed {check.stdout.strip()!r}"
             )
         )
 
