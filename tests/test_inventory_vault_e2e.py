@@ -19,9 +19,10 @@ BIN = Path(sys.executable).parent
 
 def _vault_string(name: str, value: str, password_file: Path) -> str:
     result = subprocess.run(
+        # The value on stdin: never in argv, and a value starting with "-" is not an option.
         [str(BIN / "ansible-vault"), "encrypt_string", "--vault-password-file",
-         str(password_file), "--name", name, value],
-        capture_output=True, text=True, check=True, timeout=120)
+         str(password_file), "--stdin-name", name],
+        input=value, capture_output=True, text=True, check=True, timeout=120)
     return result.stdout
 
 
