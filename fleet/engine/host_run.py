@@ -403,7 +403,17 @@ class HostRun(ScriptedPath):
     async def _make_private_dir(self, stage: str) -> str:
         """The private directory for the --config file; the host fails (nothing is written)
         when it cannot be made: a config file anywhere else could be read by others."""
-        made = await self._run(stage, self.commands.make_private_dir())
+        making = asyncio.ensure_future(self._run(stage, self.commands.make_private_dir()))
+        try:
+            # Shielded: a cancel (Ctrl-C) must not cut the answer that names the directory the
+            # host may have made already, or nobody could remove it.
+            made = await asyncio.shield(making)
+        except asyncio.CancelledError:
+            await self._remove_made_dir(making)
+            raise
+        return self._private_dir_of(made)
+
+    def _private_dir_of(self, made: CommandResult) -> str:
         private_dir = made.stdout.strip().splitlines()[-1] if made.stdout.strip() else ""
         if made.exit_status != 0 or not private_dir:
             raise HostFinished(no_private_dir(made.stderr))
@@ -416,6 +426,14 @@ class HostRun(ScriptedPath):
                 findings.step_failed(f"unexpected private directory {private_dir[:80]!r}")
             )
         return private_dir
+
+    async def _remove_made_dir(self, making: asyncio.Future[CommandResult]) -> None:
+        """Cancelled while the host made the directory: wait (bounded) for its path, then
+        remove it, so no config directory outlives an interrupted run."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait({making}, timeout=self.playbook.deadlines.command_s)
+            if making.done() and not making.cancelled() and making.exception() is None:
+                await self._remove_private_dir(self._private_dir_of(making.result()))
 
     async def _remove_private_dir(self, private_dir: str) -> None:
         """Remove the config directory even while the host task is being cancelled."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import math
 import time
@@ -123,6 +124,10 @@ class WinrmTransport:
         self._max_operation_timeout_s = max(1, min(int(long_poll_s), self._read_timeout_s - 2))
         self._protocol: Protocol | None = None
         self._shell_id: str | None = None
+        # The Signal + Delete of a command the engine gave up on; the next command (say, the
+        # config file's cleanup) waits for it, so a cancelled write cannot land after the
+        # cleanup that was meant to remove it.
+        self._abandoning: concurrent.futures.Future[None] | None = None
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -227,7 +232,7 @@ class WinrmTransport:
             # (best effort: the cancelled Receive may still be using the session).
             self._shell_id = None
             with contextlib.suppress(RuntimeError):  # executor already shut down
-                self._executor.submit(self._abandon_sync, shell_id, command_id)
+                self._abandoning = self._executor.submit(self._abandon_sync, shell_id, command_id)
             raise
         except ExchangeDeadline as exc:
             # Cut at the command's deadline: a timeout (Signal + Delete, best effort and
@@ -288,6 +293,10 @@ class WinrmTransport:
     async def _shell(self) -> str:
         if self._protocol is not None and self._shell_id is not None:
             return self._shell_id
+        abandoning, self._abandoning = self._abandoning, None
+        if abandoning is not None:  # bounded by _abandon_sync's own deadline
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.wrap_future(abandoning), _ABANDON_S + 1)
         try:
             await self._call(self._open_sync, budget_s=self._open_timeout_s)
         except Exception as exc:
