@@ -453,12 +453,12 @@ class SshTransport:
             raise ConnectionDropped(self.host_name, "session is not open")
         return self._conn
 
-    async def run(self, command: str, *, timeout_s: float) -> CommandResult:
-        conn = self._require()
-        started = time.monotonic()
-        out, err = CappedOutput(OUTPUT_CAP_BYTES), CappedOutput(OUTPUT_CAP_BYTES)
+    async def _start(
+        self, conn: asyncssh.SSHClientConnection, command: str
+    ) -> asyncssh.SSHClientProcess[bytes]:
+        """One session running ``command`` (bytes in, bytes out), or the host is dropped."""
         try:
-            process = await conn.create_process(command, encoding=None)
+            return await conn.create_process(command, encoding=None)
         except (
             asyncssh.ChannelOpenError,
             asyncssh.DisconnectError,
@@ -466,6 +466,12 @@ class SshTransport:
             OSError,
         ) as exc:
             raise ConnectionDropped(self.host_name, f"cannot start command: {exc}") from None
+
+    async def run(self, command: str, *, timeout_s: float) -> CommandResult:
+        conn = self._require()
+        started = time.monotonic()
+        out, err = CappedOutput(OUTPUT_CAP_BYTES), CappedOutput(OUTPUT_CAP_BYTES)
+        process = await self._start(conn, command)
 
         async def pump(reader: asyncssh.SSHReader[bytes], sink: CappedOutput) -> None:
             while chunk := await reader.read(65536):
@@ -510,15 +516,7 @@ class SshTransport:
         conn = self._require()
         started = time.monotonic()
         out, err = CappedOutput(output_cap), CappedOutput(OUTPUT_CAP_BYTES)
-        try:
-            process = await conn.create_process(command, encoding=None)
-        except (
-            asyncssh.ChannelOpenError,
-            asyncssh.DisconnectError,
-            asyncssh.ConnectionLost,
-            OSError,
-        ) as exc:
-            raise ConnectionDropped(self.host_name, f"cannot start command: {exc}") from None
+        process = await self._start(conn, command)
 
         async def pump(
             reader: asyncssh.SSHReader[bytes],
