@@ -20,7 +20,7 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay
 
 from fleet.azcm import findings
-from fleet.azcm.agent_config import shown_config
+from fleet.azcm.agent_config import PROXY_URL, agent_settings, proxy_report, shown_config
 from fleet.azcm.classifier import classify
 from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, connect_config
 from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis, Evidence, Remediation
@@ -92,6 +92,10 @@ class HostRun(ScriptedPath):
         # Host clock minus jump-host clock (s), read by the host script's clock step: the
         # classifier reads time-window failures as a clock problem when it is large.
         self._clock_skew_s: float | None = None
+        # The agent settings (proxy) went in (by the host script or _apply_settings), and the
+        # proxy the agent reported in preflight (None: not asked).
+        self._settings_applied = False
+        self._configured_proxy: str | None = None
 
     # -- recording -----------------------------------------------------------------------
 
@@ -240,8 +244,24 @@ class HostRun(ScriptedPath):
                 return findings.resource_conflict_elsewhere(state.resource_id, wanted)
             await self._disconnect(agent, force_local_only=False)
         if mode is Mode.PREFLIGHT:
-            return preflight_ready(self._agent_version)
+            if self._configured_proxy is None:  # the step-by-step path: ask now
+                got = await self._run("preflight", self.commands.config_get(agent, PROXY_URL))
+                self._configured_proxy = got.stdout.strip() if got.exit_status == 0 else None
+            return preflight_ready(self._agent_version, *proxy_report(self.host,
+                                                                      self._configured_proxy))
+        await self._apply_settings(agent)
         return await self._connect_with_retries(agent)
+
+    async def _apply_settings(self, agent: str) -> None:
+        """``azcmagent config set`` for each agent setting (the proxy) before the first connect;
+        the host ends at the first that fails (a connect without its proxy would only fail)."""
+        if self._settings_applied:
+            return
+        for key, value in agent_settings(self.host):
+            result = await self._run("connect", self.commands.config_set(agent, key, value))
+            if result.exit_status != 0:
+                raise HostFinished(self._setting_failed(key, result))
+        self._settings_applied = True
 
     async def _preflight(self) -> str:
         result = await self._run("preflight", self.commands.check_elevation())
