@@ -133,6 +133,7 @@ class _Executor:
                 JsonLines() if self.json_lines else LiveDisplay(len(hosts), self.console)
             )
             settled = {}
+            confirmer = None
             if playbook.mode in (Mode.ONBOARD, Mode.PREFLIGHT):
                 from fleet.azure.step import azure_preflight_step
 
@@ -145,6 +146,10 @@ class _Executor:
                     run_id=record.id,
                     console=self.console,
                 )
+                if request.azure_check:
+                    from fleet.azure.confirm import AzureConfirmer
+
+                    confirmer = AzureConfirmer(hosts, secrets)
             sinks: list[OutcomeSink] = [RunStoreSink(store, record.id), transcripts, view]
             fleet = FleetRun(
                 hosts,
@@ -154,6 +159,7 @@ class _Executor:
                 # Host-derived text is cleaned once, before any sink stores or shows it.
                 sink=SanitizingSink(FanoutSink(sinks)),
                 settled=settled,
+                confirmer=confirmer,
             )
             view.attach(fleet)
             self.console.print(

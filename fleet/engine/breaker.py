@@ -16,7 +16,7 @@ scope kind             key (from the host's inventory target)     causes
 and it is *confirmed*: a scope trips only when ``threshold`` hosts failed with the same cause
 **and** they are at least ``share`` of that scope's hosts started so far (finished or in flight),
 so three hosts printing a hostile message among a hundred healthy ones stop nobody. A
-:class:`Confirmer` (the Azure preflight of issue 17 can be one) may settle a cause instead: True
+:class:`Confirmer` (:class:`fleet.azure.confirm.AzureConfirmer` asks Azure) may settle a cause instead: True
 trips at the threshold alone, False never trips, None (cannot tell) falls back to the share.
 
 Hosts of a tripped scope that have not started are skipped with the scope and the cause named;

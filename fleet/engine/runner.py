@@ -17,7 +17,7 @@ import structlog
 
 from fleet.azcm import findings
 from fleet.azcm.diagnosis import Diagnosis
-from fleet.engine.breaker import CircuitBreaker, ScopeTarget
+from fleet.engine.breaker import CircuitBreaker, Confirmer, ScopeTarget
 from fleet.engine.host_run import HostContext, HostRun
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
 from fleet.engine.pacing import CountingSemaphore, TokenBucket
@@ -75,6 +75,7 @@ class FleetRun:
         secrets: SecretBook,
         sink: OutcomeSink,
         settled: Mapping[str, Diagnosis] | None = None,
+        confirmer: Confirmer | None = None,
     ) -> None:
         self.hosts = list(hosts)
         # Hosts already failed before the run (the Azure preflight): recorded, never contacted.
@@ -84,7 +85,8 @@ class FleetRun:
         self.secrets = secrets
         self.sink = sink
         self.breaker = CircuitBreaker(
-            options.playbook.breaker.threshold, options.playbook.breaker.share
+            options.playbook.breaker.threshold, options.playbook.breaker.share,
+            confirmer=confirmer,  # asks Azure before a credential/RBAC scope trips
         )
         self.pacer = TokenBucket(options.connect_rate_per_s, options.connect_burst)
         self.agent_slots = CountingSemaphore(options.forks)

@@ -209,6 +209,10 @@ class _Handler(BaseHTTPRequestHandler):
                                        "your app."), principal=client)
             return
         token, lifetime = state.issue_token(tenant, client)
+        with state.lock:
+            if app.tokens_before_expiry is not None and "client_assertion" not in form:
+                app.tokens_before_expiry -= 1
+                app.secret_expired = app.tokens_before_expiry <= 0
         self._send(200, {"token_type": "Bearer", "expires_in": lifetime,
                          "ext_expires_in": lifetime, "access_token": token}, principal=client)
 

@@ -77,6 +77,9 @@ class App:
     client_id: str
     secret: str | None = None
     secret_expired: bool = False
+    # The secret expires after this many tokens were issued with it (None: never): a secret
+    # that expires in the middle of a run, after the preflight signed in.
+    tokens_before_expiry: int | None = None
     # The certificate (PEM) whose key may sign client assertions for it.
     certificate_pem: bytes | None = None
 
@@ -153,7 +156,8 @@ class AzureState:
                 expired: bool = False, certificate_pem: bytes | None = None) -> App:
         with self.lock:
             self.add_tenant(tenant_id)
-            app = App(tenant_id.lower(), client_id.lower(), secret, expired, certificate_pem)
+            app = App(tenant_id.lower(), client_id.lower(), secret, expired,
+                      certificate_pem=certificate_pem)
             self.apps[client_id.lower()] = app
             return app
 
