@@ -19,7 +19,7 @@ PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language
 CMDS = WindowsAgentCommands()
 AGENT = r"C:\Program Files\AzureConnectedMachineAgent\azcmagent.exe"
 PRIVATE = r"C:\Windows\Temp\arcfleet-0123456789abcdef0123456789abcdef"
-# Values an inventory may hold (double quotes are refused for Windows, see commands_windows).
+# Values an inventory may hold (tag validation refuses double quotes).
 HOSTILE = [
     "plain", "it's", "‘curly’ ’quotes‚‛", "$(Remove-Item C:\\ -Recurse)", "`n`$x", "a;b|c&d",
     "@{x=1}", "${env:PATH}", "#comment", "<# block #>", "line\nbreak", "tab\there", "ü–漢字",

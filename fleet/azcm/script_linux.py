@@ -24,7 +24,7 @@ import json
 import shlex
 from dataclasses import asdict
 
-from fleet.azcm.commands import ScriptParams, target_options
+from fleet.azcm.commands import ScriptParams
 from fleet.azcm.commands_linux import AGENT_FALLBACK, AGENT_NAME, LOG_PATH
 from fleet.inventory.model import ResolvedHost
 
@@ -32,14 +32,6 @@ SCRIPT_MARK = "# arcfleet host script 1 "
 PRIVATE_PREFIX = "/tmp/arcfleet."
 PRIVATE_TEMPLATE = PRIVATE_PREFIX + "XXXXXXXX"
 CONFIG_NAME = "connect.json"
-
-
-def connect_args(host: ResolvedHost) -> list[str]:
-    """The non-secret connect options as argv words."""
-    words: list[str] = []
-    for flag, value in target_options(host):
-        words += [flag, value]
-    return words
 
 
 def is_private_dir(path: str) -> bool:
@@ -61,17 +53,14 @@ def command_line(params: ScriptParams, host: ResolvedHost, *, become: bool) -> s
 
 def build(params: ScriptParams, host: ResolvedHost) -> str:
     q = shlex.quote
-    words = connect_args(host)
     header = SCRIPT_MARK + json.dumps(
         {
             **asdict(params),
-            "connect_args": words,
             "log_path": LOG_PATH,
             "agent_fallback": AGENT_FALLBACK,
         },
         separators=(",", ":"),
     )
-    connect_words = " ".join(q(word) for word in words)
     # Minutes after which a leftover dir is surely not a live run's: its timer has fired.
     leftover_min = params.cleanup_after_s // 60 + 2
     return f"""{header}
@@ -210,7 +199,7 @@ write_config >"$D/o" 2>"$D/e"
 r=$?
 now; send config $r $((T - s))
 if [ $r -ne 0 ]; then finish; fi
-step connect "$A" connect --config "$D/{CONFIG_NAME}" --verbose {connect_words}
+step connect "$A" connect --config "$D/{CONFIG_NAME}" --verbose
 connected=$?
 step cleanup rm -f -- "$D/{CONFIG_NAME}"
 if [ $connected -eq 0 ]; then

@@ -20,6 +20,7 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay
 
 from fleet.azcm import findings
+from fleet.azcm.agent_config import shown_config
 from fleet.azcm.classifier import classify
 from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, connect_config
 from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis, Evidence, Remediation
@@ -374,10 +375,9 @@ class HostRun(ScriptedPath):
         the directory in every outcome. The attempt reaches the sinks with its diagnosis."""
         private_dir = await self._make_private_dir(stage)
         config = self.commands.config_path(private_dir)
+        content = connect_config(self.host, self.ctx.sp_secret)
         try:
-            await self.transport.put_file(
-                config, connect_config(self.host, self.ctx.sp_secret), private=True
-            )
+            await self.transport.put_file(config, content, private=True)
             async with self.ctx.agent_slots or contextlib.nullcontext():
                 # Checked with the slot in hand: the breaker may have opened while we waited.
                 stop = self.ctx.stop_reason()
@@ -395,7 +395,9 @@ class HostRun(ScriptedPath):
                 log_tail = await self._collect_log() if result.exit_status != 0 else ""
                 diagnosis = classify(self._evidence(result, log_tail, started))
             finally:
-                self._record(replace(attempt, diagnosis=diagnosis))
+                self._record(
+                    replace(attempt, diagnosis=diagnosis, config=shown_config(content))
+                )
         finally:
             await self._remove_private_dir(private_dir)
         return result, diagnosis

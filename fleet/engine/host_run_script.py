@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from fleet.azcm import findings
+from fleet.azcm.agent_config import shown_config
 from fleet.azcm.classifier import classify
 from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, connect_config
 from fleet.azcm.diagnosis import Diagnosis, Evidence, Remediation
@@ -114,6 +115,7 @@ class ScriptedPath:
                 transport, commands, params, self.host, stdin,
                 timeout_s=host_script.deadline_s(self.playbook, mode),
                 record=self._record, diagnose=diagnose, connect_done=release,
+                config_shown=shown_config(stdin) if stdin else "",
             )
 
         if preflight:

@@ -92,8 +92,10 @@ class ScriptRecorder:
         record: Callable[[Attempt], None],
         diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
         connect_done: Callable[[], None] = lambda: None,
+        config_shown: str = "",
     ) -> None:
         self.steps = steps
+        self._config_shown = config_shown
         self._connect_done = connect_done
         self._commands = commands
         self._host = host
@@ -160,6 +162,7 @@ class ScriptRecorder:
             truncated_bytes=result.truncated_bytes,
         )
         if name == "connect":
+            attempt = replace(attempt, config=self._config_shown)
             self._connect_done()  # the agent operation is over: its slot can go
             self._held = (result, attempt)
             if result.exit_status == 0:
@@ -196,11 +199,14 @@ async def run(
     record: Callable[[Attempt], None],
     diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
     connect_done: Callable[[], None] = lambda: None,
+    config_shown: str = "",
 ) -> ScriptSteps:
     command = commands.script_command(params, host)
     parser = frames.FrameParser(params.boundary)
     steps = ScriptSteps(report=parser.report, raw=_NOT_RUN, started_at=datetime.now(UTC))
-    recorder = ScriptRecorder(steps, commands, host, record, diagnose, connect_done)
+    recorder = ScriptRecorder(
+        steps, commands, host, record, diagnose, connect_done, config_shown=config_shown
+    )
     try:
         steps.raw = await transport.run_script(
             command,

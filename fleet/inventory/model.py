@@ -128,6 +128,8 @@ class AzureTarget(_Frozen):
     private_link_scope: str | None = None
     gateway_id: str | None = None
     proxy_url: str | None = None
+    # azcmagent's proxy.bypass list (AAD, ARM, AMA, Arc, ArcData): these go around the proxy.
+    proxy_bypass: tuple[str, ...] = ()
     service_principal: ServicePrincipal | None = None
     # The jump host's own Azure endpoints (authority, ARM, CA bundle) instead of the cloud's:
     # the lab's fake Azure. Only the Azure preflight reads it; hosts use ``cloud``.

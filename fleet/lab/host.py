@@ -124,6 +124,12 @@ class ConnectCall:
     started_at: float = 0.0  # time.monotonic() when the agent started (pacing tests)
     # The agent was connected when this connect started: a repeated connect (AZCM0067).
     agent_was_connected: bool = False
+    # The options the agent used (its --config file merged under its argv), credentials left
+    # out: what tests compare with the inventory.
+    options: tuple[tuple[str, str | bool], ...] = ()
+
+    def option(self, name: str) -> str | bool | None:
+        return dict(self.options).get(name)
 
 
 @dataclass

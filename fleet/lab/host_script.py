@@ -130,7 +130,7 @@ async def run_host_script(script: str, host: LabHost, *, elevated: bool) -> Any:
         host.sftp_writes.append(SftpWrite(config, 0o100000 | mode_bits, op="script"))
         report.step("config", 0, started, "", "")
         await report.flush()
-        argv = [agent, "connect", "--config", config, "--verbose", *params["connect_args"]]
+        argv = [agent, "connect", "--config", config, "--verbose"]
         abort = ABORT.get()
         if host.scenario.kind is ScenarioKind.CONNECTION_DROP and abort is not None:
             # The agent "started"; now the network goes away (no exit status, no output).

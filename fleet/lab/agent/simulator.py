@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from fleet.lab.agent.catalog import code_info
+from fleet.lab.agent.tags import TagSyntaxError, parse_tags
 from fleet.lab.host import AgentState, ConnectCall, LabHost
 from fleet.lab.scenario import ScenarioKind
 
@@ -29,6 +30,8 @@ VALUE_FLAGS = {
     "access-token", "resource-name", "cloud", "tags", "correlation-id", "private-link-scope",
     "gateway-id", "automanage-profile", "proxy", "os",
 }
+# Left out of what ConnectCall records: the lab keeps no credential after the call.
+_CREDENTIAL_FLAGS = {"service-principal-secret", "access-token", "config"}
 BOOL_FLAGS = {
     "verbose", "json", "log-stderr", "no-color", "help", "force-local-only", "use-device-code",
     "ignore-network-check", "enable-automatic-upgrade", "use-azcli", "enable-pls-check",
@@ -204,6 +207,7 @@ async def run_agent(argv: list[str], host: LabHost, *, elevated: bool) -> AgentR
     command = ""
     status: int | None = None  # None while running: a cancelled connect records None
     was_connected = host.state.connected
+    flags: dict[str, str | bool] = {}
     try:
         try:
             positional, cli_flags = _parse(args)
@@ -211,11 +215,11 @@ async def run_agent(argv: list[str], host: LabHost, *, elevated: bool) -> AgentR
             console.json_mode = bool(cli_flags.get("json"))
             console.log_stderr = bool(cli_flags.get("log-stderr"))
             command = positional[0] if positional else ""
-            flags = dict(cli_flags)
+            flags.update(cli_flags)
             if isinstance(cli_flags.get("config"), str):
                 config_path = str(cli_flags["config"])
                 config_existed = host.local_path(config_path).is_file()
-                flags = {**_read_config(host, config_path), **cli_flags}
+                flags.update({**_read_config(host, config_path), **cli_flags})
                 console.verbose = bool(flags.get("verbose"))
             status = await _dispatch(command, positional[1:], flags, host, console, elevated)
         except _Failure as failure:
@@ -226,9 +230,11 @@ async def run_agent(argv: list[str], host: LabHost, *, elevated: bool) -> AgentR
         if console.log:
             host.append_log(console.log)
         if command == "connect":
+            options = tuple((k, v) for k, v in flags.items() if k not in _CREDENTIAL_FLAGS)
             host.connect_calls.append(
                 ConnectCall(tuple(argv), elevated, config_path, config_existed, status,
-                            agent_was_connected=was_connected, started_at=started))
+                            agent_was_connected=was_connected, started_at=started,
+                            options=options))
 
 
 async def _dispatch(command: str, rest: list[str], flags: dict[str, str | bool], host: LabHost,
@@ -527,8 +533,10 @@ async def _connect(host: LabHost, console: _Console, flags: dict[str, str | bool
     if cloud not in CLOUDS:
         raise _Failure("AZCM0023", f"invalid cloud '{cloud}'")
     tags = _str(flags, "tags")
-    if tags and any("=" not in pair for pair in tags.split(",")):
-        raise _Failure("AZCM0023", f"invalid tags '{tags}': expected key=value pairs")
+    try:
+        parse_tags(tags) if tags else None
+    except TagSyntaxError as exc:
+        raise _Failure("AZCM0023", f"invalid tags '{tags}': {exc}") from None
     host.connect_attempts += 1
     host.save()
     name = _str(flags, "resource-name") or host.name
