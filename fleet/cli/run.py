@@ -150,6 +150,12 @@ class _Executor:
                     from fleet.azure.confirm import AzureConfirmer
 
                     confirmer = AzureConfirmer(hosts, secrets)
+            minter = None
+            if playbook.mode is not Mode.PREFLIGHT and any(h.azure.auth == "token"
+                                                           for h in hosts):
+                from fleet.azure.tokens import TokenMinter
+
+                minter = TokenMinter(hosts, secrets)
             sinks: list[OutcomeSink] = [RunStoreSink(store, record.id), transcripts, view]
             fleet = FleetRun(
                 hosts,
@@ -160,6 +166,7 @@ class _Executor:
                 sink=SanitizingSink(FanoutSink(sinks)),
                 settled=settled,
                 confirmer=confirmer,
+                access_tokens=minter.token_for if minter is not None else None,
             )
             view.attach(fleet)
             self.console.print(
@@ -179,6 +186,8 @@ class _Executor:
                 if fleet.interrupted:
                     status = "interrupted"
                 store.finish_run(record.id, status)
+                if minter is not None:
+                    minter.close()
                 close_run_log()
             root = record.root_run_id
             csv_path = write_failures_csv(store, root, run_id=record.id)

@@ -236,6 +236,7 @@ ARC_VARS: dict[str, Callable[[Conversion, str, Any], None]] = {
     "arc_private_link_scope": _setter("azure.private_link_scope"),
     "arc_gateway_id": _setter("azure.gateway_id"),
     "arc_proxy_url": _setter("azure.proxy_url"),
+    "arc_auth": _setter("azure.auth"),
     "arc_sp_client_id": _sp_field("client_id"),
     "arc_sp_secret_env": _sp_field("secret_env"),
     "arc_sp_secret_file": _sp_field("secret_file"),

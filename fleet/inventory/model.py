@@ -131,6 +131,9 @@ class AzureTarget(_Frozen):
     # azcmagent's proxy.bypass list (AAD, ARM, AMA, Arc, ArcData): these go around the proxy.
     proxy_bypass: tuple[str, ...] = ()
     service_principal: ServicePrincipal | None = None
+    # How the agent signs in: with the service principal's secret or certificate, or with an
+    # ARM access token the jump host mints for it (the secret then stays on the jump host).
+    auth: Literal["service_principal", "token"] = "service_principal"
     # The jump host's own Azure endpoints (authority, ARM, CA bundle) instead of the cloud's:
     # the lab's fake Azure. Only the Azure preflight reads it; hosts use ``cloud``.
     endpoints_file: Path | None = None

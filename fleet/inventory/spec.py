@@ -178,6 +178,7 @@ class AzureSpec(_Spec):
     gateway_id: str | None = None
     proxy_url: str | None = None
     service_principal: ServicePrincipalSpec | None = None
+    auth: Literal["service_principal", "token"] | None = None
     endpoints_file: Path | None = None
 
     @field_validator("endpoints_file")

@@ -109,7 +109,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: dict[str, Any] | None, *, principal: str | None = None,
               token: str | None = None, headers: dict[str, str] | None = None) -> None:
         path = urlsplit(self.path).path
-        self.server.state.log(Request(self.command, path, principal, status, token))
+        self.server.state.log(Request(self.command, path, principal, status, token,
+                                      self.headers.get("User-Agent", "")))
         data = b"" if body is None or self.command == "HEAD" else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")

@@ -127,6 +127,7 @@ class Request:
     principal: str | None  # client id behind the bearer token, or the one asking for a token
     status: int
     token: str | None = None  # the bearer token presented, if any
+    user_agent: str = ""  # who asked: the simulated agents say "azcmagent-lab/<host>"
 
 
 class AzureState:
