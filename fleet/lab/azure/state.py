@@ -146,6 +146,10 @@ class AzureState:
         self.retry_after_s = 1
         self.requests: list[Request] = []
         self.unavailable = False  # every request answers 503 (ARM or Entra down)
+        # The lab's Key Vault (one vault, at <url>/secrets/...): name -> {version: value}, the
+        # last version set is the current one; principals allowed to read (Secrets User).
+        self.keyvault_secrets: dict[str, dict[str, str]] = {}
+        self.keyvault_readers: set[str] = set()
 
     # ---- scenario setters --------------------------------------------------------------
 
@@ -195,6 +199,19 @@ class AzureState:
     def add_machine(self, machine: Machine) -> None:
         with self.lock:
             self.machines[machine.id.lower()] = machine
+
+    def set_keyvault_secret(self, name: str, value: str) -> str:
+        """Adds a version of a Key Vault secret (now its current value); returns the version."""
+        import uuid
+
+        with self.lock:
+            version = uuid.uuid4().hex
+            self.keyvault_secrets.setdefault(name.lower(), {})[version] = value
+            return version
+
+    def allow_keyvault(self, principal: str) -> None:
+        with self.lock:
+            self.keyvault_readers.add(principal.lower())
 
     def throttle(self, count: int, retry_after_s: int = 1) -> None:
         with self.lock:
