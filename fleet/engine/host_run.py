@@ -393,9 +393,11 @@ class HostRun(ScriptedPath):
         """Upload the --config file to a fresh private directory, run the agent command that
         ``build`` makes from its path, classify it (with the log tail on failure), and remove
         the directory in every outcome. The attempt reaches the sinks with its diagnosis."""
+        # Token mode: minted (or reused) before the directory exists, so a refusal leaves none.
+        token = await self.ctx.access_token() if self.ctx.access_token else None
         private_dir = await self._make_private_dir(stage)
         config = self.commands.config_path(private_dir)
-        content = connect_config(self.host, self.ctx.sp_secret)
+        content = connect_config(self.host, self.ctx.sp_secret, access_token=token)
         try:
             await self.transport.put_file(config, content, private=True)
             async with self.ctx.agent_slots or contextlib.nullcontext():

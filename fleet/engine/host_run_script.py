@@ -94,7 +94,10 @@ class ScriptedPath:
         params = host_script.params_for(self.playbook, mode)
         preflight = mode == ScriptMode.PREFLIGHT
         # The config travels on the script's stdin; it reaches the disk only if connect runs.
-        stdin = b"" if preflight else connect_config(self.host, self.ctx.sp_secret)
+        token = (await self.ctx.access_token()
+                 if self.ctx.access_token and not preflight else None)
+        stdin = b"" if preflight else connect_config(self.host, self.ctx.sp_secret,
+                                                     access_token=token)
 
         # Log lines older than this script are another run's history (the classifier cuts the
         # log there, allowing for the host's clock skew).

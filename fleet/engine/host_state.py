@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -172,6 +172,9 @@ class HostContext:
     pacer: TokenBucket
     sp_secret: str | None
     transcript_file: str = ""
+    # Token mode: mints or reuses an ARM access token for the host's service principal, which
+    # then goes into the --config file instead of the secret (sp_secret is None).
+    access_token: Callable[[], Awaitable[str]] | None = None
     # Steps an interrupted run recorded for this host (resume only), oldest first.
     earlier_steps: tuple[Attempt, ...] = ()
     # At most ``forks`` agent operations (connect, disconnect) run at once; hosts beyond that
