@@ -1,4 +1,4 @@
-"""Microsoft's Linux install script, ``install_linux_azcmagent.sh``: its command line and its verdict.
+"""Microsoft's Linux install script (``install_linux_azcmagent.sh``): command line and verdict.
 
 The script exits 1 for every failure, so the exit status says nothing about why; the AZCM code
 (AZCM0127..0157) is only in the JSON it writes to ``--output`` (reference section 7.2)::
