@@ -241,7 +241,8 @@ class InstallStage:
                     raise HostFinished(_download_failed(fetched))
 
             async def once() -> Diagnosis | None:
-                await self._run(_STAGE, commands.elevated(f"rm -f -- {shlex.quote(job.output_path)}"))
+                stale = shlex.quote(job.output_path)  # a verdict is only this run's
+                await self._run(_STAGE, commands.elevated(f"rm -f -- {stale}"))
                 result, attempt = await self._exec(
                     _STAGE, commands.elevated(job.command()), timeout_s=self.playbook.install_s
                 )
