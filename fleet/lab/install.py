@@ -10,6 +10,7 @@ written with the script's own printf formats, tabs and all.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 from fleet.lab.agent.simulator import AGENT_VERSION
@@ -227,3 +228,55 @@ def msiexec(host: LabHost, msi: str, log: str) -> int:
                         "installed the product. Return value 1.\n", encoding="utf-8")
     _install_agent(host)
     return 0
+
+
+_SCRIPT_FAILURES = {  # install_windows_azcmagent.ps1: scenario -> (code, message)
+    ScenarioKind.INSTALL_AZURE_VM: ("AZCM0147", "Azure Connected Machine Agent cannot be "
+                                    "installed on an Azure Virtual Machine."),
+    ScenarioKind.INSTALL_DOWNLOAD: ("AZCM0148", "Download failed: Unable to connect to the "
+                                    "remote server"),
+    ScenarioKind.INSTALL_FATAL: ("AZCM0156", "Installation failed: [1603]: Fatal error during "
+                                 "installation. See installationlog.txt for additional details."),
+    ScenarioKind.INSTALL_NO_DISK: ("AZCM0158", "Installation failed: [112]: There is not enough "
+                                   "space on the disk."),
+    ScenarioKind.INSTALL_BUSY: ("AZCM0159", "Installation failed: [1618]: Another installation "
+                                "is already in progress."),
+}
+
+
+def windows_script(host: LabHost, out_file: str) -> int:
+    """``& install_windows_azcmagent.ps1 -OutFile F``: the -OutFile JSON; the script returns
+    (it does not exit), so the caller's ``exit 0`` is what the session reports."""
+    host.install_attempts += 1
+    kind = host.scenario.kind
+    failure = _SCRIPT_FAILURES.get(kind)
+    if kind is ScenarioKind.INSTALL_BUSY and host.install_attempts > host.scenario.fail_times:
+        failure = None
+    path = host.local_path(out_file)
+    if failure is not None:
+        code, message = failure
+        body = {"status": "failed", "error": {"message": message, "code": code,
+                                              "details": message}}
+    else:
+        _install_agent(host)
+        body = {"status": "success", "message": "Installation of azcmagent completed "
+                                                "successfully"}
+    path.write_text(json.dumps(body), encoding="utf-8")
+    return 0
+
+
+def msi_log_errors(host: LabHost, log: str, lines: int) -> str:
+    local = host.local_path(log)
+    if not local.is_file():
+        return ""
+    hits = [ln for ln in local.read_text(encoding="utf-8").splitlines()
+            if "error" in ln.lower() or "return value 3" in ln.lower()]
+    return "".join(f"{ln}\r\n" for ln in hits[-lines:])
+
+
+def windows_uninstall(host: LabHost) -> tuple[int, str]:
+    if not host.installed:
+        return 0, "Azure Connected Machine Agent is not installed\r\n"
+    host.installed = False
+    host.save()
+    return 0, ""
