@@ -62,12 +62,16 @@ def test_fresh_database_is_migrated_to_the_current_version(pg_url: str, tmp_path
         assert schema_version(conn) == 0
     PostgresRunStore.open(pg_url, tmp_path).close()
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS) == 2
-        assert migrate(conn) == (2, 2)  # idempotent
+        assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS) == 3
+        assert migrate(conn) == (3, 3)  # idempotent
         columns = {r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'run_hosts'"
         )}
         assert {"site", "worker", "lease_until", "claims"} <= columns
+        outcome_columns = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'outcomes'"
+        )}
+        assert {"agent_version_before", "agent_version_after", "install"} <= outcome_columns
 
 
 def test_migrations_run_one_step_at_a_time(pg_url: str) -> None:
@@ -75,7 +79,8 @@ def test_migrations_run_one_step_at_a_time(pg_url: str) -> None:
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         assert migrate(conn, MIGRATIONS[:1]) == (0, 1)
-        assert migrate(conn, MIGRATIONS) == (1, 2)
+        assert migrate(conn, MIGRATIONS[:2]) == (1, 2)
+        assert migrate(conn, MIGRATIONS) == (2, 3)  # a v2 store gains the install columns
 
 
 def test_failed_migration_rolls_back(pg_url: str) -> None:
@@ -116,11 +121,13 @@ def test_two_jump_hosts_migrating_at_once_apply_each_step_once(pg_url: str) -> N
     procs = [subprocess.Popen([sys.executable, "-c", code, pg_url], stdout=subprocess.PIPE,
                               text=True) for _ in range(3)]
     results = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
-    # A step applied twice would fail (its CREATE TABLE exists): all succeed, all end at 2,
-    # one started from an empty database. (Steps are separate transactions, so another
-    # process may apply the second step: then it reports (1, 2).)
+    # A step applied twice would fail (its CREATE TABLE exists): all succeed, all end at the
+    # last version, one started from an empty database. (Steps are separate transactions, so
+    # another process may apply a later step: then it reports (1, 3) or (2, 3).)
+    last = len(MIGRATIONS)
     assert all(p.returncode == 0 for p in procs)
-    assert all(r.endswith(", 2)") for r in results) and results[0] == "(0, 2)", results
+    assert all(r.endswith(f", {last})") for r in results) and results[0] == f"(0, {last})", \
+        results
 
 
 # ---------------------------------------------------------------- the password

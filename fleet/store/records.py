@@ -84,6 +84,9 @@ class OutcomeRow:
     run_id: str = ""
     site: str = ""  # the host's site (shared store; empty otherwise)
     worker: str = ""  # the worker that finished it (shared store; empty otherwise)
+    agent_version_before: str = ""  # what preflight found ("" = no agent or not read)
+    agent_version_after: str = ""
+    install: str = ""  # installed | upgraded | failed | would_install | uninstalled | ""
 
 
 @dataclass(frozen=True)
