@@ -29,6 +29,7 @@ from tests.test_store_runs import (  # noqa: F401  (collected again, on PostgreS
     test_final_outcomes_take_the_latest_run,
     test_host_history_across_runs,
     test_hosts_to_rerun_with_and_without_categories,
+    test_install_columns_round_trip,
     test_list_runs_counts_by_status,
     test_options_with_paths_and_enums_are_stored_as_json,
     test_outcome_for_a_host_not_planned_is_kept,
@@ -281,13 +282,13 @@ def test_store_migrate_command_on_both_backends(pg_url: str, tmp_path: Path) -> 
 
     first = arcfleet("store", "migrate", "--store", pg_url)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == f"{pg_url}: schema migrated from 0 to version 2"
+    assert first.stdout.strip() == f"{pg_url}: schema migrated from 0 to version 3"
     again = arcfleet("store", "migrate", "--store", pg_url)
-    assert again.stdout.strip() == f"{pg_url}: schema already at version 2"
+    assert again.stdout.strip() == f"{pg_url}: schema already at version 3"
     state = tmp_path / "state"
     local = arcfleet("store", "migrate", "--state-dir", str(state))
     assert local.returncode == 0, local.stderr
-    assert local.stdout.strip() == f"{state}: schema migrated from 0 to version 1"
+    assert local.stdout.strip() == f"{state}: schema migrated from 0 to version 2"
 
 
 def test_a_bad_store_is_one_line_exit_2_and_no_password(tmp_path: Path) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -320,3 +319,19 @@ def test_synchronous_full_or_normal_only(tmp_path: Path) -> None:
         store.record_outcome(run_id, outcome("a", Category.CONNECTED))
     with pytest.raises(StoreError, match="synchronous"):
         RunStore.open(tmp_path, synchronous="OFF")
+
+
+def test_install_columns_round_trip(store: RunStore) -> None:
+    run_id = start(store, ["fresh", "old", "plain"])
+    store.record_outcome(run_id, replace(outcome("fresh", Category.CONNECTED),
+                                         agent_version_after="1.51.03008.304", install="installed"))
+    store.record_outcome(run_id, replace(outcome("old", Category.CONNECTED),
+                                         agent_version_before="1.40.02664.1629",
+                                         agent_version_after="1.51.03008.304", install="upgraded"))
+    store.record_outcome(run_id, outcome("plain", Category.NETWORK))
+    rows = store.final_outcomes(run_id)
+    assert [(r.agent_version_before, r.agent_version_after, r.install) for r in rows.values()] == [
+        ("", "1.51.03008.304", "installed"),
+        ("1.40.02664.1629", "1.51.03008.304", "upgraded"),
+        ("", "", ""),
+    ]
