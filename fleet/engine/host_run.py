@@ -526,6 +526,10 @@ class HostRun(ScriptedPath, InstallStage):
         return True
 
     async def _offboard(self, agent: str, state: AgentState | None) -> Diagnosis:
+        diagnosis = await self._disconnect_host(agent, state)
+        return await self._uninstall(diagnosis) if self.playbook.uninstall else diagnosis
+
+    async def _disconnect_host(self, agent: str, state: AgentState | None) -> Diagnosis:
         if state is not None and not state.connected:
             return disconnected("the host was not connected; nothing to do")
         # The playbook's attempts and remediations hold for disconnect as for connect (a

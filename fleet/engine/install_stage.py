@@ -34,7 +34,13 @@ from fleet.azcm.install_linux import (
     package_kind,
     verdict,
 )
-from fleet.azcm.install_windows import WindowsInstall, msiexec_verdict, script_verdict
+from fleet.azcm.install_windows import (
+    MSIEXEC_OK,
+    WindowsInstall,
+    msiexec_verdict,
+    script_verdict,
+    uninstall_script,
+)
 from fleet.engine import remediation
 from fleet.engine.host_state import AgentState, HostContext, HostFinished
 from fleet.engine.install_bundle import AgentBundle, BundleFile, load_bundle
@@ -47,6 +53,12 @@ from fleet.transport.base import CommandResult, Transport
 _VERSION = re.compile(r"\d+\.\d+\.\d+(?:\.\d+)?")
 _STAGE = "install"
 _Once = Callable[[], Awaitable[Diagnosis | None]]
+#: how each package manager removes the agent (the first one found on the host is used)
+PACKAGE_REMOVALS = (
+    ("apt-get", "apt-get remove -y azcmagent"),
+    ("dnf", "dnf -y remove azcmagent"),
+    ("zypper", "zypper --non-interactive remove azcmagent"),
+)
 #: what the ``install`` report column says per host
 INSTALLED, UPGRADED, FAILED = "installed", "upgraded", "failed"
 WOULD_INSTALL, WOULD_UPGRADE, UNINSTALLED = "would_install", "would_upgrade", "uninstalled"
@@ -135,6 +147,41 @@ class InstallStage:
         self._version_after = self._agent_version
         return agent, state
 
+    # -- uninstalling (offboard, uninstall: true) -------------------------------------------
+
+    async def _uninstall(self, disconnected: Diagnosis) -> Diagnosis:
+        """Remove the agent package after a disconnect; the host's outcome says so."""
+        if self.host.os is OsFamily.WINDOWS:
+            result = await self._run("uninstall", uninstall_script(),
+                                     timeout_s=self.playbook.install_s)
+            removed = result.exit_status in MSIEXEC_OK
+        else:
+            commands = self.commands
+            assert isinstance(commands, LinuxAgentCommands)
+            result = None
+            for probe, remove in PACKAGE_REMOVALS:
+                found = await self._run("uninstall", f"command -v {probe}")
+                if found.exit_status == 0:
+                    result = await self._run("uninstall", commands.elevated(remove),
+                                             timeout_s=self.playbook.install_s)
+                    break
+            removed = result is not None and result.exit_status == 0
+        if not removed:
+            self._install_result = FAILED
+            detail = "no apt-get, dnf or zypper found" if result is None else (
+                f"exit {result.exit_status}: {(result.stderr or result.stdout).strip()[-300:]}")
+            return replace(
+                disconnected, category=Category.HOST_PREREQUISITE, action=FAIL_HOST,
+                name="uninstall failed",
+                cause=f"Disconnected, but removing the agent package failed ({detail}).",
+                fix="Remove the package on the host by hand (apt-get/dnf/zypper remove "
+                "azcmagent, or msiexec /x on Windows), or rerun the host.",
+                evidence_line=detail, rule="uninstall",
+            )
+        self._install_result = UNINSTALLED
+        self._version_after = None
+        return replace(disconnected, cause=f"{disconnected.cause}; the agent package was removed")
+
     # -- installing ------------------------------------------------------------------------
 
     async def _install(self, decision: InstallDecision) -> None:
@@ -146,7 +193,11 @@ class InstallStage:
             # in it would be in the host's process list.
             self._install_result = FAILED
             raise HostFinished(_proxy_with_credentials())
-        bundle = load_bundle(self.playbook.agent_bundle) if self.playbook.agent_bundle else None
+        bundle = (
+            load_bundle(self.playbook.agent_bundle,
+                        require_signed=self.playbook.agent_bundle_require_signed)
+            if self.playbook.agent_bundle else None
+        )
         try:
             if self.host.os is OsFamily.WINDOWS:
                 await self._install_windows(bundle)

@@ -93,6 +93,8 @@ class Playbook(_Strict):
     # Offline: a directory on the jump host (see `arcfleet agent bundle`); None = hosts
     # download from Microsoft.
     agent_bundle: str | None = None
+    # Refuse a bundle whose MSI's Authenticode signature did not verify (osslsigncode).
+    agent_bundle_require_signed: bool = False
     # A transient install failure (package lock, download, msiexec 1618) is retried, with
     # backoff, until this much time has passed since the first try.
     install_retry_s: float = Field(600.0, ge=0, le=7200)

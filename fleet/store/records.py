@@ -16,7 +16,9 @@ from fleet.redact import redact, redact_value
 
 RUNS_DIR: Final = "runs"
 
-RUN_KINDS: Final = frozenset({"onboard", "preflight", "offboard", "rerun", "resume"})
+RUN_KINDS: Final = frozenset(
+    {"onboard", "preflight", "offboard", "install", "rerun", "resume"}
+)
 RUN_STATUSES: Final = frozenset({"running", "finished", "interrupted", "crashed"})
 HOST_STATES: Final = ("pending", "in_flight", "done")
 
