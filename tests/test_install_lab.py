@@ -88,10 +88,12 @@ def _big_plan() -> ScenarioPlan:
                                                            **WINDOWS_FAILURES}.items()]
     hosts.append(("lab-0103", Scenario(K.INSTALL_BUSY, fail_times=1)))  # msiexec 1618 once
     named = {name for name, _ in hosts}
+    agentless = 72 - len(hosts)  # 60% of the 120 hosts start without an agent
     for i in range(1, 121):
         name = f"lab-{i:04d}"
-        if name not in named and i % 5 in (0, 1, 2):
+        if name not in named and i % 5 in (0, 1, 2) and agentless > 0:
             hosts.append((name, Scenario(no_agent=True)))
+            agentless -= 1
     return ScenarioPlan(default=Scenario(), hosts=tuple(hosts))
 
 
