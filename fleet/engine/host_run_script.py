@@ -74,7 +74,8 @@ class ScriptedPath:
     async def _scripted_start(self) -> tuple[str, AgentState | None]:
         """Preflight and state from the host script. On the common path the same script also
         connected; that result waits in ``_pending`` for :meth:`_connect_once`."""
-        mode = ScriptMode.PREFLIGHT if self.playbook.mode is Mode.PREFLIGHT else ScriptMode.CONNECT
+        preflight_only = self.playbook.mode in (Mode.PREFLIGHT, Mode.INSTALL)
+        mode = ScriptMode.PREFLIGHT if preflight_only else ScriptMode.CONNECT
         for _ in range(2):
             agent, show = await self._script(mode)
             state = AgentState.parse(show.stdout) if show.exit_status == 0 else None

@@ -153,6 +153,22 @@ def preflight_ready(
     )
 
 
+def installed(result: str, agent_version: str | None) -> Diagnosis:
+    """The install playbook's end: the agent is there (installed now or before); no connect."""
+    done = {"installed": "installed", "upgraded": "upgraded"}.get(result)
+    cause = (f"agent {agent_version or ''} {done} by this run" if done
+             else f"agent {agent_version or ''} already present; nothing installed")
+    return Diagnosis(
+        category=Category.READY,
+        action=Action(ActionKind.NONE),
+        name="agent installed",
+        cause=" ".join(cause.split()),
+        fix="arcfleet onboard connects these hosts",
+        rule="install",
+        extra={"onboard_would": "connect"},
+    )
+
+
 def disconnected(cause: str) -> Diagnosis:
     return Diagnosis(
         category=Category.DISCONNECTED,
