@@ -4,10 +4,12 @@ file upload reads its stdin without a cmdlet (issue 16 item 5)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import pytest
 
+from fleet.azcm import windows_private
 from fleet.azcm.commands_windows import WindowsAgentCommands
 from fleet.inventory.model import AzureTarget, OsFamily, ResolvedHost, Transport
 from fleet.transport.powershell import PRELUDE, put_file_script, read_tail_script
@@ -70,6 +72,21 @@ def _scripts(value: str) -> dict[str, str]:
 @pytest.mark.parametrize("value", HOSTILE)
 def test_every_script_parses_without_error(value: str) -> None:
     problems = {name: p for name, script in _scripts(value).items() if (p := _problems(script))}
+    assert not problems
+
+
+def test_the_timed_cleanup_fragments_and_the_task_action_parse() -> None:
+    scripts = {
+        "timer": "$dir = 'C:\\x'\n" + windows_private.timed_cleanup_lines(900),
+        "sweep": windows_private.sweep_lines(900),
+        "cancel": "$dir = 'C:\\x'\n" + windows_private.cancel_lines(),
+    }
+    # The action the task runs, as the host builds it with -f (the path as base64).
+    for profile in ("Administrator", "O'Brien", "‘curly’"):
+        directory = f"C:\\Users\\{profile}\\AppData\\Local\\Temp\\arcfleet-{'0' * 32}"
+        encoded = base64.b64encode(directory.encode("utf-16-le")).decode("ascii")
+        scripts[profile] = windows_private._TASK_CLEANUP.format(encoded, "arcfleet-" + "0" * 32)
+    problems = {name: p for name, script in scripts.items() if (p := _problems(script))}
     assert not problems
 
 

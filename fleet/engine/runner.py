@@ -17,6 +17,7 @@ import structlog
 
 from fleet.azcm import findings
 from fleet.azcm.diagnosis import Diagnosis
+from fleet.azcm.windows_private import step_cleanup_after_s
 from fleet.engine.breaker import CircuitBreaker, ScopeTarget
 from fleet.engine.host_run import HostContext, HostRun
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
@@ -155,7 +156,13 @@ class FleetRun:
         playbook = self.options.playbook
         password = self.secrets.winrm_password(host) if host.transport.value == "winrm" else None
         transport = self.factory.transport_for(host, winrm_password=password)
-        commands = commands_for(host)
+        deadlines = playbook.deadlines
+        commands = commands_for(
+            host,
+            cleanup_after_s=step_cleanup_after_s(
+                deadlines.agent_connect_s, deadlines.command_s, deadlines.host_s
+            ),
+        )
         escalate = (
             commands_for(host, elevated=True)
             if host.os is OsFamily.LINUX and not host.ssh.become

@@ -24,6 +24,7 @@ from xml.sax.saxutils import escape
 from fleet.lab.agent import run_agent
 from fleet.lab.host import LabHost
 from fleet.lab.scenario import ScenarioKind
+from fleet.lab.winrm_tasks import TaskScheduler, is_cancel, parse_sweep, parse_timer
 
 ENVIRONMENT = {
     "programdata": r"C:\ProgramData",
@@ -60,10 +61,12 @@ _INVOKE = re.compile(
 )
 _ARG_TOKEN = re.compile(rf"{_LITERAL}|--?[A-Za-z][A-Za-z0-9-]*|[A-Za-z][A-Za-z0-9-]*")
 _MKDIR = re.compile(
-    rf"^\$dir = Join-Path \$env:TEMP \((?P<prefix>{_LITERAL}) \+ "
+    r"^(?P<sweep>\$cutoff = .*?\n\}\n)?"
+    rf"\$dir = Join-Path \$env:TEMP \((?P<prefix>{_LITERAL}) \+ "
     r"\[guid\]::NewGuid\(\)\.ToString\('N'\)\)\n"
     r"New-Item -ItemType Directory -Path \$dir \| Out-Null\n"
-    r"(?P<acl>.*)Write-Output \$dir\nexit 0\n$",
+    r"(?P<acl>(?:\$acl = .*?Set-Acl -LiteralPath \$dir -AclObject \$acl\n)?)"
+    r"(?P<timer>(?:try \{\n    \$leaf = .*)?)Write-Output \$dir\nexit 0\n$",
     re.DOTALL,
 )
 _PUT = re.compile(
@@ -82,7 +85,7 @@ _TAIL = re.compile(
 _RMDIR = re.compile(
     rf"^\$dir = (?P<dir>{_LITERAL})\n"
     r"if \(Test-Path -LiteralPath \$dir\) \{ Remove-Item -LiteralPath \$dir -Recurse -Force \}\n"
-    r"exit 0\n$"
+    r"(?P<cancel>(?:try \{ .*\n)?)exit 0\n$"
 )
 _RESTART = re.compile(
     rf"^Restart-Service -Name (?P<name>{_LITERAL}) -Force\n"
@@ -157,6 +160,8 @@ class WindowsRecord:
     acls: dict[str, tuple[str, ...]] = field(default_factory=dict)  # path -> principals
     removed: list[str] = field(default_factory=list)
     agent_argv: list[list[str]] = field(default_factory=list)
+    #: the host's scheduled tasks (the private directory's timed cleanup)
+    tasks: TaskScheduler | None = None
 
 
 async def interpret(
@@ -208,7 +213,7 @@ async def _run_script(
     if match := _INVOKE.match(body):
         return await _invoke(host, match, output, record, elevated=elevated)
     if match := _MKDIR.match(body):
-        return _make_dir(host, match, output, record)
+        return _make_dir(host, match, output, record, elevated=elevated)
     if match := _PUT.match(body):
         return await _put_file(host, match, output, record)
     if match := _TAIL.match(body):
@@ -263,14 +268,27 @@ async def _invoke(
 
 
 def _make_dir(
-    host: LabHost, match: re.Match[str], output: CommandOutput, record: WindowsRecord
+    host: LabHost, match: re.Match[str], output: CommandOutput, record: WindowsRecord,
+    *, elevated: bool,
 ) -> int:
+    tasks = record.tasks
+    sweep_after = parse_sweep(match.group("sweep")) if match.group("sweep") else None
+    timer_after = parse_timer(match.group("timer")) if match.group("timer") else None
+    if (match.group("sweep") and sweep_after is None) or (
+        match.group("timer") and timer_after is None
+    ):
+        output.write(stderr=_error_record("arcfleet lab: cleanup fragment not understood"))
+        return 1
+    if sweep_after is not None and tasks is not None:
+        tasks.sweep(ENVIRONMENT["temp"], sweep_after)
     name = unquote(match.group("prefix")) + _hex_id()
     path = ENVIRONMENT["temp"] + "\\" + name
     host.local_path(path).mkdir(parents=True, exist_ok=False)
     acl = _parse_acl(match.group("acl"), "dir")
     if acl is not None:
         record.acls[path] = acl
+    if timer_after is not None and tasks is not None:
+        tasks.register(path, timer_after, elevated=elevated)
     output.write(stdout=path + "\r\n")
     return 0
 
@@ -315,6 +333,12 @@ def _remove_dir(
     host: LabHost, match: re.Match[str], output: CommandOutput, record: WindowsRecord
 ) -> int:
     path = unquote(match.group("dir"))
+    cancel = match.group("cancel")
+    if cancel and not is_cancel(cancel):
+        output.write(stderr=_error_record("arcfleet lab: cleanup fragment not understood"))
+        return 1
+    if cancel and record.tasks is not None:
+        record.tasks.delete(path.rstrip("\\").rsplit("\\", 1)[-1])
     local = host.local_path(path)
     if local.exists():
         if local == host.fs_root or host.fs_root not in local.parents:
