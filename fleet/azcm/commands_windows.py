@@ -9,7 +9,7 @@ timed removal and sweeps old leftovers (:mod:`fleet.azcm.windows_private`, issue
 
 from __future__ import annotations
 
-from fleet.azcm.commands import target_options
+from fleet.azcm.commands import ScriptParams, target_options
 from fleet.azcm.windows_private import (
     PRIVATE_DIR_PREFIX,
     STEP_CLEANUP_AFTER_S,
@@ -95,6 +95,21 @@ class WindowsAgentCommands:
     def is_private_dir(self, path: str) -> bool:
         """A path whose last component is exactly what :meth:`make_private_dir` makes."""
         return is_private_dir_name(path.rstrip("\\").rsplit("\\", 1)[-1])
+
+    def script_command(self, params: ScriptParams, host: ResolvedHost) -> str:
+        """The host script (:mod:`fleet.azcm.script_windows`); the WinRM transport sends it on
+        the stdin of one bootstrap command, the config after it."""
+        from fleet.azcm import script_windows
+
+        words = script_windows.connect_words(host)
+        for flag, value in target_options(host):
+            _refuse_double_quote(host, flag, value)
+        return script_windows.build(
+            params, host, agent_relative=AGENT_RELATIVE, log_path=LOG_PATH, connect_words=words
+        )
+
+    def script_label(self) -> str:
+        return "powershell.exe <arcfleet host script v1>"
 
     def config_path(self, private_dir: str) -> str:
         return private_dir.rstrip("\\") + "\\" + CONFIG_NAME

@@ -7,6 +7,7 @@ as they arrive, and stop the host where the step-by-step path would have stopped
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -53,6 +54,13 @@ class ScriptedPath:
     _pending: ScriptedConnect | None
     _host_clock: str | None
     _clock_skew_s: float | None
+    _deferred_slot: asyncio.Semaphore | None = None
+
+    def release_deferred_slot(self) -> None:
+        """The runner has recorded this host's outcome: the slot it kept can go."""
+        slot, self._deferred_slot = self._deferred_slot, None
+        if slot is not None:
+            slot.release()
 
     def _record(self, attempt: Attempt) -> None:
         raise NotImplementedError
@@ -103,10 +111,16 @@ class ScriptedPath:
         slots = None if preflight else self.ctx.agent_slots
         held = False
 
-        def release() -> None:
+        def release(diagnosis: Diagnosis | None = None) -> None:
             nonlocal held
             if slots is not None and held:
                 held = False
+                if diagnosis is not None and diagnosis.fail_run:
+                    # A cause that may stop the run: the slot goes only after the runner has
+                    # counted this host's outcome, so no waiting host starts before the
+                    # breaker could see it.
+                    self._deferred_slot = slots
+                    return
                 slots.release()
 
         async def run() -> ScriptSteps:

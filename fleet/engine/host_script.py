@@ -91,7 +91,7 @@ class ScriptRecorder:
         host: ResolvedHost,
         record: Callable[[Attempt], None],
         diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
-        connect_done: Callable[[], None] = lambda: None,
+        connect_done: Callable[[Diagnosis | None], None] = lambda _d: None,
     ) -> None:
         self.steps = steps
         self._connect_done = connect_done
@@ -160,7 +160,6 @@ class ScriptRecorder:
             truncated_bytes=result.truncated_bytes,
         )
         if name == "connect":
-            self._connect_done()  # the agent operation is over: its slot can go
             self._held = (result, attempt)
             if result.exit_status == 0:
                 self._release("")
@@ -176,6 +175,9 @@ class ScriptRecorder:
             diagnosis = self._diagnose(result, log_tail, self.steps.agent_version)
             self.steps.connect = (result, diagnosis)
             self._record(replace(attempt, diagnosis=diagnosis))
+            # The agent operation is over and diagnosed: its slot can go (the caller keeps it
+            # for a cause that may stop the run, until the breaker has counted it).
+            self._connect_done(diagnosis)
         for attempt in self._after_held:
             self._record(attempt)
         self._after_held = []
@@ -195,7 +197,7 @@ async def run(
     timeout_s: float,
     record: Callable[[Attempt], None],
     diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
-    connect_done: Callable[[], None] = lambda: None,
+    connect_done: Callable[[Diagnosis | None], None] = lambda _d: None,
 ) -> ScriptSteps:
     command = commands.script_command(params, host)
     parser = frames.FrameParser(params.boundary)

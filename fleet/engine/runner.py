@@ -192,8 +192,11 @@ class FleetRun:
                 continue
             self.breaker.started(_scope_target(host))
 
-            async def work(host: ResolvedHost = host) -> HostOutcome:
-                return await self._host_run(host).execute()
+            runs: list[HostRun] = []
+
+            async def work(host: ResolvedHost = host, runs: list[HostRun] = runs) -> HostOutcome:
+                runs.append(self._host_run(host))
+                return await runs[0].execute()
 
             task = asyncio.create_task(work(), name=host.name)
             self.in_flight[host.name] = task
@@ -210,7 +213,11 @@ class FleetRun:
                 )
             finally:
                 self.in_flight.pop(host.name, None)
-            self._record(outcome, host)
+            try:
+                self._record(outcome, host)
+            finally:
+                for run in runs:  # a slot kept for the breaker's sake
+                    run.release_deferred_slot()
 
     async def run(self) -> list[HostOutcome]:
         for host in self.hosts:

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
+from fleet.lab import winrm_script
 from fleet.lab.agent import run_agent
 from fleet.lab.host import LabHost
 from fleet.lab.scenario import ScenarioKind
@@ -87,6 +88,11 @@ _RMDIR = re.compile(
     r"if \(Test-Path -LiteralPath \$dir\) \{ Remove-Item -LiteralPath \$dir -Recurse -Force \}\n"
     r"(?P<cancel>(?:try \{ .*\n)?)exit 0\n$"
 )
+_BOOTSTRAP = re.compile(
+    r"^\$text = \[Text\.Encoding\]::UTF8\.GetString\("
+    r"\[Convert\]::FromBase64String\(\[Console\]::In\.ReadLine\(\)\)\)\n"
+    r"& \(\[ScriptBlock\]::Create\(\$text\)\)\nexit \$LASTEXITCODE\n$"
+)
 _RESTART = re.compile(
     rf"^Restart-Service -Name (?P<name>{_LITERAL}) -Force\n"
     rf"Write-Output \(Get-Service -Name (?P<name2>{_LITERAL})\)\.Status\.ToString\(\)\nexit 0\n$"
@@ -111,7 +117,13 @@ class CommandOutput:
         self.changed = asyncio.Event()
         self.done = False
         self.status: int | None = None
+        #: the host script started the agent's connect (the connection_drop scenario cuts here)
+        self.connect_started = False
         self._done_reported = False
+
+    def write_bytes(self, stdout: bytes) -> None:
+        self.stdout += stdout
+        self.changed.set()
 
     def write(self, stdout: str = "", stderr: str = "") -> None:
         self.stdout += stdout.encode("utf-8")
@@ -212,6 +224,8 @@ async def _run_script(
         return 127
     if match := _INVOKE.match(body):
         return await _invoke(host, match, output, record, elevated=elevated)
+    if _BOOTSTRAP.match(body):
+        return await _host_script(host, output, record, elevated=elevated)
     if match := _MKDIR.match(body):
         return _make_dir(host, match, output, record, elevated=elevated)
     if match := _PUT.match(body):
@@ -267,6 +281,29 @@ async def _invoke(
     return result.exit_status
 
 
+async def _host_script(
+    host: LabHost, output: CommandOutput, record: WindowsRecord, *, elevated: bool
+) -> int:
+    """The bootstrap: the script is the first stdin line (base64 of UTF-8), the rest is its
+    data (base64)."""
+    await output.stdin_closed.wait()
+    first, _, rest = bytes(output.stdin).partition(b"\n")
+    try:
+        script = base64.b64decode(first.strip(), validate=True).decode("utf-8")
+        data = base64.b64decode(rest.strip(), validate=True)
+    except (binascii.Error, UnicodeDecodeError):
+        output.write(stderr=_error_record("Exception calling \"FromBase64String\": invalid"))
+        return 1
+    host.commands.append(script)
+    if not winrm_script.is_host_script(script):
+        first_line = script.strip().splitlines()[0] if script.strip() else ""
+        output.write(stderr=_error_record(
+            f"arcfleet lab: this PowerShell is not understood by the lab host: {first_line[:120]}"))
+        return 1
+    return await winrm_script.run_host_script(
+        host, script, data, output, record, elevated=elevated)
+
+
 def _make_dir(
     host: LabHost, match: re.Match[str], output: CommandOutput, record: WindowsRecord,
     *, elevated: bool,
@@ -281,7 +318,7 @@ def _make_dir(
         return 1
     if sweep_after is not None and tasks is not None:
         tasks.sweep(ENVIRONMENT["temp"], sweep_after)
-    name = unquote(match.group("prefix")) + _hex_id()
+    name = unquote(match.group("prefix")) + hex_id()
     path = ENVIRONMENT["temp"] + "\\" + name
     host.local_path(path).mkdir(parents=True, exist_ok=False)
     acl = _parse_acl(match.group("acl"), "dir")
@@ -393,5 +430,5 @@ def _crlf(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\n", "\r\n")
 
 
-def _hex_id() -> str:
+def hex_id() -> str:
     return uuid.uuid4().hex

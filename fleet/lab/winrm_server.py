@@ -409,8 +409,8 @@ class LabWinrmServer:
         command = shell.commands.get(command_id)
         if command is None:
             return 500, soap.fault_response(message_id, INJECTED_FAULT, "unknown CommandId")
-        if host.scenario.kind is ScenarioKind.CONNECTION_DROP and _runs_agent_connect(
-                command.command_line):
+        if host.scenario.kind is ScenarioKind.CONNECTION_DROP and (
+                command.output.connect_started or _runs_agent_connect(command.command_line)):
             raise _DropConnection
         timeout_s = soap.operation_timeout_s(env)
         output = command.output
