@@ -16,8 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
-from fleet.azcm.windows_private import step_cleanup_after_s
-from fleet.engine.playbook import Deadlines
+from fleet.engine.host_script import params_for
+from fleet.engine.playbook import Playbook
 from fleet.lab.fleet import LabFleet
 from fleet.lab.host import LabHost
 from fleet.lab.scenario import Scenario, ScenarioKind
@@ -67,8 +67,8 @@ def test_a_killed_run_leaves_the_config_only_until_the_task_fires(tmp_path: Path
         assert len(left) == 1 and (left[0] / "config.json").is_file()  # what the kill left
         tasks = _tasks(lab, host)
         assert lab.call(tasks.pending) == [left[0].name]
-        expected = step_cleanup_after_s(
-            Deadlines().agent_connect_s, Deadlines().command_s, Deadlines().host_s)
+        # The host script's timer (the common path): the whole script's deadline and more.
+        expected = params_for(Playbook(name="default"), "connect").cleanup_after_s
         assert lab.call(lambda: [t.after_s for t in tasks.tasks.values()]) == [expected]
         assert lab.call(lambda: [t.run_as for t in tasks.tasks.values()]) == ["S-1-5-18"]
         assert lab.call(tasks.fire_all) == [left[0].name]  # its time has come
