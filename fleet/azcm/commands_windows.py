@@ -43,6 +43,9 @@ class WindowsAgentCommands:
     """:class:`fleet.azcm.commands.AgentCommands` for Windows over WinRM."""
 
     log_path: str = LOG_PATH
+    #: a WinRS terminate kills the host script's process: no ``finally`` runs, so the engine
+    #: removes the private directory itself when it stops a script (and the task is the net)
+    script_cleans_up_when_stopped: bool = False
 
     def __init__(self, *, cleanup_after_s: int = STEP_CLEANUP_AFTER_S) -> None:
         #: seconds after which the private directory's scheduled task removes it

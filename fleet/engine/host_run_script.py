@@ -75,6 +75,9 @@ class ScriptedPath:
     async def _remediate(self, diagnosis: Diagnosis) -> bool:
         raise NotImplementedError
 
+    async def _remove_private_dir(self, private_dir: str) -> None:
+        raise NotImplementedError
+
     async def _scripted_start(self) -> tuple[str, AgentState | None]:
         """Preflight and state from the host script. On the common path the same script also
         connected; that result waits in ``_pending`` for :meth:`_connect_once`."""
@@ -123,12 +126,20 @@ class ScriptedPath:
                     return
                 slots.release()
 
+        seen: list[ScriptSteps] = []
+
         async def run() -> ScriptSteps:
-            return await host_script.run(
-                transport, commands, params, self.host, stdin,
-                timeout_s=host_script.deadline_s(self.playbook, mode),
-                record=self._record, diagnose=diagnose, connect_done=release,
-            )
+            try:
+                return await host_script.run(
+                    transport, commands, params, self.host, stdin,
+                    timeout_s=host_script.deadline_s(self.playbook, mode),
+                    record=self._record, diagnose=diagnose, connect_done=release,
+                    started=seen.append,
+                )
+            except asyncio.CancelledError:
+                if seen:
+                    await self._remove_after_stop(seen[0], commands)
+                raise
 
         if preflight:
             steps = await run()
@@ -155,6 +166,8 @@ class ScriptedPath:
         """Decide from a finished script run, as the step-by-step path decided per step."""
         report, raw = steps.report, steps.raw
         self._agent_version = steps.agent_version
+        if not report.complete:
+            await self._remove_after_stop(steps, commands)
         if not report.steps and not raw.timed_out and not raw.lost:
             self._script_never_ran(steps, commands)
         workdir = steps.get("workdir")
@@ -195,6 +208,19 @@ class ScriptedPath:
         show = steps.get("show")
         assert show is not None  # a complete report of a run that got this far has show
         return steps.agent, show
+
+    async def _remove_after_stop(self, steps: ScriptSteps, commands: ScriptCommands) -> None:
+        """A script stopped before its end (Ctrl-C, deadline, dropped session): where the host
+        script dies with its command (Windows: a terminated process runs no ``finally``),
+        remove its directory now, as the step-by-step path would (the scheduled task is the
+        net when this cannot run either)."""
+        private_dir = steps.private_dir
+        if (
+            private_dir
+            and not getattr(commands, "script_cleans_up_when_stopped", True)
+            and commands.is_private_dir(private_dir)
+        ):
+            await self._remove_private_dir(private_dir)
 
     def _script_never_ran(self, steps: ScriptSteps, commands: ScriptCommands) -> None:
         """No report at all: sudo refused, or no shell. Say which, with its own words."""

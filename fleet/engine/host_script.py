@@ -198,10 +198,14 @@ async def run(
     record: Callable[[Attempt], None],
     diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
     connect_done: Callable[[Diagnosis | None], None] = lambda _d: None,
+    started: Callable[[ScriptSteps], None] = lambda _s: None,
 ) -> ScriptSteps:
+    """Run the script; ``started`` gets the steps being read (the private directory is known
+    there the moment its record arrives, even if this call is cancelled)."""
     command = commands.script_command(params, host)
     parser = frames.FrameParser(params.boundary)
     steps = ScriptSteps(report=parser.report, raw=_NOT_RUN, started_at=datetime.now(UTC))
+    started(steps)
     recorder = ScriptRecorder(steps, commands, host, record, diagnose, connect_done)
     try:
         steps.raw = await transport.run_script(

@@ -116,6 +116,7 @@ async def run_host_script(
         report.step(name, result.exit_status, started, _crlf(result.stdout), _crlf(result.stderr))
         return result
 
+    killed = False
     try:
         started = time.monotonic()
         private_dir = TEMP + "\\arcfleet-" + hex_id()
@@ -188,9 +189,12 @@ async def run_host_script(
             report.step("log", 0, started, text, "")
         report.end()
         return 0
+    except asyncio.CancelledError:
+        killed = True  # WinRS terminate: the process is killed, its finally never runs
+        raise
     finally:
-        # The script's finally: the directory goes on every exit path, cancellation too.
-        if private_dir:
+        # The script's finally: the directory goes on every exit path PowerShell controls.
+        if private_dir and not killed:
             shutil.rmtree(host.local_path(private_dir), ignore_errors=True)
             record.removed.append(private_dir)
             if tasks is not None and _CANCELS in script:
