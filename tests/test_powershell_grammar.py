@@ -10,9 +10,15 @@ from collections.abc import Iterator
 import pytest
 
 from fleet.azcm import windows_private
+from fleet.azcm.commands import ScriptParams
 from fleet.azcm.commands_windows import WindowsAgentCommands
 from fleet.inventory.model import AzureTarget, OsFamily, ResolvedHost, Transport
-from fleet.transport.powershell import PRELUDE, put_file_script, read_tail_script
+from fleet.transport.powershell import (
+    PRELUDE,
+    put_file_script,
+    read_tail_script,
+    script_bootstrap,
+)
 
 tree_sitter = pytest.importorskip("tree_sitter")
 tree_sitter_powershell = pytest.importorskip("tree_sitter_powershell")
@@ -88,6 +94,15 @@ def test_the_timed_cleanup_fragments_and_the_task_action_parse() -> None:
         scripts[profile] = windows_private._TASK_CLEANUP.format(encoded, "arcfleet-" + "0" * 32)
     problems = {name: p for name, script in scripts.items() if (p := _problems(script))}
     assert not problems
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_the_host_script_parses_with_hostile_values(value: str) -> None:
+    params = ScriptParams(boundary="arcfleet-" + "0" * 32, mode="connect", cap=65536,
+                          log_tail_bytes=65536, cleanup_after_s=840)
+    script = CMDS.script_command(params, _host(value))
+    assert not _problems(script)
+    assert script_bootstrap() and not _problems(script_bootstrap())
 
 
 def test_the_grammar_does_report_broken_scripts() -> None:

@@ -100,7 +100,7 @@ async def run_host_script(
 ) -> int:
     """Run the script's steps on ``host``; ``output`` is the command's
     :class:`fleet.lab.winrm_powershell.CommandOutput`, ``record`` its WindowsRecord."""
-    from fleet.lab.winrm_powershell import FileWrite, hex_id
+    from fleet.lab.winrm_powershell import _LITERAL, FileWrite, hex_id, unquote
 
     params = json.loads(script.split("\n", 1)[0][len(SCRIPT_MARK) :])
     report = _Report(output, params["boundary"], int(params["cap"]))
@@ -165,7 +165,15 @@ async def run_host_script(
             record.acls[config_path] = acl
         record.file_writes.append(FileWrite(config_path, len(config), acl))
         report.step("config", 0, started, "", "")
-        argv = ["connect", "--config", config_path, "--verbose", *params["connect_args"]]
+        # The words as PowerShell would read them from the script text (not from the header):
+        # a quoting bug shows up as a wrong value at the agent.
+        line = re.search(r"^\$ConnectWords = @\((.*)\)$", script, re.MULTILINE)
+        literals = re.findall(_LITERAL, line.group(1)) if line else []
+        if line is None or ", ".join(literals) != line.group(1):
+            report.step("config", 1, started, "", "arcfleet lab: $ConnectWords not understood\n")
+            report.end()
+            return 0
+        argv = ["connect", "--config", config_path, "--verbose", *map(unquote, literals)]
         if host.scenario.kind is ScenarioKind.CONNECTION_DROP:
             # The agent "started"; now the network goes away (no exit status, no output).
             host.commands.append(f"& '{agent}' " + " ".join(argv))
