@@ -115,21 +115,23 @@ async def test_preflight_writes_nothing_and_schedules_nothing(tmp_path: Path) ->
     async with winrm_lab(tmp_path, [K.SUCCESS]) as lab:
         result, boundary = await _run(lab, mode=ScriptMode.PREFLIGHT)
         record = lab.server.records[lab.host(0).address]
-        assert not record.file_writes and not record.agent_argv[1:]
+        assert not record.file_writes
+        assert record.agent_argv == [["show", "-j"], ["config", "get", "proxy.url"]]
         assert record.tasks is not None and not record.tasks.registered
         assert not lab.host(0).connect_calls
     report = parse(result.stdout, boundary)
     assert report.complete
-    assert report.names() == ["workdir", "clock", "elevation", "locate", "show"]
+    assert report.names() == ["workdir", "clock", "elevation", "locate", "show", "proxy"]
 
 
 @pytest.mark.parametrize("value", ["it's", "$(Remove-Item C:\\ -Recurse)", "`n`$x", "‘q’"])
-async def test_hostile_values_arrive_exactly_in_the_agent_argv(tmp_path: Path,
-                                                               value: str) -> None:
+async def test_hostile_values_reach_the_agent_exactly(tmp_path: Path, value: str) -> None:
+    # Every connect option travels in the config file (stdin), the argv is fixed.
     async with winrm_lab(tmp_path, [K.SUCCESS]) as lab:
-        result, boundary = await _run(lab, resource_name=value, tags={"k": value})
+        result, boundary = await _run(lab, resource_name=value, tags={"k": "v w"})
         record = lab.server.records[lab.host(0).address]
+        state = lab.host(0).state
+        assert (state.connected, state.resource_name) == (True, value)
     assert parse(result.stdout, boundary).complete
     connect = next(argv for argv in record.agent_argv if argv[0] == "connect")
-    assert connect[connect.index("--resource-name") + 1] == value
-    assert connect[connect.index("--tags") + 1] == f"k={value}"
+    assert connect[:2] == ["connect", "--config"] and connect[3:] == ["--verbose"]

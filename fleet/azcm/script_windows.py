@@ -4,7 +4,8 @@ The Windows twin of :mod:`fleet.azcm.script_linux`. The WinRM transport runs it 
 bootstrap (:func:`fleet.transport.powershell.script_bootstrap`) that reads the script from the
 command's stdin; the ``--config`` content follows on the same stdin, base64, and is read by this
 script with ``[Console]::In.ReadToEnd()`` (no cmdlet, so Module Logging records no binding of it),
-never from argv. The content is opaque here (a secret, a certificate path or an access token).
+never from argv. The content is opaque here (a secret, a certificate path or an access token, and
+every connect option: :mod:`fleet.azcm.agent_config`).
 
 In one command the script makes its private directory (``$env:TEMP\\arcfleet-<32 hex>``, ACL
 Administrators + SYSTEM), reads the host clock, checks elevation, finds the agent, runs
@@ -28,7 +29,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from fleet.azcm.commands import ScriptParams, target_options
+from fleet.azcm.agent_config import PROXY_GET_STEP, PROXY_URL, agent_settings, setting_step
+from fleet.azcm.commands import ScriptParams
 from fleet.azcm.windows_private import (
     PRIVATE_DIR_PREFIX,
     cancel_lines,
@@ -48,14 +50,20 @@ def build(
     *,
     agent_relative: str,
     log_path: str,
-    connect_words: list[str],
 ) -> str:
-    """The script; ``connect_words`` are the non-secret connect options, already checked."""
+    """The script. Every connect option is in the config file (on stdin); the agent settings
+    (the proxy) are ``config set`` steps before connect, each a literal."""
+    settings = agent_settings(host)
     header = SCRIPT_MARK + json.dumps(
-        {**asdict(params), "connect_args": connect_words, "log_path": log_path},
+        {**asdict(params), "settings": settings, "log_path": log_path},
         separators=(",", ":"),
     )
-    words = ", ".join(quote(word) for word in connect_words)
+    setting_steps = "".join(
+        f"    $set = Invoke-AgentStep {quote(setting_step(key))} "
+        f"@('config', 'set', {quote(key)}, {quote(value)})\n"
+        "    if ($set[0] -ne 0) { return }\n"
+        for key, value in settings
+    )
     after_s = params.cleanup_after_s
     # Sweep old leftovers and schedule this directory's removal before the file exists.
     safety_net = _indent(sweep_lines(after_s) + timed_cleanup_lines(after_s), 8)
@@ -66,7 +74,6 @@ $B = {quote(params.boundary)}
 $Mode = {quote(params.mode)}
 $Cap = {int(params.cap)}
 $Tail = {int(params.log_tail_bytes)}
-$ConnectWords = @({words})
 $Utf8 = New-Object Text.UTF8Encoding $false
 $Stdout = [Console]::OpenStandardOutput()
 # What the finally needs, in one object the functions change in place (a plain variable set
@@ -160,14 +167,17 @@ function Invoke-Host {{
     Send-Step 'locate' 0 $watch.ElapsedMilliseconds "$agent`n" ''
 
     $show = Invoke-AgentStep 'show' @('show', '-j')
-    if ($Mode -eq 'preflight') {{ return }}
+    if ($Mode -eq 'preflight') {{
+        $null = Invoke-AgentStep {quote(PROXY_GET_STEP)} @('config', 'get', {quote(PROXY_URL)})
+        return
+    }}
     if ($Mode -ne 'force') {{
         if ($show[0] -ne 0) {{ return }}
         $state = $show[1] -replace '\\s', ''
         if ($state -notmatch '"status":') {{ return }}
         if ($state -match '"status":"connected"' -or $state -match '"resourceId":"/') {{ return }}
     }}
-
+{setting_steps}
     $watch = [Diagnostics.Stopwatch]::StartNew()
     $configPath = Join-Path $dir {quote(CONFIG_NAME)}
     $code = 0
@@ -184,8 +194,7 @@ function Invoke-Host {{
     Send-Step 'config' $code $watch.ElapsedMilliseconds '' $err
     if ($code -ne 0) {{ return }}
 
-    $argv = @('connect', '--config', $configPath, '--verbose') + $ConnectWords
-    $connect = Invoke-AgentStep 'connect' $argv
+    $connect = Invoke-AgentStep 'connect' @('connect', '--config', $configPath, '--verbose')
 
     $watch = [Diagnostics.Stopwatch]::StartNew()
     $code = 0
@@ -242,14 +251,6 @@ try {{
 }}
 exit 0
 """
-
-
-def connect_words(host: ResolvedHost) -> list[str]:
-    """The non-secret connect options as argv words."""
-    words: list[str] = []
-    for flag, value in target_options(host):
-        words += [flag, value]
-    return words
 
 
 def _indent(text: str, spaces: int) -> str:

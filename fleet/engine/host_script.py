@@ -13,6 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from fleet.azcm.agent_config import (
+    PROXY_GET_STEP,
+    PROXY_URL,
+    agent_settings,
+    is_setting_step,
+    setting_step,
+)
 from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, ScriptParams
 from fleet.azcm.diagnosis import Diagnosis
 from fleet.engine import frames
@@ -92,8 +99,10 @@ class ScriptRecorder:
         record: Callable[[Attempt], None],
         diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
         connect_done: Callable[[Diagnosis | None], None] = lambda _d: None,
+        config_shown: str = "",
     ) -> None:
         self.steps = steps
+        self._config_shown = config_shown
         self._connect_done = connect_done
         self._commands = commands
         self._host = host
@@ -117,6 +126,8 @@ class ScriptRecorder:
             "connect": c.connect(agent, c.config_path(private_dir), self._host),
             "cleanup": c.remove_dir(private_dir) if c.is_private_dir(private_dir) else "rm",
             "verify": c.show_json(agent),
+            PROXY_GET_STEP: c.config_get(agent, PROXY_URL),
+            **{setting_step(k): c.config_set(agent, k, v) for k, v in agent_settings(self._host)},
         }.get(name, name)
 
     def feed(self, records: list[StepRecord]) -> None:
@@ -160,6 +171,7 @@ class ScriptRecorder:
             truncated_bytes=result.truncated_bytes,
         )
         if name == "connect":
+            attempt = replace(attempt, config=self._config_shown)
             self._held = (result, attempt)
             if result.exit_status == 0:
                 self._release("")
@@ -199,6 +211,7 @@ async def run(
     diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
     connect_done: Callable[[Diagnosis | None], None] = lambda _d: None,
     started: Callable[[ScriptSteps], None] = lambda _s: None,
+    config_shown: str = "",
 ) -> ScriptSteps:
     """Run the script; ``started`` gets the steps being read (the private directory is known
     there the moment its record arrives, even if this call is cancelled)."""
@@ -206,7 +219,9 @@ async def run(
     parser = frames.FrameParser(params.boundary)
     steps = ScriptSteps(report=parser.report, raw=_NOT_RUN, started_at=datetime.now(UTC))
     started(steps)
-    recorder = ScriptRecorder(steps, commands, host, record, diagnose, connect_done)
+    recorder = ScriptRecorder(
+        steps, commands, host, record, diagnose, connect_done, config_shown=config_shown
+    )
     try:
         steps.raw = await transport.run_script(
             command,
@@ -229,6 +244,8 @@ _AGENT_VERSION = re.compile(r'"agentVersion"\s*:\s*"([^"]*)"', re.IGNORECASE)
 
 def script_stage(name: str) -> str:
     """The transcript stage of a script step (as the step-by-step path named them)."""
+    if is_setting_step(name):
+        return "connect"
     return {
         "config": "connect",
         "connect": "connect",

@@ -23,6 +23,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from fleet.azcm.agent_config import PROXY_GET_STEP, PROXY_URL, setting_step
 from fleet.lab.agent.simulator import run_agent
 from fleet.lab.host import LabHost
 from fleet.lab.scenario import ScenarioKind
@@ -100,7 +101,7 @@ async def run_host_script(
 ) -> int:
     """Run the script's steps on ``host``; ``output`` is the command's
     :class:`fleet.lab.winrm_powershell.CommandOutput`, ``record`` its WindowsRecord."""
-    from fleet.lab.winrm_powershell import _LITERAL, FileWrite, hex_id, unquote
+    from fleet.lab.winrm_powershell import FileWrite, hex_id
 
     params = json.loads(script.split("\n", 1)[0][len(SCRIPT_MARK) :])
     report = _Report(output, params["boundary"], int(params["cap"]))
@@ -141,9 +142,17 @@ async def run_host_script(
             return 0
         report.step("locate", 0, time.monotonic(), agent + "\n", "")
         show = await agent_step("show", ["show", "-j"])
-        if mode == "preflight" or (mode != "force" and not _should_connect(show)):
+        if mode == "preflight":
+            await agent_step(PROXY_GET_STEP, ["config", "get", PROXY_URL])
             report.end()
             return 0
+        if mode != "force" and not _should_connect(show):
+            report.end()
+            return 0
+        for key, value in params.get("settings", []):
+            if (await agent_step(setting_step(key), ["config", "set", key, value])).exit_status:
+                report.end()
+                return 0
         started = time.monotonic()
         sweep = _fragment(script, "$cutoff = (Get-Date).ToUniversalTime().AddSeconds("
                           f"-{int(params['cleanup_after_s'])})", ends_after_catch=False)
@@ -165,15 +174,7 @@ async def run_host_script(
             record.acls[config_path] = acl
         record.file_writes.append(FileWrite(config_path, len(config), acl))
         report.step("config", 0, started, "", "")
-        # The words as PowerShell would read them from the script text (not from the header):
-        # a quoting bug shows up as a wrong value at the agent.
-        line = re.search(r"^\$ConnectWords = @\((.*)\)$", script, re.MULTILINE)
-        literals = re.findall(_LITERAL, line.group(1)) if line else []
-        if line is None or ", ".join(literals) != line.group(1):
-            report.step("config", 1, started, "", "arcfleet lab: $ConnectWords not understood\n")
-            report.end()
-            return 0
-        argv = ["connect", "--config", config_path, "--verbose", *map(unquote, literals)]
+        argv = ["connect", "--config", config_path, "--verbose"]
         if host.scenario.kind is ScenarioKind.CONNECTION_DROP:
             # The agent "started"; now the network goes away (no exit status, no output).
             host.commands.append(f"& '{agent}' " + " ".join(argv))
