@@ -10,8 +10,6 @@ import pytest
 from fleet.azcm.agent_config import format_tags
 from fleet.azcm.commands import connect_config
 from fleet.azcm.commands_windows import WindowsAgentCommands
-from fleet.errors import InputError
-from fleet.inventory.model import AzureTarget, OsFamily, ResolvedHost, Transport
 from fleet.lab.scenario import ScenarioKind
 from fleet.lab.winrm_powershell import unquote
 from fleet.transport.base import CommandResult
@@ -42,15 +40,6 @@ def test_quote_round_trips_through_the_lab_parser(value: str) -> None:
 def test_env_prefixed_paths_expand_on_the_host() -> None:
     assert path_expression(r"%ProgramData%\A\b.log") == r"(Join-Path $env:ProgramData 'A\b.log')"
     assert path_expression(r"C:\it's") == r"'C:\it''s'"
-
-
-def test_double_quote_in_a_tag_is_refused_with_the_field() -> None:
-    host = ResolvedHost(name="w1", address="127.30.0.9", port=5986, transport=Transport.WINRM,
-                        os=OsFamily.WINDOWS, azure=AzureTarget(tags={"k": 'say "hi"'}),
-                        source="inv.yaml")
-    with pytest.raises(InputError) as caught:
-        CMDS.connect(r"C:\a.exe", r"C:\c.json", host)
-    assert str(caught.value).startswith("inv.yaml: host w1: field azure.tags:")
 
 
 def test_remove_dir_only_removes_private_dirs() -> None:
