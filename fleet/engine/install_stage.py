@@ -42,7 +42,7 @@ from fleet.azcm.install_windows import (
     uninstall_script,
 )
 from fleet.engine import remediation
-from fleet.engine.host_state import AgentState, HostContext, HostFinished
+from fleet.engine.host_state import AgentState, HostContext, HostFinished, preflight_ready
 from fleet.engine.install_bundle import AgentBundle, BundleFile, load_bundle
 from fleet.engine.install_policy import InstallAction, InstallDecision, decide
 from fleet.engine.outcome import Attempt
@@ -353,8 +353,6 @@ def _missing_not_installed(found: Diagnosis) -> Diagnosis:
 
 
 def _would(decision: InstallDecision) -> Diagnosis:
-    from fleet.engine.host_state import preflight_ready
-
     ready = preflight_ready(None)
     return replace(
         ready,
