@@ -20,7 +20,7 @@ PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language
 CMDS = WindowsAgentCommands()
 AGENT = r"C:\Program Files\AzureConnectedMachineAgent\azcmagent.exe"
 PRIVATE = r"C:\Windows\Temp\arcfleet-0123456789abcdef0123456789abcdef"
-# Values an inventory may hold (double quotes are refused for Windows, see commands_windows).
+# Values an inventory may hold (tag validation refuses double quotes).
 HOSTILE = [
     "plain", "it's", "‘curly’ ’quotes‚‛", "$(Remove-Item C:\\ -Recurse)", "`n`$x", "a;b|c&d",
     "@{x=1}", "${env:PATH}", "#comment", "<# block #>", "line\nbreak", "tab\there", "ü–漢字",
@@ -59,6 +59,9 @@ def _scripts(value: str) -> dict[str, str]:
         "connect": CMDS.connect(AGENT, config, _host(value)),
         "disconnect": CMDS.disconnect(AGENT, config, force_local_only=False),
         "disconnect_local": CMDS.disconnect(AGENT, None, force_local_only=True),
+        "config_set_proxy": CMDS.config_set(AGENT, "proxy.url", "http://proxy.corp:3128"),
+        "config_set_value": CMDS.config_set(AGENT, "proxy.bypass", value),
+        "config_get_proxy": CMDS.config_get(AGENT, "proxy.url"),
         "restart": CMDS.restart_agent_service(),
         "remove_dir": CMDS.remove_dir(PRIVATE),
         "put_file": put_file_script(config, private=True),

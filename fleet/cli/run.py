@@ -141,6 +141,7 @@ class _Executor:
                 JsonLines() if self.json_lines else LiveDisplay(len(hosts), self.console)
             )
             settled = {}
+            confirmer = None
             if playbook.mode in (Mode.ONBOARD, Mode.PREFLIGHT):
                 from fleet.azure.step import azure_preflight_step
 
@@ -153,6 +154,16 @@ class _Executor:
                     run_id=record.id,
                     console=self.console,
                 )
+                if request.azure_check:
+                    from fleet.azure.confirm import AzureConfirmer
+
+                    confirmer = AzureConfirmer(hosts, secrets)
+            minter = None
+            if playbook.mode is not Mode.PREFLIGHT and any(h.azure.auth == "token"
+                                                           for h in hosts):
+                from fleet.azure.tokens import TokenMinter
+
+                minter = TokenMinter(hosts, secrets)
             sinks: list[OutcomeSink] = [RunStoreSink(store, record.id), transcripts, view]
             fleet = FleetRun(
                 hosts,
@@ -162,6 +173,8 @@ class _Executor:
                 # Host-derived text is cleaned once, before any sink stores or shows it.
                 sink=SanitizingSink(FanoutSink(sinks)),
                 settled=settled,
+                confirmer=confirmer,
+                access_tokens=minter.token_for if minter is not None else None,
             )
             view.attach(fleet)
             self.console.print(
@@ -181,6 +194,8 @@ class _Executor:
                 if fleet.interrupted:
                     status = "interrupted"
                 store.finish_run(record.id, status)
+                if minter is not None:
+                    minter.close()
                 close_run_log()
             root = record.root_run_id
             csv_path = write_failures_csv(store, root, run_id=record.id)

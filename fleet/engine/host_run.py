@@ -20,6 +20,7 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay
 
 from fleet.azcm import findings
+from fleet.azcm.agent_config import PROXY_URL, agent_settings, proxy_report, shown_config
 from fleet.azcm.classifier import classify
 from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, connect_config
 from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis, Evidence, Remediation
@@ -93,6 +94,10 @@ class HostRun(ScriptedPath, InstallStage):
         # Host clock minus jump-host clock (s), read by the host script's clock step: the
         # classifier reads time-window failures as a clock problem when it is large.
         self._clock_skew_s: float | None = None
+        # The agent settings (proxy) went in (by the host script or _apply_settings), and the
+        # proxy the agent reported in preflight (None: not asked).
+        self._settings_applied = False
+        self._configured_proxy: str | None = None
 
     # -- recording -----------------------------------------------------------------------
 
@@ -242,8 +247,24 @@ class HostRun(ScriptedPath, InstallStage):
                 return findings.resource_conflict_elsewhere(state.resource_id, wanted)
             await self._disconnect(agent, force_local_only=False)
         if mode is Mode.PREFLIGHT:
-            return preflight_ready(self._agent_version)
+            if self._configured_proxy is None:  # the step-by-step path: ask now
+                got = await self._run("preflight", self.commands.config_get(agent, PROXY_URL))
+                self._configured_proxy = got.stdout.strip() if got.exit_status == 0 else None
+            return preflight_ready(self._agent_version, *proxy_report(self.host,
+                                                                      self._configured_proxy))
+        await self._apply_settings(agent)
         return await self._connect_with_retries(agent)
+
+    async def _apply_settings(self, agent: str) -> None:
+        """``azcmagent config set`` for each agent setting (the proxy) before the first connect;
+        the host ends at the first that fails (a connect without its proxy would only fail)."""
+        if self._settings_applied:
+            return
+        for key, value in agent_settings(self.host):
+            result = await self._run("connect", self.commands.config_set(agent, key, value))
+            if result.exit_status != 0:
+                raise HostFinished(self._setting_failed(key, result))
+        self._settings_applied = True
 
     async def _look(self) -> tuple[str, AgentState | None]:
         if self._scripted():
@@ -381,12 +402,13 @@ class HostRun(ScriptedPath, InstallStage):
         """Upload the --config file to a fresh private directory, run the agent command that
         ``build`` makes from its path, classify it (with the log tail on failure), and remove
         the directory in every outcome. The attempt reaches the sinks with its diagnosis."""
+        # Token mode: minted (or reused) before the directory exists, so a refusal leaves none.
+        token = await self.ctx.access_token() if self.ctx.access_token else None
         private_dir = await self._make_private_dir(stage)
         config = self.commands.config_path(private_dir)
+        content = connect_config(self.host, self.ctx.sp_secret, access_token=token)
         try:
-            await self.transport.put_file(
-                config, connect_config(self.host, self.ctx.sp_secret), private=True
-            )
+            await self.transport.put_file(config, content, private=True)
             async with self.ctx.agent_slots or contextlib.nullcontext():
                 # Checked with the slot in hand: the breaker may have opened while we waited.
                 stop = self.ctx.stop_reason()
@@ -404,7 +426,9 @@ class HostRun(ScriptedPath, InstallStage):
                 log_tail = await self._collect_log() if result.exit_status != 0 else ""
                 diagnosis = classify(self._evidence(result, log_tail, started))
             finally:
-                self._record(replace(attempt, diagnosis=diagnosis))
+                self._record(
+                    replace(attempt, diagnosis=diagnosis, config=shown_config(content))
+                )
         finally:
             await self._remove_private_dir(private_dir)
         return result, diagnosis

@@ -54,6 +54,8 @@ class Attempt:
     stdout: str = ""
     stderr: str = ""
     truncated_bytes: int = 0  # output dropped by the transport's cap (OUTPUT_CAP_BYTES)
+    # The --config file the command read, credentials masked (agent_config.shown_config).
+    config: str = ""
 
 
 @dataclass(frozen=True)

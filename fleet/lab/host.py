@@ -14,9 +14,12 @@ import time
 from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fleet.lab.scenario import Scenario, ScenarioKind
+
+if TYPE_CHECKING:
+    from fleet.lab.agent.arm_client import ArmLink
 
 OsName = Literal["linux", "windows"]
 
@@ -124,6 +127,14 @@ class ConnectCall:
     started_at: float = 0.0  # time.monotonic() when the agent started (pacing tests)
     # The agent was connected when this connect started: a repeated connect (AZCM0067).
     agent_was_connected: bool = False
+    # The options the agent used (its --config file merged under its argv), credentials left
+    # out: what tests compare with the inventory.
+    options: tuple[tuple[str, str | bool], ...] = ()
+    # The names (never the values) of the credentials it was given: token mode's tests.
+    credentials: tuple[str, ...] = ()
+
+    def option(self, name: str) -> str | bool | None:
+        return dict(self.options).get(name)
 
 
 @dataclass
@@ -173,6 +184,8 @@ class LabHost:
     #: path prefixes that are read from the real filesystem (the shim on a real host, where
     #: arcfleet's ``--config`` file lives in the real /tmp)
     real_prefixes: tuple[str, ...] = ()
+    #: the lab's fake ARM, when connect and disconnect go through it (lab up --simulate-arm)
+    arm: ArmLink | None = None
 
     def __post_init__(self) -> None:
         self.fs_root.mkdir(parents=True, exist_ok=True)

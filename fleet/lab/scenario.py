@@ -69,6 +69,9 @@ class ScenarioKind(StrEnum):
     HUGE_OUTPUT = "huge_output"  # ``output_bytes`` of verbose output, then success
     CONNECTION_DROP = "connection_drop"  # the server cuts the connection once connect runs
     UNREACHABLE = "unreachable"  # LabFleet serves nothing at the host's address
+    # Azure is reachable only through ``proxy_url``: connect fails with AZCM0026 unless the
+    # agent's proxy.url is that proxy (fleet/lab/agent/proxy.py)
+    BEHIND_PROXY = "behind_proxy"
 
 
 # What each AZCM code means to arcfleet when a host fails with it (the generic ``azcm`` scenario).
@@ -135,6 +138,8 @@ _KIND_CATEGORIES: dict[ScenarioKind, Category] = {
     # The engine cannot know what the agent did: a lost session ends the host as unreachable.
     ScenarioKind.CONNECTION_DROP: Category.UNREACHABLE,
     ScenarioKind.UNREACHABLE: Category.UNREACHABLE,
+    # with the lab's own inventory, which sets no proxy; connected with arc_proxy_url set
+    ScenarioKind.BEHIND_PROXY: Category.NETWORK,
 }
 
 # The category of the first failed attempt, for scenarios that end connected after a retry or a
@@ -166,6 +171,7 @@ class Scenario:
     output_bytes: int = 4 * 1024 * 1024  # for ``huge_output``
     message: str | None = None  # for ``azcm``: override the failure message
     himds_after_s: float = 30.0  # for ``himds_starting``
+    proxy_url: str = "http://proxy.lab.test:3128"  # for ``behind_proxy``
     no_agent: bool = False  # any scenario: the host starts without the agent
     lock_s: float = 20.0  # for ``install_lock``: how long the dpkg lock stays held
 
@@ -230,7 +236,8 @@ def parse_scenario(value: object, *, file: str = "<scenario>", host: str | None 
     values: dict[str, Any] = {}
     types: dict[str, type | tuple[type, ...]] = {
         "code": str, "fail_times": int, "retry_after_s": int, "latency_s": (int, float),
-        "output_bytes": int, "message": str, "himds_after_s": (int, float), "no_agent": bool,
+        "output_bytes": int, "message": str, "himds_after_s": (int, float),
+        "proxy_url": str, "no_agent": bool,
         "lock_s": (int, float)}
     for key, raw in body.items():
         if key not in types:

@@ -59,7 +59,7 @@ _INVOKE = re.compile(
     r"else \{ \[Console\]::Out\.WriteLine\(\$_\) \} \}\n"
     r"exit \$LASTEXITCODE\n?$"
 )
-_ARG_TOKEN = re.compile(rf"{_LITERAL}|--?[A-Za-z][A-Za-z0-9-]*|[A-Za-z][A-Za-z0-9-]*")
+_ARG_TOKEN = re.compile(rf"{_LITERAL}|--?[A-Za-z][A-Za-z0-9-]*|[A-Za-z][A-Za-z0-9.-]*")
 _MKDIR = re.compile(
     rf"^\$dir = Join-Path \$env:TEMP \((?P<prefix>{_LITERAL}) \+ "
     r"\[guid\]::NewGuid\(\)\.ToString\('N'\)\)\n"
