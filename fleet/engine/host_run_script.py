@@ -85,7 +85,8 @@ class ScriptedPath:
     async def _scripted_start(self) -> tuple[str, AgentState | None]:
         """Preflight and state from the host script. On the common path the same script also
         connected; that result waits in ``_pending`` for :meth:`_connect_once`."""
-        preflight_only = self.playbook.mode in (Mode.PREFLIGHT, Mode.INSTALL)
+        preflight_only = self.playbook.mode in (Mode.PREFLIGHT, Mode.INSTALL) or getattr(
+            self, "_looking_before_upgrade", False)  # an upgrade must come before connect
         mode = ScriptMode.PREFLIGHT if preflight_only else ScriptMode.CONNECT
         for _ in range(2):
             agent, show = await self._script(mode)

@@ -90,6 +90,9 @@ _ACCESS_DENIED = 5
 # pywinrm sends Send input in one envelope; stay well under WinRM's default MaxEnvelopeSize.
 _STDIN_CHUNK = 64 * 1024
 _FILE_TIMEOUT_S = 60.0
+# A large upload (the agent MSI, tens of MB, in 64 KiB Send chunks) gets more time: at least
+# this many bytes per second are assumed on top of the fixed budget.
+_UPLOAD_FLOOR_BPS = 256 * 1024
 # How long the best-effort Signal + Delete after a cancelled or timed-out command may take.
 _ABANDON_S = 5.0
 # What a Receive may take beyond its OperationTimeout before the exchange is cut.
@@ -161,7 +164,8 @@ class WinrmTransport:
     async def put_file(self, path: str, content: bytes, *, private: bool = True) -> None:
         script = put_file_script(path, private=private)
         async with self._lock:
-            result = await self._execute(script, timeout_s=_FILE_TIMEOUT_S, stdin=content)
+            timeout_s = _FILE_TIMEOUT_S + len(content) / _UPLOAD_FLOOR_BPS
+            result = await self._execute(script, timeout_s=timeout_s, stdin=content)
         if not result.ok:
             raise TransportError(
                 self.host_name,
