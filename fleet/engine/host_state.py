@@ -13,6 +13,7 @@ from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis
 from fleet.engine.outcome import Attempt, OutcomeSink
 from fleet.engine.pacing import TokenBucket
 from fleet.engine.playbook import Playbook
+from fleet.engine.sp_certificate import SpCertificate
 from fleet.inventory.model import ResolvedHost
 from fleet.transport.base import CommandResult
 
@@ -172,6 +173,8 @@ class HostContext:
     pacer: TokenBucket
     sp_secret: str | None
     transcript_file: str = ""
+    # The service principal's certificate (file bytes) when it authenticates with one.
+    sp_certificate: SpCertificate | None = None
     # Steps an interrupted run recorded for this host (resume only), oldest first.
     earlier_steps: tuple[Attempt, ...] = ()
     # At most ``forks`` agent operations (connect, disconnect) run at once; hosts beyond that

@@ -169,6 +169,7 @@ class FleetRun:
             stop_reason=lambda: self._stop_reason(host),
             agent_started=self._agent_started,
             sp_secret=self.secrets.sp_secret(host),
+            sp_certificate=self.secrets.sp_certificate(host),
             transcript_file=self.options.transcript_path.get(host.name, ""),
             earlier_steps=self.options.earlier_steps.get(host.name, ()),
         )
