@@ -18,12 +18,22 @@ from typing import Any
 
 import pytest
 
-from fleet.azcm.agent_config import agent_settings, connect_config, shown_config
+from fleet.azcm import script_linux
+from fleet.azcm.agent_config import (
+    CERT_PATH_MARK,
+    agent_settings,
+    connect_config,
+    script_stdin,
+    shown_config,
+)
+from fleet.azcm.commands import ScriptMode, ScriptParams
+from fleet.engine import frames
 from fleet.inventory.model import AzureTarget, OsFamily, ResolvedHost, ServicePrincipal, Transport
 from fleet.lab.fleet import LabFleet
 from fleet.lab.scenario import Scenario, ScenarioKind
 from fleet.lab.sp_certificate import make_sp_certificate
 from tests.engine_support import connect_calls, edit_inventory, plan, run_cli, write_playbook
+from tests.test_host_script_linux import _agent as host_script_agent
 from tests.test_secrets_sentinel import leaks
 
 
@@ -360,3 +370,30 @@ def test_a_certificate_the_agent_cannot_use_is_bad_input(tmp_path: Path, content
     assert result.returncode == 2, result.describe()
     assert reason in result.stderr and "certificate_file" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and contacted == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the script's elevation check wants root")
+def test_the_real_shell_writes_the_certificate_and_names_it_in_the_config(tmp_path: Path) -> None:
+    """The host script under a real ``sh``: the config line and the base64 certificate from
+    stdin become two 0600 files in the private directory, the config names the certificate's
+    path there, and both are gone when the script ends."""
+    seen = tmp_path / "seen"
+    env = host_script_agent(tmp_path, f'cp -rp "$(dirname "$3")" {seen}')
+    made = make_sp_certificate(tmp_path / "cert", pfx=True)
+    host = _host(tags=TRICKY_TAGS)
+    config = connect_config(host, None, f"{CERT_PATH_MARK}/sp-cert.pfx")
+    boundary = frames.new_boundary()
+    params = ScriptParams(boundary, ScriptMode.CONNECT, 65536, 65536, cleanup_after_s=60)
+    done = subprocess.run(["sh", "-c", script_linux.build(params, host)],
+                          input=script_stdin(config, made.path.read_bytes()),
+                          capture_output=True, env=env, timeout=30, check=True)
+    report = frames.parse(done.stdout, boundary)
+    assert report.complete
+    assert [r.name for r in report.steps][-3:] == ["connect", "cleanup", "verify"]
+    private_dir = report.step("workdir").stdout.strip()  # type: ignore[union-attr]
+    body = json.loads((seen / "connect.json").read_text())
+    assert body["service-principal-cert"] == f"{private_dir}/sp-cert.pfx"
+    assert body["tags"] == json.loads(config)["tags"]  # backslashes and non-ASCII intact
+    assert (seen / "sp-cert.pfx").read_bytes() == made.path.read_bytes()
+    assert {p.stat().st_mode & 0o777 for p in seen.iterdir()} == {0o600}
+    assert not Path(private_dir).exists()
