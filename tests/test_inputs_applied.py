@@ -47,7 +47,8 @@ PLS = _arm_id(SUB, "rg-net", "privateLinkScopes/pls-1")
 GATEWAY = _arm_id(SUB, "rg-net", "gateways/gw")
 CORRELATION = "478b97c2-9310-465a-87df-f21e66c2b248"
 # A trailing backslash once made azcmagent.exe (Go, Windows rules) swallow every later option.
-TRICKY_TAGS = {"share": "\\\\fs01\\builds\\", "owner": "Zoë Ångström", "site": "Bldg 4 Floor 2"}
+# The value ends the tags text, which has spaces: PowerShell would quote it as "...\".
+TRICKY_TAGS = {"owner": "Zoë Ångström", "site": "Bldg 4 Floor 2", "share": "\\\\fs01\\builds\\"}
 
 
 def mixed_lab(tmp_path: Path, **kwargs: Any) -> AbstractContextManager[LabFleet]:
@@ -75,7 +76,7 @@ def test_every_target_option_is_in_the_config_file() -> None:
         "service-principal-cert": "/tmp/arcfleet.abcdefgh/sp.pem",  # the host's path
         "tenant-id": SUB, "subscription-id": SUB, "resource-group": "rg",
         "location": "westeurope", "cloud": "AzureCloud", "resource-name": "web-01",
-        "tags": "share=\\\\fs01\\builds\\,owner='Zoë Ångström',site='Bldg 4 Floor 2'",
+        "tags": "owner='Zoë Ångström',site='Bldg 4 Floor 2',share=\\\\fs01\\builds\\",
         "correlation-id": CORRELATION, "private-link-scope": PLS, "gateway-id": GATEWAY,
     }
     token = json.loads(connect_config(host, None, access_token="tok-123456"))
@@ -118,7 +119,7 @@ def test_tricky_values_reach_the_agent_through_the_config_file(tmp_path: Path) -
         assert result.returncode == 0, result.describe()
         calls = {name: connect_calls(lab, name) for name in ("lab-0001", "lab-0002")}
         secret = lab.secret
-    wanted_tags = "share=\\\\fs01\\builds\\,owner='Zoë Ångström',site='Bldg 4 Floor 2'"
+    wanted_tags = "owner='Zoë Ångström',site='Bldg 4 Floor 2',share=\\\\fs01\\builds\\"
     for name, resource in (("lab-0001", "lin-1"), ("lab-0002", "win-1")):
         (call,) = calls[name]
         assert call.argv[-4:] == ("connect", "--config", call.config_path, "--verbose"), call
