@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from fleet.azcm.commands_windows import WindowsAgentCommands
+from fleet.azcm.install_windows import WindowsInstall, uninstall_script
 from fleet.inventory.model import AzureTarget, OsFamily, ResolvedHost, Transport
 from fleet.transport.powershell import PRELUDE, put_file_script, read_tail_script
 
@@ -67,7 +68,18 @@ def _scripts(value: str) -> dict[str, str]:
         "put_file_env": put_file_script(r"%ProgramData%\x\" + value", private=False),
         "read_tail": read_tail_script(CMDS.log_path, 65536),
         "read_tail_value": read_tail_script("C:\\logs\\" + value, 10),
+        # The install stage's own scripts (issue 14); the proxy URL comes from the inventory.
+        "msiexec": _install(value).msiexec_script(),
+        "msi_log_errors": _install(value).log_errors_script(),
+        "install_script": _install(value).script_run(),
+        "install_script_offline": WindowsInstall(PRIVATE, offline_msi=True).script_run(),
+        "install_output": _install(value).read_output_script(),
+        "uninstall": uninstall_script(),
     }
+
+
+def _install(value: str) -> WindowsInstall:
+    return WindowsInstall(PRIVATE, proxy_url=f"http://proxy.example:3128/{value}")
 
 
 @pytest.mark.parametrize("value", HOSTILE)

@@ -34,10 +34,12 @@ from fleet.engine.host_state import (
     HostFinished,
     ScriptedConnect,
     disconnected,
+    installed,
     no_private_dir,
     preflight_ready,
     strip_internal,
 )
+from fleet.engine.install_stage import InstallStage
 from fleet.engine.outcome import Attempt, HostOutcome
 from fleet.engine.playbook import Mode
 from fleet.errors import (
@@ -63,7 +65,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class HostRun(ScriptedPath):
+class HostRun(ScriptedPath, InstallStage):
     def __init__(
         self,
         host: ResolvedHost,
@@ -173,6 +175,9 @@ class HostRun(ScriptedPath):
             exit_code=self._last_exit,
             transcript_file=self.ctx.transcript_file,
             steps=tuple(self._steps),
+            agent_version_before=self._version_before,
+            agent_version_after=self._version_after or self._agent_version,
+            install=self._install_result,
         )
 
     # -- the state machine ---------------------------------------------------------------
@@ -221,14 +226,12 @@ class HostRun(ScriptedPath):
 
     async def _execute(self) -> Diagnosis:
         await self.transport.open()
-        if self._scripted():
-            agent, state = await self._scripted_start()
-        else:
-            agent = await self._preflight()
-            state = await self._agent_state(agent)
+        agent, state = await self._look_and_install()
         mode = self.playbook.mode
         if mode is Mode.OFFBOARD:
             return await self._offboard(agent, state)
+        if mode is Mode.INSTALL:
+            return installed(self._install_result, self._agent_version)
         if state is not None and state.connected:
             if state.matches(self.host) and self._earlier.launched:
                 # The interrupted run's last connect finished before the crash (the agent
@@ -262,6 +265,12 @@ class HostRun(ScriptedPath):
             if result.exit_status != 0:
                 raise HostFinished(self._setting_failed(key, result))
         self._settings_applied = True
+
+    async def _look(self) -> tuple[str, AgentState | None]:
+        if self._scripted():
+            return await self._scripted_start()
+        agent = await self._preflight()
+        return agent, await self._agent_state(agent)
 
     async def _preflight(self) -> str:
         result = await self._run("preflight", self.commands.check_elevation())
@@ -393,13 +402,15 @@ class HostRun(ScriptedPath):
         """Upload the --config file to a fresh private directory, run the agent command that
         ``build`` makes from its path, classify it (with the log tail on failure), and remove
         the directory in every outcome. The attempt reaches the sinks with its diagnosis."""
+        # Token mode: minted (or reused) before the directory exists, so a refusal leaves none.
+        token = await self.ctx.access_token() if self.ctx.access_token else None
         private_dir = await self._make_private_dir(stage)
         config = self.commands.config_path(private_dir)
-        certificate = self.ctx.sp_certificate
+        certificate = None if token is not None else self.ctx.sp_certificate
         cert_path = (
             self.commands.private_file(private_dir, certificate.file_name) if certificate else None
         )
-        content = connect_config(self.host, self.ctx.sp_secret, cert_path)
+        content = connect_config(self.host, self.ctx.sp_secret, cert_path, access_token=token)
         try:
             if certificate is not None and cert_path is not None:
                 # Into the same private directory, so it goes with it in every outcome.
@@ -546,6 +557,10 @@ class HostRun(ScriptedPath):
         return True
 
     async def _offboard(self, agent: str, state: AgentState | None) -> Diagnosis:
+        diagnosis = await self._disconnect_host(agent, state)
+        return await self._uninstall(diagnosis) if self.playbook.uninstall else diagnosis
+
+    async def _disconnect_host(self, agent: str, state: AgentState | None) -> Diagnosis:
         if state is not None and not state.connected:
             return disconnected("the host was not connected; nothing to do")
         # The playbook's attempts and remediations hold for disconnect as for connect (a

@@ -81,7 +81,8 @@ class ScriptedPath:
     async def _scripted_start(self) -> tuple[str, AgentState | None]:
         """Preflight and state from the host script. On the common path the same script also
         connected; that result waits in ``_pending`` for :meth:`_connect_once`."""
-        mode = ScriptMode.PREFLIGHT if self.playbook.mode is Mode.PREFLIGHT else ScriptMode.CONNECT
+        preflight_only = self.playbook.mode in (Mode.PREFLIGHT, Mode.INSTALL)
+        mode = ScriptMode.PREFLIGHT if preflight_only else ScriptMode.CONNECT
         for _ in range(2):
             agent, show = await self._script(mode)
             state = AgentState.parse(show.stdout) if show.exit_status == 0 else None
@@ -101,11 +102,13 @@ class ScriptedPath:
         params = host_script.params_for(self.playbook, mode)
         preflight = mode == ScriptMode.PREFLIGHT
         # The config travels on the script's stdin; it reaches the disk only if connect runs.
+        token = (await self.ctx.access_token()
+                 if self.ctx.access_token and not preflight else None)
         # With a certificate, the script writes it into its private directory and puts that
         # path where the mark is (agent_config.script_stdin).
-        certificate = self.ctx.sp_certificate
+        certificate = None if token is not None else self.ctx.sp_certificate
         cert_path = f"{CERT_PATH_MARK}/{certificate.file_name}" if certificate else None
-        config = connect_config(self.host, self.ctx.sp_secret, cert_path)
+        config = connect_config(self.host, self.ctx.sp_secret, cert_path, access_token=token)
         cert_data = certificate.data if certificate else None
         stdin = b"" if preflight else script_stdin(config, cert_data)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -154,6 +154,22 @@ def preflight_ready(
     )
 
 
+def installed(result: str, agent_version: str | None) -> Diagnosis:
+    """The install playbook's end: the agent is there (installed now or before); no connect."""
+    done = {"installed": "installed", "upgraded": "upgraded"}.get(result)
+    cause = (f"agent {agent_version or ''} {done} by this run" if done
+             else f"agent {agent_version or ''} already present; nothing installed")
+    return Diagnosis(
+        category=Category.READY,
+        action=Action(ActionKind.NONE),
+        name="agent installed",
+        cause=" ".join(cause.split()),
+        fix="arcfleet onboard connects these hosts",
+        rule="install",
+        extra={"onboard_would": "connect"},
+    )
+
+
 def disconnected(cause: str) -> Diagnosis:
     return Diagnosis(
         category=Category.DISCONNECTED,
@@ -175,6 +191,9 @@ class HostContext:
     transcript_file: str = ""
     # The service principal's certificate (file bytes) when it authenticates with one.
     sp_certificate: SpCertificate | None = None
+    # Token mode: mints or reuses an ARM access token for the host's service principal, which
+    # then goes into the --config file instead of the secret (sp_secret is None).
+    access_token: Callable[[], Awaitable[str]] | None = None
     # Steps an interrupted run recorded for this host (resume only), oldest first.
     earlier_steps: tuple[Attempt, ...] = ()
     # At most ``forks`` agent operations (connect, disconnect) run at once; hosts beyond that

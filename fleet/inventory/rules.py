@@ -135,6 +135,26 @@ def proxy_bypass_name(value: str) -> str | None:
     return None
 
 
+# https://NAME.vault.azure.net/secrets/NAME[/VERSION] (and the sovereign clouds' vault domains);
+# a loopback host is the lab's fake Key Vault.
+KEYVAULT_SUFFIXES = (".vault.azure.net", ".vault.usgovcloudapi.net", ".vault.azure.cn")
+_KEYVAULT_RE = re.compile(
+    r"^https://(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?/secrets/"
+    r"(?P<name>[A-Za-z0-9-]{1,127})(?:/(?P<version>[0-9A-Fa-f]{32}))?/?$")
+
+
+def check_keyvault_url(value: str) -> str | None:
+    match = _KEYVAULT_RE.match(value)
+    if match is None:
+        return ("must be a Key Vault secret URL: https://VAULT.vault.azure.net/secrets/NAME "
+                "(optionally /VERSION, 32 hex digits)")
+    host = match["host"].lower()
+    if host.endswith(KEYVAULT_SUFFIXES) or host in ("127.0.0.1", "localhost"):
+        return None
+    return ("the host must be a Key Vault (" + ", ".join("*" + s for s in KEYVAULT_SUFFIXES)
+            + ")")
+
+
 def check_jump_host(value: str) -> str | None:
     if _JUMP_RE.match(value):
         return None

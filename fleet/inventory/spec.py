@@ -57,6 +57,7 @@ class _Spec(BaseModel):
 class SecretRefSpec(_Spec):
     env: str | None = None
     file: Path | None = None
+    keyvault: str | None = None  # https://VAULT.vault.azure.net/secrets/NAME[/VERSION]
 
     @model_validator(mode="before")
     @classmethod
@@ -79,10 +80,15 @@ class SecretRefSpec(_Spec):
     def _file(cls, value: Path, info: ValidationInfo) -> Path:
         return resolve_path(value, info)
 
+    @field_validator("keyvault")
+    @classmethod
+    def _keyvault(cls, value: str) -> str:
+        return _check(value, rules.check_keyvault_url)
+
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRefSpec:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of env or file")
+        if sum(v is not None for v in (self.env, self.file, self.keyvault)) != 1:
+            raise ValueError("give exactly one of env, file or keyvault")
         return self
 
 
@@ -188,6 +194,7 @@ class AzureSpec(_Spec):
     proxy_url: str | None = None
     proxy_bypass: list[str] | None = None
     service_principal: ServicePrincipalSpec | None = None
+    auth: Literal["service_principal", "token"] | None = None
     endpoints_file: Path | None = None
 
     @field_validator("endpoints_file")

@@ -13,9 +13,12 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 import yaml
 
+from fleet.lab.agent import arm_client
 from fleet.lab.agent.catalog import code_info
 from fleet.lab.agent.console import AgentConsole as _Console
 from fleet.lab.agent.console import AgentFailure as _Failure
@@ -155,7 +158,9 @@ async def run_agent(argv: list[str], host: LabHost, *, elevated: bool) -> AgentR
             host.connect_calls.append(
                 ConnectCall(tuple(argv), elevated, config_path, config_existed, status,
                             agent_was_connected=was_connected, started_at=started,
-                            options=options))
+                            options=options,
+                            credentials=tuple(sorted(k for k in flags
+                                                     if k in _CREDENTIAL_FLAGS))))
 
 
 async def _dispatch(command: str, rest: list[str], flags: dict[str, str | bool], host: LabHost,
@@ -179,7 +184,7 @@ async def _dispatch(command: str, rest: list[str], flags: dict[str, str | bool],
     if command == "connect":
         return await _connect(host, console, flags, elevated)
     if command == "disconnect":
-        return _disconnect(host, console, flags, elevated)
+        return await _disconnect(host, console, flags, elevated)
     raise _Failure("AZCM0023", f'unknown command "{command}" for "azcmagent"')
 
 
@@ -402,6 +407,8 @@ async def _connect(host: LabHost, console: _Console, flags: dict[str, str | bool
     console.debug("Acquired access token from SPN")
     console.progress(30)
     _raise_if(_scenario_failure(host, flags, name, "arm"))
+    if host.arm is not None:  # the lab's fake ARM decides (lab up --simulate-arm)
+        await _through_arm(arm_client.on_connect(host.arm, flags, host.target.tenant_id, name))
     if host.scenario.kind is ScenarioKind.HUGE_OUTPUT:
         _huge(console, host.scenario.output_bytes)
     sub = flag_text(flags, "subscription-id")
@@ -431,6 +438,13 @@ async def _connect(host: LabHost, console: _Console, flags: dict[str, str | bool
     return 0
 
 
+async def _through_arm(call: Coroutine[Any, Any, None]) -> None:
+    try:
+        await call
+    except arm_client.ArmRefused as exc:
+        raise _Failure(exc.code, exc.reason, exc.stage) from None
+
+
 def _huge(console: _Console, size: int) -> None:
     line = "DEBUG   Processing extension metadata chunk " + "x" * 60
     count = max(size // (len(line) + 8), 1)
@@ -443,7 +457,7 @@ def _raise_if(failure: _Failure | None) -> None:
         raise failure
 
 
-def _disconnect(host: LabHost, console: _Console, flags: dict[str, str | bool],
+async def _disconnect(host: LabHost, console: _Console, flags: dict[str, str | bool],
                 elevated: bool) -> int:
     if not elevated:
         raise _Failure("AZCM0018", code_info("AZCM0018").reason)
@@ -464,6 +478,11 @@ def _disconnect(host: LabHost, console: _Console, flags: dict[str, str | bool],
         check_credentials(host, {**flags, "tenant-id": flag_text(flags, "tenant-id")
                                   or host.state.tenant_id})
     console.info("Deleting resource from Azure...", f"Resource ID={host.state.resource_id}")
+    if host.arm is not None:
+        state = host.state
+        await _through_arm(arm_client.on_disconnect(
+            host.arm, flags, state.tenant_id, state.subscription_id, state.resource_group,
+            state.resource_name))
     host.state = AgentState()
     host.save()
     console.info("Disconnected machine from Azure")
