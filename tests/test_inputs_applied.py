@@ -398,3 +398,18 @@ def test_the_real_shell_writes_the_certificate_and_names_it_in_the_config(tmp_pa
     assert (seen / "sp-cert.pfx").read_bytes() == made.path.read_bytes()
     assert {p.stat().st_mode & 0o777 for p in seen.iterdir()} == {0o600}
     assert not Path(private_dir).exists()
+
+
+@pytest.mark.parametrize("var", ["ansible_become_password", "ansible_become_pass",
+                                 "ansible_sudo_pass"])
+def test_a_become_password_is_refused_naming_the_variable_and_the_sudo_rule(
+        tmp_path: Path, var: str) -> None:
+    inventory = tmp_path / "hosts"
+    inventory.write_text(ANSIBLE_INVENTORY + f" ansible_become=true {var}=Sud0Passw0rd\n",
+                         encoding="utf-8")
+    result = run_validate(inventory)
+    assert result.returncode == 2, result
+    (line,) = result.stderr.strip().splitlines()
+    assert var in line and "h1" in line and str(inventory) in line, line
+    # the fix names what works: passwordless sudo for sh (the host script), not azcmagent alone
+    assert "passwordless sudo for `sh`" in line and "Sud0Passw0rd" not in line
