@@ -157,6 +157,7 @@ def test_a_host_behind_a_proxy_connects_only_with_the_proxy_set(tmp_path: Path) 
         for name in ("lab-0001", "lab-0002"):
             line = bare.outcomes[name]
             assert (line["category"], line["azcm_code"]) == ("network", "AZCM0026"), line
+            assert "arc_proxy_url" in line["fix"], line  # the fix names the inventory setting
         inventory = edit_inventory(lab, "proxied.yaml",
                                    _with_proxy(proxy_url=LAB_PROXY, proxy_bypass=["AMA"]))
         result = run_cli(lab, tmp_path, inventory=inventory, playbook=pb)
