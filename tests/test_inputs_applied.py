@@ -23,6 +23,7 @@ from fleet.azcm.agent_config import (
     CERT_PATH_MARK,
     agent_settings,
     connect_config,
+    disconnect_config,
     script_stdin,
     shown_config,
 )
@@ -83,6 +84,10 @@ def test_every_target_option_is_in_the_config_file() -> None:
     assert token["access-token"] == "tok-123456" and "service-principal-id" not in token
     shown = shown_config(connect_config(host, "s3cret-value"))
     assert "s3cret-value" not in shown and '"service-principal-secret": "<redacted>"' in shown
+    # disconnect gets the credentials and tenant, none of connect's target options
+    assert json.loads(disconnect_config(host, "s3cret-value")) == {
+        "verbose": True, "service-principal-id": SUB, "service-principal-secret": "s3cret-value",
+        "tenant-id": SUB}
     assert agent_settings(host) == []
     proxied = _host(proxy_url="http://proxy.corp:3128", proxy_bypass=("ARM", "AAD"))
     assert agent_settings(proxied) == [("proxy.url", "http://proxy.corp:3128"),

@@ -20,7 +20,13 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay
 
 from fleet.azcm import findings
-from fleet.azcm.agent_config import PROXY_URL, agent_settings, proxy_report, shown_config
+from fleet.azcm.agent_config import (
+    PROXY_URL,
+    agent_settings,
+    disconnect_config,
+    proxy_report,
+    shown_config,
+)
 from fleet.azcm.classifier import classify
 from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, connect_config
 from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis, Evidence, Remediation
@@ -410,7 +416,8 @@ class HostRun(ScriptedPath, InstallStage):
         cert_path = (
             self.commands.private_file(private_dir, certificate.file_name) if certificate else None
         )
-        content = connect_config(self.host, self.ctx.sp_secret, cert_path, access_token=token)
+        make = disconnect_config if stage == "disconnect" else connect_config
+        content = make(self.host, self.ctx.sp_secret, cert_path, access_token=token)
         try:
             if certificate is not None and cert_path is not None:
                 # Into the same private directory, so it goes with it in every outcome.
