@@ -226,6 +226,12 @@ class HostRun(ScriptedPath, InstallStage):
 
     def _scripted(self) -> bool:
         """The one-session path: one script per host runs the whole common path."""
+        if self.ctx.sp_certificate is not None and not getattr(
+            self.commands, "script_carries_certificate", False
+        ):
+            # This OS's script takes only the config on stdin: the certificate needs the
+            # step-by-step path, which uploads it into the private directory.
+            return False
         return self.playbook.mode is not Mode.OFFBOARD and script_capable(
             self.transport, self.commands
         )
