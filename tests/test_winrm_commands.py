@@ -10,6 +10,7 @@ import pytest
 from fleet.azcm.agent_config import format_tags
 from fleet.azcm.commands import connect_config
 from fleet.azcm.commands_windows import WindowsAgentCommands
+from fleet.inventory.model import AzureTarget, OsFamily, ResolvedHost, Transport
 from fleet.lab.scenario import ScenarioKind
 from fleet.lab.winrm_powershell import unquote
 from fleet.transport.base import CommandResult
@@ -40,6 +41,18 @@ def test_quote_round_trips_through_the_lab_parser(value: str) -> None:
 def test_env_prefixed_paths_expand_on_the_host() -> None:
     assert path_expression(r"%ProgramData%\A\b.log") == r"(Join-Path $env:ProgramData 'A\b.log')"
     assert path_expression(r"C:\it's") == r"'C:\it''s'"
+
+
+def test_no_inventory_value_reaches_the_windows_command_line() -> None:
+    # Every option is in the --config file: a double quote or a trailing backslash cannot meet
+    # PowerShell's or azcmagent.exe's command-line rules (tests/test_winargv.py).
+    host = ResolvedHost(name="w1", address="127.30.0.9", port=5986, transport=Transport.WINRM,
+                        os=OsFamily.WINDOWS, azure=AzureTarget(tags={"k": 'say "hi" \\'},
+                                                               resource_name="web-7"),
+                        source="inv.yaml")
+    command = CMDS.connect(r"C:\a.exe", r"C:\c.json", host)
+    assert "say" not in command and "web-7" not in command
+    assert "connect --config 'C:\\c.json' --verbose" in command
 
 
 def test_remove_dir_only_removes_private_dirs() -> None:

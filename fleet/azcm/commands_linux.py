@@ -20,6 +20,8 @@ SERVICE = "himdsd"
 
 class LinuxAgentCommands:
     log_path = LOG_PATH
+    # The host script reads the certificate after the config on stdin (script_stdin).
+    script_carries_certificate = True
 
     def __init__(self, *, become: bool) -> None:
         # sudo -n: never prompt; a sudo that wants a password fails at once, and we say so.
@@ -53,7 +55,10 @@ class LinuxAgentCommands:
         return "mktemp -d /tmp/arcfleet.XXXXXXXX"
 
     def config_path(self, private_dir: str) -> str:
-        return f"{private_dir.rstrip('/')}/connect.json"
+        return self.private_file(private_dir, "connect.json")
+
+    def private_file(self, private_dir: str, name: str) -> str:
+        return f"{private_dir.rstrip('/')}/{name}"
 
     def config_set(self, agent: str, key: str, value: str) -> str:
         return self.elevated(f"{shlex.quote(agent)} config set {shlex.quote(key)} "

@@ -185,6 +185,7 @@ class FleetRun:
             stop_reason=lambda: self._stop_reason(host),
             agent_started=self._agent_started,
             sp_secret=None if token is not None else self.secrets.sp_secret(host),
+            sp_certificate=None if token is not None else self.secrets.sp_certificate(host),
             access_token=token,
             transcript_file=self.options.transcript_path.get(host.name, ""),
             earlier_steps=self.options.earlier_steps.get(host.name, ()),
