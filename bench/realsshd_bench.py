@@ -234,11 +234,13 @@ def run_case(lab: SshdLab, hosts: int, forks: int, latency: float, tools: list[s
         load = os.getloadavg()[0]
         offsets = log_offsets(lab)
         note = ""
-        if tool == "arcfleet":
+        if tool.startswith("arcfleet"):
+            # "arcfleet:DIR" runs the arcfleet source tree at DIR (an A/B in one run).
+            tree = Path(tool.split(":", 1)[1]) if ":" in tool else REPO
             state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
             wall, rss, out, status = measure(
                 [PYTHON, "-m", "fleet", "onboard", "-i", str(inventory), "--forks", str(forks),
-                 "--connect-rate", "0", "--state-dir", str(state), "--json"])
+                 "--connect-rate", "0", "--state-dir", str(state), "--json"], cwd=tree)
             categories = Counter(json.loads(line).get("category") for line in out.splitlines()
                                  if line.startswith("{"))
             ok = categories.get("connected", 0)
@@ -288,7 +290,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="100:50,300:100", help="HOSTS:FORKS,...")
     parser.add_argument("--latency", type=float, default=2.0)
-    parser.add_argument("--tools", default="floor,arcfleet,ansible")
+    parser.add_argument("--tools", default="floor,arcfleet,ansible",
+                        help="in order; arcfleet:DIR runs the source tree at DIR (an A/B)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--agent", choices=("python", "sh"), default="python",
                         help="the lab's Python simulator, or a cheap sh stand-in")

@@ -6,9 +6,14 @@ directory (``umask 077``, ``mktemp -d``, the path checked against the exact patt
 host clock, checks elevation, finds the agent, runs ``show --json`` (its state and its version
 in one call), decides whether the host is already connected, and only then writes the
 config from stdin, runs ``connect --config``, removes the config, and verifies with ``show --json``
-(or sends the tail of azcmagent.log on failure). A ``trap`` removes the directory on every exit
-path, and a detached timer removes it after the command deadline even if the session (or arcfleet)
-is killed first; older ``arcfleet.*`` directories the same user left behind are removed too.
+(or sends the tail of azcmagent.log on failure). A gated run (``ScriptParams.gate``) stops before
+the config: it sends a ``ready`` record and reads one line on stdin; ``go`` lets it go on (the
+config follows that line), anything else or EOF ends it without connecting. The engine takes the
+host's agent slot only when it sees ``ready``, so the slot covers the connect, not the SSH
+handshake, sudo and preflight, which overlap other hosts' connects. A ``trap`` removes the
+directory on every exit path, and a detached timer removes it after the command deadline even if
+the session (or arcfleet) is killed first; older ``arcfleet.*`` directories the same user left
+behind are removed too.
 
 Each step's stdout and stderr are captured to files in the private directory (``$D/K.o``,
 ``$D/K.e``) and sent as counted bytes in the framed report of :mod:`fleet.engine.frames`, at most
@@ -90,6 +95,7 @@ MODE={q(params.mode)}
 CAP={int(params.cap)}
 TAIL={int(params.log_tail_bytes)}
 TTL={int(params.cleanup_after_s)}
+GATE={1 if params.gate else 0}
 LOG={q(LOG_PATH)}
 FALLBACK={q(AGENT_FALLBACK)}
 D=
@@ -284,6 +290,15 @@ if command -v setsid >/dev/null 2>&1; then
   setsid sh -c "$T" arcfleet-timer "$TTL" "$D" </dev/null >/dev/null 2>&1 &
 else
   sh -c "$T" arcfleet-timer "$TTL" "$D" </dev/null >/dev/null 2>&1 &
+fi
+if [ $GATE = 1 ]; then
+  # Preflight is done: tell the engine, and wait (idle) until it holds an agent slot for this
+  # host and says "go" on stdin, the config after that line; anything else ends the script.
+  quick_step ready true
+  flush
+  go=
+  read -r go || go=
+  if [ "$go" != go ]; then finish; fi
 fi
 quick_step config write_config
 r=$?

@@ -33,6 +33,10 @@ PRIVATE_PREFIX = "/tmp/arcfleet."
 
 #: the standard input of the command being run (the lab server sets it per channel)
 STDIN: ContextVar[str] = ContextVar("lab_stdin", default="")
+#: reads the rest of the standard input (a gated script: after its "ready" record)
+STDIN_READ: ContextVar[Callable[[], Awaitable[str]] | None] = ContextVar(
+    "lab_stdin_read", default=None
+)
 #: drops the SSH connection without a word (the ``connection_drop`` scenario)
 ABORT: ContextVar[Callable[[], None] | None] = ContextVar("lab_abort", default=None)
 #: writes to the channel's stdout at once (a real script's report streams step by step)
@@ -121,11 +125,21 @@ async def run_host_script(script: str, host: LabHost, *, elevated: bool) -> Any:
         show = await step("show", f"{shlex.quote(agent)} show --json", [agent, "show", "--json"])
         if mode == "preflight" or (mode != "force" and not _should_connect(show)):
             return ShellResult(0, await report.end())
+        stdin = STDIN.get()
+        read = STDIN_READ.get()
+        if params.get("gate") and read is not None:
+            # As the real script: "ready", then wait for the engine's "go" line and the config.
+            report.step("ready", 0, time.monotonic(), "", "")
+            await report.flush()
+            given = await read()
+            if not given.startswith("go\n"):
+                return ShellResult(0, await report.end())
+            stdin = given[3:]
         config = f"{private_dir}/connect.json"
         started = time.monotonic()
         mode_bits = 0o600 if "\numask 077\n" in script else 0o644
         local = host.local_path(config)
-        local.write_text(STDIN.get(), encoding="utf-8")
+        local.write_text(stdin, encoding="utf-8")
         local.chmod(mode_bits)
         host.sftp_writes.append(SftpWrite(config, 0o100000 | mode_bits, op="script"))
         report.step("config", 0, started, "", "")
