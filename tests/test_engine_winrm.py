@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from fleet.azcm.agent_config import format_tags
 from fleet.lab.fleet import LabFleet, lab_addresses
 from fleet.lab.scenario import Scenario, ScenarioKind
 from fleet.store import RunStore
@@ -188,11 +189,11 @@ def test_windows_shell_hostile_values_reach_the_agent_exactly(tmp_path: Path) ->
         result = run_cli(lab, tmp_path, "--tags", "note=$env:PATH `ls` ; rm -rf /",
                          inventory=inventory, playbook=write_playbook(tmp_path / "pb.yaml"))
         assert result.returncode == 0, result.describe()
-        argv = list(connect_calls(lab, "lab-0001")[-1].argv)
+        call = connect_calls(lab, "lab-0001")[-1]
         wanted_tags = {**HOSTILE_TAGS, "note": "$env:PATH `ls` ; rm -rf /"}
-        assert argv[argv.index("--tags") + 1] == ",".join(f"{k}={v}"
-                                                          for k, v in wanted_tags.items())
-        assert argv[argv.index("--resource-name") + 1] == "web-01_prod"
+        assert call.option("tags") == format_tags(wanted_tags)
+        assert call.option("resource-name") == "web-01_prod"
+        assert call.argv[-3:] == ("--config", call.config_path, "--verbose"), call.argv
 
 
 def test_windows_ctrl_c_exits_130_and_leaves_no_config(tmp_path: Path) -> None:

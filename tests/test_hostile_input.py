@@ -26,6 +26,7 @@ from hostile_support import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fleet.azcm.agent_config import format_tags
 from fleet.engine.playbook import Playbook, load_playbook, parse_playbook
 from fleet.engine.transcript import TranscriptWriter
 from fleet.errors import InventoryError, PlaybookError, ScenarioError
@@ -177,7 +178,7 @@ def test_metacharacters_reach_the_agent_as_one_literal_argument(tmp_path: Path) 
         "pipe": f"x | touch {pwned} && echo $HOME ${{env:TEMP}} %TEMP% > {pwned}",
         "$(touch x)`id`": "name-too",  # tag names may hold $ ( ) ` too
     }
-    expected = ",".join(f"{k}={v}" for k, v in tags.items())
+    expected = format_tags(tags)
     # Host names are free text (but no whitespace) when azure.resource_name is set; they never
     # go into a command.
     linux_name, windows_name = "lin$(touch${ifs}pwned)", "win`id`;$(id)|&>x"
@@ -190,8 +191,7 @@ def test_metacharacters_reach_the_agent_as_one_literal_argument(tmp_path: Path) 
 
         edit_inventory(lab, poison)
         result = onboard(lab, tmp_path / "state", write_playbook(tmp_path))
-        calls = lab.call(lambda: {n: [c.argv for c in h.connect_calls]
-                                  for n, h in lab.hosts.items()})
+        calls = lab.call(lambda: {n: list(h.connect_calls) for n, h in lab.hosts.items()})
         received = all_command_lines(lab)
     seen = outcomes(result)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -200,10 +200,11 @@ def test_metacharacters_reach_the_agent_as_one_literal_argument(tmp_path: Path) 
     resource_names = {"lab-0001": "lin-1", "lab-0002": "win-1"}
     for name, host_calls in calls.items():  # lab-0001 over SSH, lab-0002 over WinRM
         assert len(host_calls) == 1, name
-        argv = list(host_calls[0])
-        # The simulator got exactly the value the inventory holds, as one argument each.
-        assert argv[argv.index("--tags") + 1] == expected, (name, argv)
-        assert argv[argv.index("--resource-name") + 1] == resource_names[name], argv
+        (call,) = host_calls
+        # The simulator got exactly the value the inventory holds, from the --config file.
+        assert call.argv[-3:] == ("--config", call.config_path, "--verbose"), call.argv
+        assert call.option("tags") == expected, (name, call)
+        assert call.option("resource-name") == resource_names[name], call
     assert not any(linux_name in c or windows_name in c for c in received)
     assert not pwned.exists()
     transcripts = {p.name for p in (tmp_path / "state").glob("runs/*/transcripts/*.log")}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fleet.azcm.agent_config import format_tags
 from fleet.azcm.commands import connect_config
 from fleet.azcm.commands_windows import WindowsAgentCommands
 from fleet.errors import InputError
@@ -21,7 +22,7 @@ CMDS = WindowsAgentCommands()
 
 NASTY_NAME = "it's $(Remove-Item C:\\) `n name"
 NASTY_TAGS = {
-    "owner": "O'Brien & Sons",
+    "owner": "O’Brien & Sons",  # (an ASCII ' is refused by validation)
     "cmd": "$(Stop-Computer -Force)",
     "tick": "a`b`$c",
     "spaced key": "value with  two spaces; and ; semicolons",
@@ -84,15 +85,14 @@ async def test_connect_sequence_values_arrive_exactly(tmp_path: Path) -> None:
         record = lab.server.records[host.address]
     assert [r.exit_status for r in results] == [0, 0, 0, 0, 0], results[3].stderr
     (argv,) = record.agent_argv
-    tags = ",".join(f"{k}={v}" for k, v in NASTY_TAGS.items())
-    assert argv == [
-        "connect", "--config", config, "--verbose", "--resource-name", NASTY_NAME,
-        "--cloud", "AzureCloud", "--tags", tags,
-    ]
+    tags = format_tags(NASTY_TAGS)
+    # Only the file's path on the command line: every value travels in the --config file.
+    assert argv == ["connect", "--config", config, "--verbose"]
     assert host.state.connected
     assert (host.state.resource_name, host.state.tags) == (NASTY_NAME, tags)
     # The config file reached the agent, with the Administrators+SYSTEM ACL, and is gone now.
     (call,) = host.connect_calls
+    assert (call.option("resource-name"), call.option("tags")) == (NASTY_NAME, tags)
     assert call.config_path == config and call.config_existed and call.elevated
     assert record.acls[config] == (r"BUILTIN\Administrators", r"NT AUTHORITY\SYSTEM")
     assert not host.local_path(config).exists()

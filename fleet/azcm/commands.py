@@ -1,18 +1,20 @@
 """How to say each agent step on a host, per OS. The engine speaks only through this Protocol.
 
-Every value that reaches a command line is quoted for the host's shell by the implementation; the
-service-principal secret and ids never appear in a command: they go into the ``--config`` file
-built by :func:`connect_config`.
+Every value that reaches a command line is quoted for the host's shell by the implementation. No
+connect option appears in a command: credentials, ids and target options all go into the
+``--config`` file built by :func:`fleet.azcm.agent_config.connect_config`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from fleet.azcm.agent_config import connect_config
 from fleet.inventory.model import ResolvedHost
 from fleet.transport.base import CommandResult
+
+__all__ = ["AgentCommands", "ScriptCommands", "ScriptMode", "ScriptParams", "connect_config"]
 
 
 class AgentCommands(Protocol):
@@ -40,10 +42,15 @@ class AgentCommands(Protocol):
 
     def config_path(self, private_dir: str) -> str: ...
 
+    def config_set(self, agent: str, key: str, value: str) -> str:
+        """``azcmagent config set KEY VALUE`` (elevated): an agent setting such as proxy.url."""
+
+    def config_get(self, agent: str, key: str) -> str:
+        """``azcmagent config get KEY``: prints the setting's value (empty when unset)."""
+
     def connect(self, agent: str, config_path: str, host: ResolvedHost) -> str:
-        """``connect --config FILE --verbose`` plus the non-secret target options, each quoted:
-        ``--resource-name``, ``--tags``, ``--cloud``, ``--correlation-id``,
-        ``--private-link-scope``, ``--gateway-id``."""
+        """``connect --config FILE --verbose``, nothing else: every option is in the file (see
+        :mod:`fleet.azcm.agent_config`), so no command-line quoting can change a value."""
 
     def disconnect(self, agent: str, config_path: str | None, *, force_local_only: bool) -> str: ...
 
@@ -87,43 +94,3 @@ class ScriptCommands(AgentCommands, Protocol):
 
     def script_label(self) -> str:
         """How the script command is shown in transcripts (the script itself is long)."""
-
-
-def connect_config(host: ResolvedHost, secret: str | None) -> bytes:
-    """The ``--config`` JSON for connect/disconnect: credentials and the Azure target ids.
-
-    Keys are azcmagent flag names, as its ``--config`` expects. The remaining target options go on
-    the command line (see :meth:`AgentCommands.connect`), where the operator can see them in the
-    transcript.
-    """
-    azure = host.azure
-    sp = azure.service_principal
-    body: dict[str, object] = {"verbose": True}
-    if sp is not None:
-        body["service-principal-id"] = sp.client_id
-        if secret is not None:
-            body["service-principal-secret"] = secret
-        elif sp.certificate_file is not None:
-            body["service-principal-cert"] = str(sp.certificate_file)
-    ids: dict[str, str | None] = {
-        "tenant-id": azure.tenant_id,
-        "subscription-id": azure.subscription_id,
-        "resource-group": azure.resource_group,
-        "location": azure.location,
-    }
-    body.update({k: v for k, v in ids.items() if v})
-    return json.dumps(body, indent=2).encode("utf-8")
-
-
-def target_options(host: ResolvedHost) -> list[tuple[str, str]]:
-    """The non-secret connect options, as (flag, value) pairs, for a builder to quote."""
-    azure = host.azure
-    pairs: list[tuple[str, str | None]] = [
-        ("--resource-name", host.resource_name),
-        ("--cloud", azure.cloud.value),
-        ("--tags", ",".join(f"{k}={v}" for k, v in azure.tags.items()) or None),
-        ("--correlation-id", azure.correlation_id),
-        ("--private-link-scope", azure.private_link_scope),
-        ("--gateway-id", azure.gateway_id),
-    ]
-    return [(flag, value) for flag, value in pairs if value]

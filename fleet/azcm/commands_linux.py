@@ -1,14 +1,14 @@
 """Agent commands for Linux hosts, as POSIX shell command lines.
 
-Every operator-supplied value is quoted with :func:`shlex.quote`; the secret never appears here
-(it travels in the ``--config`` file, see :func:`fleet.azcm.commands.connect_config`).
+Every value is quoted with :func:`shlex.quote`; no connect option appears here (they travel in
+the ``--config`` file, see :func:`fleet.azcm.agent_config.connect_config`).
 """
 
 from __future__ import annotations
 
 import shlex
 
-from fleet.azcm.commands import ScriptParams, target_options
+from fleet.azcm.commands import ScriptParams
 from fleet.inventory.model import ResolvedHost
 from fleet.transport.base import CommandResult
 
@@ -57,10 +57,15 @@ class LinuxAgentCommands:
     def config_path(self, private_dir: str) -> str:
         return f"{private_dir.rstrip('/')}/connect.json"
 
+    def config_set(self, agent: str, key: str, value: str) -> str:
+        return self.elevated(f"{shlex.quote(agent)} config set {shlex.quote(key)} "
+                             f"{shlex.quote(value)}")
+
+    def config_get(self, agent: str, key: str) -> str:
+        return self.elevated(f"{shlex.quote(agent)} config get {shlex.quote(key)}")
+
     def connect(self, agent: str, config_path: str, host: ResolvedHost) -> str:
         parts = [shlex.quote(agent), "connect", "--config", shlex.quote(config_path), "--verbose"]
-        for flag, value in target_options(host):
-            parts += [flag, shlex.quote(value)]
         return self.elevated(" ".join(parts))
 
     def disconnect(self, agent: str, config_path: str | None, *, force_local_only: bool) -> str:

@@ -35,7 +35,8 @@ import json
 import shlex
 from dataclasses import asdict
 
-from fleet.azcm.commands import ScriptParams, target_options
+from fleet.azcm.agent_config import PROXY_GET_STEP, PROXY_URL, agent_settings, setting_step
+from fleet.azcm.commands import ScriptParams
 from fleet.azcm.commands_linux import AGENT_FALLBACK, AGENT_NAME, LOG_PATH
 from fleet.inventory.model import ResolvedHost
 
@@ -43,14 +44,6 @@ SCRIPT_MARK = "# arcfleet host script 1 "
 PRIVATE_PREFIX = "/tmp/arcfleet."
 PRIVATE_TEMPLATE = PRIVATE_PREFIX + "XXXXXXXX"
 CONFIG_NAME = "connect.json"
-
-
-def connect_args(host: ResolvedHost) -> list[str]:
-    """The non-secret connect options as argv words."""
-    words: list[str] = []
-    for flag, value in target_options(host):
-        words += [flag, value]
-    return words
 
 
 def is_private_dir(path: str) -> bool:
@@ -72,17 +65,21 @@ def command_line(params: ScriptParams, host: ResolvedHost, *, become: bool) -> s
 
 def build(params: ScriptParams, host: ResolvedHost) -> str:
     q = shlex.quote
-    words = connect_args(host)
+    settings = agent_settings(host)
+    # Agent settings (the proxy) go in before connect, each its own step; a failure stops there.
+    setting_steps = "".join(
+        f'if ! step {setting_step(key)} "$A" config set {q(key)} {q(value)}; then finish; fi\n'
+        for key, value in settings
+    )
     header = SCRIPT_MARK + json.dumps(
         {
             **asdict(params),
-            "connect_args": words,
+            "settings": settings,
             "log_path": LOG_PATH,
             "agent_fallback": AGENT_FALLBACK,
         },
         separators=(",", ":"),
     )
-    connect_words = " ".join(q(word) for word in words)
     # Minutes after which a leftover dir is surely not a live run's: its timer has fired.
     leftover_min = params.cleanup_after_s // 60 + 2
     return f"""{header}
@@ -260,7 +257,10 @@ if [ -z "$A" ]; then finish; fi
 flush
 step show "$A" show --json
 shown=$?
-if [ "$MODE" = preflight ]; then finish; fi
+if [ "$MODE" = preflight ]; then
+  step {PROXY_GET_STEP} "$A" config get {PROXY_URL}
+  finish
+fi
 if [ "$MODE" != force ]; then
   if [ $shown -ne 0 ]; then finish; fi
   # show's JSON without blanks, by the shell's own field splitting (no tr process).
@@ -284,7 +284,7 @@ for x in /tmp/arcfleet.????????; do
     break
   fi
 done
-# The timer runs in its own session (setsid): killing the session's processes leaves it.
+{setting_steps}# The timer runs in its own session (setsid): killing its processes leaves it.
 T='sleep "$1" & echo $! >"$2/timer"; wait $! && rm -rf -- "$2"'
 if command -v setsid >/dev/null 2>&1; then
   setsid sh -c "$T" arcfleet-timer "$TTL" "$D" </dev/null >/dev/null 2>&1 &
@@ -304,7 +304,7 @@ quick_step config write_config
 r=$?
 flush
 if [ $r -ne 0 ]; then finish; fi
-step connect "$A" connect --config "$D/{CONFIG_NAME}" --verbose {connect_words}
+step connect "$A" connect --config "$D/{CONFIG_NAME}" --verbose
 connected=$?
 step cleanup rm -f -- "$D/{CONFIG_NAME}"
 flush

@@ -51,18 +51,20 @@ class Identity:
         return "default"
 
 
-def _transport_options(endpoints: CloudEndpoints) -> dict[str, Any]:
-    options = dict(RETRY_SETTINGS)
+def _transport_options(endpoints: CloudEndpoints,
+                       settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    options = dict(RETRY_SETTINGS if settings is None else settings)
     if endpoints.ca_bundle:
         options["connection_verify"] = endpoints.ca_bundle
     return options
 
 
-def make_credential(identity: Identity, endpoints: CloudEndpoints) -> TokenCredential:
+def make_credential(identity: Identity, endpoints: CloudEndpoints,
+                    settings: dict[str, Any] | None = None) -> TokenCredential:
     """The azure-identity credential for ``identity`` against ``endpoints``' authority."""
     from azure.identity import CertificateCredential, ClientSecretCredential, DefaultAzureCredential
 
-    options = _transport_options(endpoints)
+    options = _transport_options(endpoints, settings)
     options["authority"] = endpoints.authority_host
     # Instance discovery asks login.microsoftonline.com whether the authority is known; an
     # overridden (lab) authority is not, and must not make the jump host call the internet.
@@ -90,10 +92,12 @@ def make_credential(identity: Identity, endpoints: CloudEndpoints) -> TokenCrede
 class ArmSession:
     """One credential and the management clients of one cloud, per subscription."""
 
-    def __init__(self, identity: Identity, endpoints: CloudEndpoints) -> None:
+    def __init__(self, identity: Identity, endpoints: CloudEndpoints,
+                 settings: dict[str, Any] | None = None) -> None:
         self.identity = identity
         self.endpoints = endpoints
-        self.credential = make_credential(identity, endpoints)
+        self.settings = settings  # retry and timeout settings (None: RETRY_SETTINGS)
+        self.credential = make_credential(identity, endpoints, settings)
         self._clients: dict[tuple[str, str], Any] = {}
 
     def token(self) -> str:
@@ -104,7 +108,7 @@ class ArmSession:
         return {
             "base_url": self.endpoints.resource_manager,
             "credential_scopes": [self.endpoints.arm_scope],
-            **_transport_options(self.endpoints),
+            **_transport_options(self.endpoints, self.settings),
         }
 
     def resources(self, subscription_id: str) -> ResourceManagementClient:

@@ -118,6 +118,13 @@ def _fleet_options(*, hosts: int, windows: int) -> Callable[[F], F]:
     show_default=True,
     help="Extra inventory hosts at addresses where nothing listens.",
 )
+@click.option(
+    "--simulate-arm",
+    is_flag=True,
+    help="The simulated agents sign in and create or delete their machine resources through "
+    "the lab's fake Entra ID and ARM, so name conflicts, missing roles and expired secrets or "
+    "tokens come from its state. Without it, each host's scenario decides alone.",
+)
 def lab_up(
     linux: int,
     windows: int,
@@ -129,6 +136,7 @@ def lab_up(
     subnet: str,
     latency: float,
     unreachable: int,
+    simulate_arm: bool,
 ) -> None:
     """Serve a lab fleet in the foreground until Ctrl-C or SIGTERM."""
     from fleet.lab.fleet import LabFleet
@@ -150,6 +158,7 @@ def lab_up(
             latency_s=latency,
             unreachable=unreachable,
             inventory_path=inventory_out,
+            simulate_arm=simulate_arm,
         )
     except ValueError as exc:
         raise UsageError(Problem("<command line>", None, "--subnet", str(exc))) from None
@@ -179,7 +188,8 @@ async def _serve(lab: object) -> None:
         click.echo(f"lab: work dir {lab.work_dir}")
         click.echo(f"lab: inventory {lab.inventory_path}")
         click.echo(f"lab: Azure (fake Entra ID + ARM) at {lab.azure.url}, CA "
-                   f"{lab.azure.certificates.ca_file}; the inventory names it")
+                   f"{lab.azure.certificates.ca_file}; the inventory names it"
+                   + ("; the agents create their machines there" if lab.simulate_arm else ""))
         click.echo(f"run: arcfleet onboard -i {lab.inventory_path}")
         click.echo("lab: serving; Ctrl-C or SIGTERM stops it", err=True)
         await stop.wait()

@@ -58,6 +58,10 @@ _OVERRIDES = (
     ("resource_group", "--resource-group", "Resource group for every host."),
     ("location", "--location", "Azure region for every host, e.g. westeurope."),
     ("cloud", "--cloud", "AzureCloud, AzureUSGovernment or AzureChinaCloud."),
+    ("auth", "--auth", "How every host's agent signs in: service_principal (the secret or "
+     "certificate goes to the host) or token (the jump host mints an ARM access token; the "
+     "secret stays on the jump host). [default: the inventory's azure.auth, else "
+     "service_principal]"),
 )
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -45,6 +46,9 @@ from fleet.summary import GOALS, summary
 from fleet.text import SanitizingSink
 from fleet.transport.factory import TransportFactory
 from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS, HostKeyPolicy, check_known_hosts
+
+if TYPE_CHECKING:
+    from fleet.engine.install_bundle import AgentBundle
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -93,6 +97,7 @@ class _Executor:
         earlier_steps: dict[str, tuple[Attempt, ...]] | None = None,
     ) -> int:
         playbook, hosts, digest, playbook_ref = self.plan(request, only=only, mode=mode)
+        bundle = _agent_bundle(playbook)  # a bad bundle stops the run before any host
         if not hosts:
             self.console.print("nothing to do: no host left to run", markup=False)
             return EXIT_OK
@@ -103,7 +108,7 @@ class _Executor:
         check_known_hosts(hosts, policy, flag="--known-hosts")
         secrets = SecretBook(allowed_env=request.allow_secret_env)
         try:
-            secrets.preload(hosts, need_sp=playbook.mode is not Mode.PREFLIGHT)
+            secrets.preload(hosts, need_sp=playbook.mode not in (Mode.PREFLIGHT, Mode.INSTALL))
         except UsageError as exc:
             raise UsageError(one_per_reference(exc.problems)) from None
         rate, burst = connect_pacing(request, playbook)
@@ -127,12 +132,16 @@ class _Executor:
                 parent_run_id=parent_run_id,
             )
             configure_run_log(record.folder / "run.log")
+            if bundle is not None:  # what was uploaded, by sha256, kept with the run
+                (record.folder / "agent-bundle.json").write_text(
+                    json.dumps(bundle.manifest(), indent=2), encoding="utf-8")
             transcripts = TranscriptWriter(record.folder)
             options.transcript_path = {h.name: str(transcripts.path_for(h.name)) for h in hosts}
             view: LiveDisplay | JsonLines = (
                 JsonLines() if self.json_lines else LiveDisplay(len(hosts), self.console)
             )
             settled = {}
+            confirmer = None
             if playbook.mode in (Mode.ONBOARD, Mode.PREFLIGHT):
                 from fleet.azure.step import azure_preflight_step
 
@@ -145,6 +154,16 @@ class _Executor:
                     run_id=record.id,
                     console=self.console,
                 )
+                if request.azure_check:
+                    from fleet.azure.confirm import AzureConfirmer
+
+                    confirmer = AzureConfirmer(hosts, secrets)
+            minter = None
+            if playbook.mode is not Mode.PREFLIGHT and any(h.azure.auth == "token"
+                                                           for h in hosts):
+                from fleet.azure.tokens import TokenMinter
+
+                minter = TokenMinter(hosts, secrets)
             sinks: list[OutcomeSink] = [RunStoreSink(store, record.id), transcripts, view]
             fleet = FleetRun(
                 hosts,
@@ -154,6 +173,8 @@ class _Executor:
                 # Host-derived text is cleaned once, before any sink stores or shows it.
                 sink=SanitizingSink(FanoutSink(sinks)),
                 settled=settled,
+                confirmer=confirmer,
+                access_tokens=minter.token_for if minter is not None else None,
             )
             view.attach(fleet)
             self.console.print(
@@ -173,6 +194,8 @@ class _Executor:
                 if fleet.interrupted:
                     status = "interrupted"
                 store.finish_run(record.id, status)
+                if minter is not None:
+                    minter.close()
                 close_run_log()
             root = record.root_run_id
             csv_path = write_failures_csv(store, root, run_id=record.id)
@@ -194,6 +217,14 @@ class _Executor:
             return EXIT_INTERRUPTED
         # Every host settled: connected (disconnected for offboard), or ready after a preflight.
         return EXIT_OK if all(o.status.settled for o in outcomes) else EXIT_FAILED
+
+
+def _agent_bundle(playbook: Playbook) -> AgentBundle | None:
+    if playbook.agent_bundle is None or playbook.mode in (Mode.OFFBOARD, Mode.PREFLIGHT):
+        return None
+    from fleet.engine.install_bundle import load_bundle
+
+    return load_bundle(playbook.agent_bundle, require_signed=playbook.agent_bundle_require_signed)
 
 
 async def _run_with_signals(fleet: FleetRun) -> list[HostOutcome]:
@@ -459,5 +490,8 @@ COMMANDS: list[click.Command] = [
     _make_command("onboard", Mode.ONBOARD, "Connect every host to Azure Arc."),
     _make_command("preflight", Mode.PREFLIGHT, "Check every host is ready; change nothing."),
     _make_command("offboard", Mode.OFFBOARD, "Disconnect every host from Azure Arc."),
+    _make_command(
+        "install", Mode.INSTALL, "Install or upgrade the agent on every host; do not connect."
+    ),
     rerun_command,
 ]

@@ -16,8 +16,9 @@ scope kind             key (from the host's inventory target)     causes
 and it is *confirmed*: a scope trips only when ``threshold`` hosts failed with the same cause
 **and** they are at least ``share`` of that scope's hosts started so far (finished or in flight),
 so three hosts printing a hostile message among a hundred healthy ones stop nobody. A
-:class:`Confirmer` (the Azure preflight of issue 17 can be one) may settle a cause instead: True
-trips at the threshold alone, False never trips, None (cannot tell) falls back to the share.
+:class:`Confirmer` (:class:`fleet.azure.confirm.AzureConfirmer` asks Azure) may settle a cause
+instead: True trips at the threshold alone, False never trips, None (cannot tell) falls back to
+the share.
 
 Hosts of a tripped scope that have not started are skipped with the scope and the cause named;
 hosts of other scopes go on. Hosts already running finish.

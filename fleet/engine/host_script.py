@@ -13,6 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from fleet.azcm.agent_config import (
+    PROXY_GET_STEP,
+    PROXY_URL,
+    agent_settings,
+    is_setting_step,
+    setting_step,
+)
 from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, ScriptParams
 from fleet.azcm.diagnosis import Diagnosis
 from fleet.engine import frames
@@ -115,8 +122,10 @@ class ScriptRecorder:
         diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
         connect_done: Callable[[], None] = lambda: None,
         ready: Callable[[], None] = lambda: None,
+        config_shown: str = "",
     ) -> None:
         self.steps = steps
+        self._config_shown = config_shown
         self._connect_done = connect_done
         self._ready = ready
         self._commands = commands
@@ -141,6 +150,8 @@ class ScriptRecorder:
             "connect": c.connect(agent, c.config_path(private_dir), self._host),
             "cleanup": c.remove_dir(private_dir) if c.is_private_dir(private_dir) else "rm",
             "verify": c.show_json(agent),
+            PROXY_GET_STEP: c.config_get(agent, PROXY_URL),
+            **{setting_step(k): c.config_set(agent, k, v) for k, v in agent_settings(self._host)},
         }.get(name, name)
 
     def feed(self, records: list[StepRecord]) -> None:
@@ -187,6 +198,7 @@ class ScriptRecorder:
             truncated_bytes=result.truncated_bytes,
         )
         if name == "connect":
+            attempt = replace(attempt, config=self._config_shown)
             self._connect_done()  # the agent operation is over: its slot can go
             self._held = (result, attempt)
             if result.exit_status == 0:
@@ -224,11 +236,14 @@ async def run(
     diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
     connect_done: Callable[[], None] = lambda: None,
     ready: Callable[[], None] = lambda: None,
+    config_shown: str = "",
 ) -> ScriptSteps:
     command = commands.script_command(params, host)
     parser = frames.FrameParser(params.boundary)
     steps = ScriptSteps(report=parser.report, raw=_NOT_RUN, started_at=datetime.now(UTC))
-    recorder = ScriptRecorder(steps, commands, host, record, diagnose, connect_done, ready)
+    recorder = ScriptRecorder(
+        steps, commands, host, record, diagnose, connect_done, ready, config_shown=config_shown
+    )
     try:
         steps.raw = await transport.run_script(
             command,
@@ -251,6 +266,8 @@ _AGENT_VERSION = re.compile(r'"agentVersion"\s*:\s*"([^"]*)"', re.IGNORECASE)
 
 def script_stage(name: str) -> str:
     """The transcript stage of a script step (as the step-by-step path named them)."""
+    if is_setting_step(name):
+        return "connect"
     return {
         "config": "connect",
         "connect": "connect",

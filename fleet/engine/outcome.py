@@ -54,6 +54,8 @@ class Attempt:
     stdout: str = ""
     stderr: str = ""
     truncated_bytes: int = 0  # output dropped by the transport's cap (OUTPUT_CAP_BYTES)
+    # The --config file the command read, credentials masked (agent_config.shown_config).
+    config: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,11 @@ class HostOutcome:
     exit_code: int | None = None  # of the last azcmagent command
     transcript_file: str = ""
     steps: tuple[Attempt, ...] = field(default=(), repr=False)
+    # The install stage: the agent version preflight found and the one the host ended with,
+    # and what the stage did (installed, upgraded, failed, would_install, uninstalled, "").
+    agent_version_before: str | None = None
+    agent_version_after: str | None = None
+    install: str = ""
 
     @property
     def category(self) -> Category:

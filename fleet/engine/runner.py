@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 import structlog
 
 from fleet.azcm import findings
 from fleet.azcm.diagnosis import Diagnosis
-from fleet.engine.breaker import CircuitBreaker, ScopeTarget
+from fleet.engine.breaker import CircuitBreaker, Confirmer, ScopeTarget
 from fleet.engine.host_run import HostContext, HostRun
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
 from fleet.engine.pacing import CountingSemaphore, TokenBucket
@@ -75,6 +76,8 @@ class FleetRun:
         secrets: SecretBook,
         sink: OutcomeSink,
         settled: Mapping[str, Diagnosis] | None = None,
+        confirmer: Confirmer | None = None,
+        access_tokens: Callable[[ResolvedHost], Awaitable[str]] | None = None,
     ) -> None:
         self.hosts = list(hosts)
         # Hosts already failed before the run (the Azure preflight): recorded, never contacted.
@@ -83,8 +86,11 @@ class FleetRun:
         self.factory = factory
         self.secrets = secrets
         self.sink = sink
+        # Token mode (fleet/azure/tokens.py): hosts with azure.auth "token" get a minted token.
+        self.access_tokens = access_tokens
         self.breaker = CircuitBreaker(
-            options.playbook.breaker.threshold, options.playbook.breaker.share
+            options.playbook.breaker.threshold, options.playbook.breaker.share,
+            confirmer=confirmer,  # asks Azure before a credential/RBAC scope trips
         )
         self.pacer = TokenBucket(options.connect_rate_per_s, options.connect_burst)
         self.agent_slots = CountingSemaphore(options.forks)
@@ -161,6 +167,9 @@ class FleetRun:
             if host.os is OsFamily.LINUX and not host.ssh.become
             else None
         )
+        token: Callable[[], Awaitable[str]] | None = None
+        if self.access_tokens is not None and host.azure.auth == "token":
+            token = partial(self.access_tokens, host)
         context = HostContext(
             playbook=playbook,
             sink=self.sink,
@@ -168,7 +177,8 @@ class FleetRun:
             agent_slots=self.agent_slots,
             stop_reason=lambda: self._stop_reason(host),
             agent_started=self._agent_started,
-            sp_secret=self.secrets.sp_secret(host),
+            sp_secret=None if token is not None else self.secrets.sp_secret(host),
+            access_token=token,
             transcript_file=self.options.transcript_path.get(host.name, ""),
             earlier_steps=self.options.earlier_steps.get(host.name, ()),
         )

@@ -1,6 +1,8 @@
 """Resolve each secret reference once per run, register it for redaction, hand it out on demand.
 
-A reference can only name a place meant for a secret: a file private to the operator (regular,
+A Key Vault reference (``secret: {keyvault: https://VAULT.vault.azure.net/secrets/NAME}``) is
+read once per run with the operator's own Azure credential (fleet/azure/keyvault.py). Otherwise
+a reference can only name a place meant for a secret: a file private to the operator (regular,
 owned by them, no group or other permission bits, as ssh demands of a private key) or an
 environment variable in the allow-list (``AZURE_*``, ``ARC_*``, ``ARCFLEET_*``, or one named with
 ``--allow-secret-env``). Otherwise ``secret: {file: ~/.ssh/id_ed25519}`` or
@@ -22,6 +24,8 @@ SECRET_ENV_PREFIXES = ("AZURE_", "ARC_", "ARCFLEET_")
 
 def reference_problem(ref: SecretRef, allowed_env: Iterable[str] = ()) -> str | None:
     """Why arcfleet refuses to read this reference, or None when it may."""
+    if ref.keyvault:
+        return None  # read with the operator's own Azure credential; Key Vault's RBAC decides
     if ref.env:
         if ref.env.startswith(SECRET_ENV_PREFIXES) or ref.env in set(allowed_env):
             return None
@@ -54,12 +58,18 @@ class SecretBook:
         self._values: dict[SecretRef, str] = {}
         self._allowed_env = frozenset(allowed_env)
 
-    def _resolve(self, ref: SecretRef) -> str:
+    def _resolve(self, ref: SecretRef, host: ResolvedHost | None = None) -> str:
         if ref not in self._values:
             problem = reference_problem(ref, self._allowed_env)
             if problem is not None:
                 raise SecretUnavailable(ref.describe(), problem)
-            value = ref.resolve()
+            if ref.keyvault:
+                from fleet.azure.keyvault import read_keyvault_secret
+
+                # The host's cloud and endpoints file say where Entra ID is (the lab's fake).
+                value = read_keyvault_secret(ref.keyvault, host.azure if host else None)
+            else:
+                value = ref.resolve()
             register_secret(value)
             self._values[ref] = value
         return self._values[ref]
@@ -81,7 +91,7 @@ class SecretBook:
                     problems.append(Problem(host.source, host.name, field, "no reference given"))
                     continue
                 try:
-                    self._resolve(ref)
+                    self._resolve(ref, host)
                 except SecretUnavailable as exc:
                     problems.append(Problem(host.source, host.name, field, str(exc)))
         if problems:
@@ -93,9 +103,9 @@ class SecretBook:
         sp = host.azure.service_principal
         if sp is None or sp.secret is None:
             return None
-        return self._resolve(sp.secret)
+        return self._resolve(sp.secret, host)
 
     def winrm_password(self, host: ResolvedHost) -> str:
         if host.winrm.password is None:
             raise SecretUnavailable("winrm.password", "no reference given")
-        return self._resolve(host.winrm.password)
+        return self._resolve(host.winrm.password, host)

@@ -45,6 +45,10 @@ class TranscriptWriter:
             f"\n[{attempt.started_at.isoformat(timespec='seconds')}] {attempt.stage}"
             + (f" (remediation {attempt.remediation})" if attempt.remediation else ""),
             f"$ {attempt.command}",
+        ]
+        if attempt.config:
+            lines += ["--- config file (credentials masked)", attempt.config.rstrip("\n")]
+        lines += [
             f"exit status: {attempt.exit_status}  ({attempt.duration_s:.2f}s)",
         ]
         if attempt.stdout:

@@ -196,13 +196,15 @@ def _sp_field(name: str) -> Callable[[Conversion, str, Any], None]:
     def apply(conv: Conversion, var: str, value: Any) -> None:
         target = conv.values.setdefault("azure", {}).setdefault("service_principal", {})
         if name != "client_id" and ("secret" in target or "certificate_file" in target):
-            conv.error(var, "give only one of arc_sp_secret_env, arc_sp_secret_file and "
-                       "arc_sp_certificate_file")
+            conv.error(var, "give only one of arc_sp_secret_env, arc_sp_secret_file, "
+                       "arc_sp_secret_keyvault and arc_sp_certificate_file")
             return
         if name == "secret_env":
             target["secret"] = {"env": text_of(value)}
         elif name == "secret_file":
             target["secret"] = {"file": text_of(value)}
+        elif name == "secret_keyvault":
+            target["secret"] = {"keyvault": text_of(value)}
         else:
             target[name] = text_of(value) if name == "client_id" else value
         spec_field = "secret" if name.startswith("secret") else name
@@ -236,9 +238,12 @@ ARC_VARS: dict[str, Callable[[Conversion, str, Any], None]] = {
     "arc_private_link_scope": _setter("azure.private_link_scope"),
     "arc_gateway_id": _setter("azure.gateway_id"),
     "arc_proxy_url": _setter("azure.proxy_url"),
+    "arc_proxy_bypass": _setter("azure.proxy_bypass"),
+    "arc_auth": _setter("azure.auth"),
     "arc_sp_client_id": _sp_field("client_id"),
     "arc_sp_secret_env": _sp_field("secret_env"),
     "arc_sp_secret_file": _sp_field("secret_file"),
+    "arc_sp_secret_keyvault": _sp_field("secret_keyvault"),
     "arc_sp_certificate_file": _sp_field("certificate_file"),
     "arc_winrm_password_env": _password_ref("env"),
     "arc_winrm_password_file": _password_ref("file"),

@@ -49,11 +49,16 @@ class SecretRef(_Frozen):
     env: str | None = None
     file: Path | None = None
     vault: str | None = None
+    # An Azure Key Vault secret URL, read by the run with the operator's own Azure credential
+    # (fleet/azure/keyvault.py via fleet.engine.secrets.SecretBook), once per run.
+    keyvault: str | None = None
     value: SecretStr | None = Field(default=None, exclude=True, repr=False)
 
     def describe(self) -> str:
         if self.vault:
             return f"vault:{self.vault}"
+        if self.keyvault:
+            return f"keyvault:{self.keyvault}"
         return f"env:{self.env}" if self.env else f"file:{self.file}"
 
     def resolve(self) -> str:
@@ -77,6 +82,9 @@ class SecretRef(_Frozen):
             if not value:
                 raise SecretUnavailable(self.describe(), "file is empty")
             return value
+        if self.keyvault:
+            raise SecretUnavailable(self.describe(), "a Key Vault secret is read by the run "
+                                    "(with the operator's Azure credential), not here")
         raise SecretUnavailable("<none>", "no env or file given")
 
 
@@ -128,7 +136,12 @@ class AzureTarget(_Frozen):
     private_link_scope: str | None = None
     gateway_id: str | None = None
     proxy_url: str | None = None
+    # azcmagent's proxy.bypass list (AAD, ARM, AMA, Arc, ArcData): these go around the proxy.
+    proxy_bypass: tuple[str, ...] = ()
     service_principal: ServicePrincipal | None = None
+    # How the agent signs in: with the service principal's secret or certificate, or with an
+    # ARM access token the jump host mints for it (the secret then stays on the jump host).
+    auth: Literal["service_principal", "token"] = "service_principal"
     # The jump host's own Azure endpoints (authority, ARM, CA bundle) instead of the cloud's:
     # the lab's fake Azure. Only the Azure preflight reads it; hosts use ``cloud``.
     endpoints_file: Path | None = None

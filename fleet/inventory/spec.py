@@ -44,10 +44,20 @@ def resolve_path(value: Path, info: ValidationInfo) -> Path:
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        # YAML `key: null` (or `key:` with nothing after it) means "not set here", as a key that
+        # is absent: the layers below it still apply. (The field validators expect values.)
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
 
 class SecretRefSpec(_Spec):
     env: str | None = None
     file: Path | None = None
+    keyvault: str | None = None  # https://VAULT.vault.azure.net/secrets/NAME[/VERSION]
 
     @model_validator(mode="before")
     @classmethod
@@ -70,10 +80,15 @@ class SecretRefSpec(_Spec):
     def _file(cls, value: Path, info: ValidationInfo) -> Path:
         return resolve_path(value, info)
 
+    @field_validator("keyvault")
+    @classmethod
+    def _keyvault(cls, value: str) -> str:
+        return _check(value, rules.check_keyvault_url)
+
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRefSpec:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of env or file")
+        if sum(v is not None for v in (self.env, self.file, self.keyvault)) != 1:
+            raise ValueError("give exactly one of env, file or keyvault")
         return self
 
 
@@ -177,7 +192,9 @@ class AzureSpec(_Spec):
     private_link_scope: str | None = None
     gateway_id: str | None = None
     proxy_url: str | None = None
+    proxy_bypass: list[str] | None = None
     service_principal: ServicePrincipalSpec | None = None
+    auth: Literal["service_principal", "token"] | None = None
     endpoints_file: Path | None = None
 
     @field_validator("endpoints_file")
@@ -258,6 +275,25 @@ class AzureSpec(_Spec):
     @classmethod
     def _proxy(cls, value: str) -> str:
         return _check(value, rules.check_proxy_url)
+
+    @field_validator("proxy_bypass", mode="before")
+    @classmethod
+    def _bypass(cls, value: Any) -> Any:
+        # "ARM,AAD" as azcmagent writes it, or a YAML list.
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return value
+        names: list[str] = []
+        for item in items:
+            name = rules.proxy_bypass_name(item) if isinstance(item, str) else None
+            if name is None:
+                raise ValueError(
+                    f"{str(item)[:40]!r} is not a proxy bypass name; use any of "
+                    + ", ".join(rules.PROXY_BYPASS_NAMES)
+                )
+            if name not in names:
+                names.append(name)
+        return names
 
 
 class SettingsSpec(_Spec):

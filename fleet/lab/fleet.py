@@ -78,12 +78,15 @@ class LabFleet:
         latency_s: float = 0.0,
         unreachable: int = 0,
         inventory_path: Path | str | None = None,
+        simulate_arm: bool = False,
     ) -> None:
         self.work_dir = Path(work_dir).resolve()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.inventory_path = (Path(inventory_path).resolve() if inventory_path
                                else self.work_dir / "inventory.yaml")
         self.secret = secrets.token_urlsafe(24)
+        # The agents sign in and create/delete their machines through the fake ARM.
+        self.simulate_arm = simulate_arm
         self.winrm_password = secrets.token_urlsafe(18)
         self.target = LabTarget(LAB_TENANT_ID, LAB_SUBSCRIPTION_ID, client_id=LAB_CLIENT_ID,
                                 secret=self.secret)
@@ -136,6 +139,12 @@ class LabFleet:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.azure.start()
+        if self.simulate_arm:
+            from fleet.lab.agent.arm_client import ArmLink
+
+            for host in self.hosts.values():
+                host.arm = ArmLink(self.azure.url, str(self.azure.certificates.ca_file),
+                                   f"azcmagent-lab/{host.name}")
         if self.ssh.hosts:
             await self.ssh.start()
         windows = [h for h in self.hosts.values() if h.os == "windows"]

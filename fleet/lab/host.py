@@ -14,9 +14,12 @@ import time
 from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fleet.lab.scenario import Scenario, ScenarioKind
+
+if TYPE_CHECKING:
+    from fleet.lab.agent.arm_client import ArmLink
 
 OsName = Literal["linux", "windows"]
 
@@ -124,6 +127,14 @@ class ConnectCall:
     started_at: float = 0.0  # time.monotonic() when the agent started (pacing tests)
     # The agent was connected when this connect started: a repeated connect (AZCM0067).
     agent_was_connected: bool = False
+    # The options the agent used (its --config file merged under its argv), credentials left
+    # out: what tests compare with the inventory.
+    options: tuple[tuple[str, str | bool], ...] = ()
+    # The names (never the values) of the credentials it was given: token mode's tests.
+    credentials: tuple[str, ...] = ()
+
+    def option(self, name: str) -> str | bool | None:
+        return dict(self.options).get(name)
 
 
 @dataclass
@@ -153,6 +164,11 @@ class LabHost:
     himds_ready_at: float = 0.0
     agent_config: dict[str, str] = field(default_factory=dict)  # ``azcmagent config set``
     connect_attempts: int = 0  # drives fail-N-times-then-succeed scenarios
+    installed: bool = True  # the agent is installed (install scenarios start without it)
+    install_attempts: int = 0  # runs of the install script / msiexec (fail-N-times scenarios)
+    #: loop time until which the dpkg lock is held (``install_lock``)
+    lock_until: float = 0.0
+    package_family: str = "deb"  # deb: dpkg/apt-get; rpm: rpm/dnf
     # Records for tests (append-only):
     commands: list[str] = field(default_factory=list)
     scripts: list[str] = field(default_factory=list)  # arcfleet host scripts, whole
@@ -168,6 +184,8 @@ class LabHost:
     #: path prefixes that are read from the real filesystem (the shim on a real host, where
     #: arcfleet's ``--config`` file lives in the real /tmp)
     real_prefixes: tuple[str, ...] = ()
+    #: the lab's fake ARM, when connect and disconnect go through it (lab up --simulate-arm)
+    arm: ArmLink | None = None
 
     def __post_init__(self) -> None:
         self.fs_root.mkdir(parents=True, exist_ok=True)
@@ -188,6 +206,10 @@ class LabHost:
         self.himds_ready_at = (time.monotonic() + scenario.himds_after_s
                                if scenario.kind is ScenarioKind.HIMDS_STARTING else 0.0)
         self.state = AgentState()
+        self.installed = not scenario.starts_without_agent
+        self.install_attempts = 0
+        self.lock_until = (time.monotonic() + scenario.lock_s
+                           if scenario.kind is ScenarioKind.INSTALL_LOCK else 0.0)
         if scenario.kind is ScenarioKind.ALREADY_CONNECTED:
             self._preconnect(self.target.subscription_id, self.target.resource_group,
                              self.target.tenant_id, self.target.location)
@@ -216,7 +238,7 @@ class LabHost:
 
     @property
     def agent_installed(self) -> bool:
-        return self.scenario.kind is not ScenarioKind.AGENT_MISSING
+        return self.installed
 
     @property
     def agent_path(self) -> str:
@@ -298,6 +320,7 @@ class LabHost:
             "service_running": self.service_running,
             "connect_attempts": self.connect_attempts,
             "agent_config": self.agent_config,
+            "installed": self.installed,
             "scenario": self.scenario.describe(),
         }
         tmp = self.state_file.with_suffix(".tmp")
@@ -316,6 +339,7 @@ class LabHost:
             self.service_running = bool(body["service_running"])
             self.connect_attempts = int(body["connect_attempts"])
             self.agent_config = dict(body.get("agent_config", {}))
+            self.installed = bool(body.get("installed", self.installed))
         except (OSError, ValueError, KeyError, TypeError):
             return False
         return True

@@ -54,6 +54,7 @@ ROUTES: list[tuple[str, re.Pattern[str]]] = [
 ]
 _DISCOVERY = re.compile(r"^/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration$")
 _TOKEN = re.compile(r"^/(?P<tenant>[^/]+)/oauth2/v2\.0/token$")
+_SECRET = re.compile(r"^/secrets/(?P<name>[^/]+)(?:/(?P<version>[^/]*))?/?$")
 
 
 def _aad_error(code: int, error: str, text: str) -> dict[str, Any]:
@@ -109,7 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: dict[str, Any] | None, *, principal: str | None = None,
               token: str | None = None, headers: dict[str, str] | None = None) -> None:
         path = urlsplit(self.path).path
-        self.server.state.log(Request(self.command, path, principal, status, token))
+        self.server.state.log(Request(self.command, path, principal, status, token,
+                                      self.headers.get("User-Agent", "")))
         data = b"" if body is None or self.command == "HEAD" else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -151,6 +153,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._discovery(match["tenant"])
         elif match := _TOKEN.match(path):
             self._token(match["tenant"], body)
+        elif match := _SECRET.match(path):
+            self._keyvault(match["name"], match["version"] or None)
         else:
             self._arm(path, body)
 
@@ -209,8 +213,57 @@ class _Handler(BaseHTTPRequestHandler):
                                        "your app."), principal=client)
             return
         token, lifetime = state.issue_token(tenant, client)
+        with state.lock:
+            if app.tokens_before_expiry is not None and "client_assertion" not in form:
+                app.tokens_before_expiry -= 1
+                app.secret_expired = app.tokens_before_expiry <= 0
         self._send(200, {"token_type": "Bearer", "expires_in": lifetime,
                          "ext_expires_in": lifetime, "access_token": token}, principal=client)
+
+    # ---- Key Vault -----------------------------------------------------------------------
+
+    def _keyvault(self, name: str, version: str | None) -> None:
+        """GET a secret, Key Vault's way: a request without a token gets the challenge that names
+        the tenant's authority and the vault resource; a token's principal must be a reader."""
+        state = self.server.state
+        auth = self.headers.get("Authorization", "")
+        token = auth[7:] if auth.startswith("Bearer ") else None
+        if token is None:
+            tenant = next(iter(sorted(state.tenants)), "common")
+            challenge = (f'Bearer authorization="{self.server.url}/{tenant}", '
+                         'resource="https://vault.azure.net"')
+            self._send(401, {"error": {"code": "Unauthorized",
+                                       "message": "AKV10000: Request is missing a Bearer or PoP "
+                                       "token."}}, headers={"WWW-Authenticate": challenge})
+            return
+        who = state.principal_of(token)
+        if who is None:
+            self._send(401, {"error": {"code": "Unauthorized", "message": "AKV10022: Invalid "
+                                       "audience or expired token."}}, token=token)
+            return
+        principal = who[1]
+        with state.lock:
+            allowed = principal in state.keyvault_readers
+            versions = dict(state.keyvault_secrets.get(name.lower(), {}))
+        if not allowed:
+            self._send(403, {"error": {"code": "Forbidden", "message": f"Caller is not "
+                                       f"authorized to perform action on resource. Caller: "
+                                       f"appid={principal}; Action: 'Microsoft.KeyVault/vaults/"
+                                       "secrets/getSecret/action'", "innererror": {
+                                           "code": "ForbiddenByRbac"}}},
+                       principal=principal, token=token)
+            return
+        if not versions or (version is not None and version not in versions):
+            self._send(404, {"error": {"code": "SecretNotFound", "message": f"A secret with "
+                                       f"(name/id) {name} was not found in this key vault."}},
+                       principal=principal, token=token)
+            return
+        chosen = version or list(versions)[-1]
+        self._send(200, {"value": versions[chosen],
+                         "id": f"{self.server.url}/secrets/{name}/{chosen}",
+                         "attributes": {"enabled": True, "created": 1700000000,
+                                        "updated": 1700000000, "recoveryLevel": "Recoverable"}},
+                   principal=principal, token=token)
 
     # ---- ARM -----------------------------------------------------------------------------
 

@@ -77,6 +77,9 @@ class App:
     client_id: str
     secret: str | None = None
     secret_expired: bool = False
+    # The secret expires after this many tokens were issued with it (None: never): a secret
+    # that expires in the middle of a run, after the preflight signed in.
+    tokens_before_expiry: int | None = None
     # The certificate (PEM) whose key may sign client assertions for it.
     certificate_pem: bytes | None = None
 
@@ -124,6 +127,7 @@ class Request:
     principal: str | None  # client id behind the bearer token, or the one asking for a token
     status: int
     token: str | None = None  # the bearer token presented, if any
+    user_agent: str = ""  # who asked: the simulated agents say "azcmagent-lab/<host>"
 
 
 class AzureState:
@@ -142,6 +146,10 @@ class AzureState:
         self.retry_after_s = 1
         self.requests: list[Request] = []
         self.unavailable = False  # every request answers 503 (ARM or Entra down)
+        # The lab's Key Vault (one vault, at <url>/secrets/...): name -> {version: value}, the
+        # last version set is the current one; principals allowed to read (Secrets User).
+        self.keyvault_secrets: dict[str, dict[str, str]] = {}
+        self.keyvault_readers: set[str] = set()
 
     # ---- scenario setters --------------------------------------------------------------
 
@@ -153,7 +161,8 @@ class AzureState:
                 expired: bool = False, certificate_pem: bytes | None = None) -> App:
         with self.lock:
             self.add_tenant(tenant_id)
-            app = App(tenant_id.lower(), client_id.lower(), secret, expired, certificate_pem)
+            app = App(tenant_id.lower(), client_id.lower(), secret, expired,
+                      certificate_pem=certificate_pem)
             self.apps[client_id.lower()] = app
             return app
 
@@ -190,6 +199,19 @@ class AzureState:
     def add_machine(self, machine: Machine) -> None:
         with self.lock:
             self.machines[machine.id.lower()] = machine
+
+    def set_keyvault_secret(self, name: str, value: str) -> str:
+        """Adds a version of a Key Vault secret (now its current value); returns the version."""
+        import uuid
+
+        with self.lock:
+            version = uuid.uuid4().hex
+            self.keyvault_secrets.setdefault(name.lower(), {})[version] = value
+            return version
+
+    def allow_keyvault(self, principal: str) -> None:
+        with self.lock:
+            self.keyvault_readers.add(principal.lower())
 
     def throttle(self, count: int, retry_after_s: int = 1) -> None:
         with self.lock:

@@ -1,0 +1,92 @@
+"""Token mode on the lab (issue 17): the jump host mints ARM access tokens, hosts get only those.
+
+The lab runs with ``simulate_arm``: each simulated agent signs in and creates its machine through
+the fake Entra ID and ARM with exactly the credential its --config file gave it. So "the fake
+ARM saw only tokens from the hosts" is read from the fake's own request log, and a token that
+expired before a host used it would fail that host (AZCM0012).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fleet.lab.azure import Machine
+from fleet.lab.fleet import LabFleet
+from tests.engine_support import (
+    SSH_SUBNET,
+    assert_no_secret_in_files,
+    assert_no_secret_on_hosts,
+    connect_calls,
+    run_cli,
+    write_playbook,
+)
+
+MACHINE_PUT = "/providers/Microsoft.HybridCompute/machines/"
+
+
+def test_200_hosts_in_token_mode_never_see_the_secret_and_the_token_is_refreshed(
+        tmp_path: Path) -> None:
+    with LabFleet.in_thread(tmp_path / "lab", hosts=200, subnet=SSH_SUBNET, simulate_arm=True,
+                            latency_s=1.0) as lab:
+        state = lab.azure.state
+        # Shortened token lifetime: the run (200 connects of >= 1 s, 20 at a time) outlives it.
+        state.token_lifetime_s = 10
+        pb = write_playbook(tmp_path / "pb.yaml", pacing={"forks": 20})
+        result = run_cli(lab, tmp_path, "--auth", "token", playbook=pb, timeout=600)
+        outcomes = result.outcomes
+        assert len(outcomes) == 200, result.describe()
+        assert {o["category"] for o in outcomes.values()} == {"connected"}, result.describe()
+        # Every host's agent got an access token and no secret, neither in its config nor argv.
+        for name in lab.hosts:
+            calls = connect_calls(lab, name)
+            assert calls, name
+            for call in calls:
+                assert "access-token" in call.credentials, (name, call.credentials)
+                assert "service-principal-secret" not in call.credentials, name
+                assert call.option("service-principal-id") is None, name
+        assert_no_secret_on_hosts(lab)
+        # The fake Azure: no host asked Entra ID for a token (they had no secret to ask with);
+        # every host request to ARM carried a token the jump host had minted.
+        log = (result.run_folder() / "run.log").read_text(encoding="utf-8")
+        minted = log.count("access token minted")
+        assert minted >= 2 and '"refresh": true' in log, log[-2000:]
+        from_hosts = [r for r in state.requests if r.user_agent.startswith("azcmagent-lab/")]
+        assert not [r for r in from_hosts if r.path.endswith("/token")]
+        assert all(r.token for r in from_hosts)
+        puts = [r for r in from_hosts if MACHINE_PUT in r.path and r.method == "PUT"]
+        assert len(puts) == 200 and all(r.status == 200 for r in puts)
+        assert len({r.principal for r in puts}) == 1  # the service principal's tokens
+        assert len({r.token for r in puts}) >= 2  # hosts after the refresh got the new token
+        assert len(state.machines) == 200
+        # Tokens are secrets: none in the store, run log, transcripts, reports or terminal.
+        issued = list(state.tokens)
+        assert issued
+        for path in result.state_dir.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                assert not any(t.encode() in data for t in issued), path
+        assert not any(t in result.stdout + result.stderr for t in issued)
+        assert_no_secret_in_files(lab, result.state_dir, result.stdout, result.stderr)
+
+
+def test_arm_state_decides_conflicts_and_denials_in_token_mode(tmp_path: Path) -> None:
+    with LabFleet.in_thread(tmp_path / "lab", hosts=3, subnet=SSH_SUBNET,
+                            simulate_arm=True) as lab:
+        target = lab.target
+        # lab-0002's name is taken in the target resource group by a Connected machine: the
+        # agent's GET finds it (AZCM0044), whatever the host's own scenario says.
+        lab.azure.state.add_machine(Machine(target.subscription_id, target.resource_group,
+                                            "lab-0002"))
+        pb = write_playbook(tmp_path / "pb.yaml")
+        result = run_cli(lab, tmp_path, "--auth", "token", "--no-azure-check", playbook=pb,
+                         timeout=300)
+        outcomes = result.outcomes
+        assert outcomes["lab-0001"]["category"] == "connected", result.describe()
+        assert outcomes["lab-0003"]["category"] == "connected", result.describe()
+        assert outcomes["lab-0002"]["azcm_code"] == "AZCM0044", outcomes["lab-0002"]
+        # The onboarding role may not delete machines: ARM refuses the disconnect's DELETE.
+        offboard = run_cli(lab, tmp_path, "--auth", "token", command="offboard",
+                           state_dir=tmp_path / "state-off", timeout=300)
+        off = offboard.outcomes
+        assert off["lab-0001"]["category"] == "permissions", offboard.describe()
+        assert len(lab.azure.state.machines) == 3  # nothing deleted without the role
