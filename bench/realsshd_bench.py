@@ -187,11 +187,16 @@ show)
     echo '{"status": "Disconnected", "agentVersion": "1.45.02945.1234", "resourceId": ""}'
   fi ;;
 connect)
-  name=
+  name=; config=
   while [ $# -gt 0 ]; do
     if [ "$1" = --resource-name ]; then name=$2; fi
+    if [ "$1" = --config ]; then config=$2; fi
     shift
   done
+  # arcfleet puts the target (resource name included) in the --config file.
+  if [ -z "$name" ] && [ -n "$config" ]; then
+    name=$(sed -n 's/.*"resource-name": *"\([^"]*\)".*/\1/p' "$config")
+  fi
   sleep LATENCY
   echo "$name" >"$state"
   echo "Connected machine to Azure" ;;
