@@ -21,7 +21,9 @@ of CPU per call, so the SSH, sudo and shell costs of each tool are what is measu
 
 Reported per tool: wall time, ratio to the floor and to ideal (ceil(hosts/forks) x latency),
 peak RSS of the tool's whole process tree (psutil, sampled every 50 ms), SSH sessions per host
-counted from sshd's own log (``Starting session:`` lines at LogLevel VERBOSE), the load average.
+counted from sshd's own log (``Starting session:`` lines at LogLevel VERBOSE), CPU per host of
+the tool's own process tree (client) and of the whole machine during the run (client, sshd,
+sudo, shells, agent, and whatever else runs: read it on a quiet machine), the load average.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import contextlib
 import json
 import math
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -67,6 +70,8 @@ class Row:
     sessions_per_host: float
     ok: int
     load_before: float
+    client_cpu_ms: float = 0.0
+    machine_cpu_ms: float = 0.0
     ratio_floor: float = 0.0
     note: str = ""
 
@@ -83,9 +88,29 @@ def _tree_rss(process: psutil.Process) -> int:
     return total
 
 
+def _busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy (every process, every core)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Cpu:
+    client_s: float = 0.0  # the tool's process tree (rusage of waited-for children)
+    machine_s: float = 0.0  # every process on the machine: sshd, sudo, shells, agent, others
+
+
+LAST_CPU = Cpu()
+
+
 def measure(argv: list[str], env: dict[str, str] | None = None,
             cwd: Path = REPO) -> tuple[float, float, str, int]:
-    """Run ``argv``; wall seconds, peak tree RSS (MB), stdout, exit status."""
+    """Run ``argv``; wall seconds, peak tree RSS (MB), stdout, exit status. Its CPU is left in
+    ``LAST_CPU``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy = _busy_cpu_s()
     started = time.monotonic()
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -103,6 +128,9 @@ def measure(argv: list[str], env: dict[str, str] | None = None,
     sampler.start()
     out, err = proc.communicate()
     wall = time.monotonic() - started
+    LAST_CPU.machine_s = _busy_cpu_s() - busy
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_CPU.client_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     stop.set()
     sampler.join()
     if proc.returncode not in (0, 1) or (not out.strip() and err.strip()):
@@ -159,11 +187,16 @@ show)
     echo '{"status": "Disconnected", "agentVersion": "1.45.02945.1234", "resourceId": ""}'
   fi ;;
 connect)
-  name=
+  name=; config=
   while [ $# -gt 0 ]; do
     if [ "$1" = --resource-name ]; then name=$2; fi
+    if [ "$1" = --config ]; then config=$2; fi
     shift
   done
+  # arcfleet puts the target (resource name included) in the --config file.
+  if [ -z "$name" ] && [ -n "$config" ]; then
+    name=$(sed -n 's/.*"resource-name": *"\([^"]*\)".*/\1/p' "$config")
+  fi
   sleep LATENCY
   echo "$name" >"$state"
   echo "Connected machine to Azure" ;;
@@ -206,11 +239,15 @@ def run_case(lab: SshdLab, hosts: int, forks: int, latency: float, tools: list[s
         load = os.getloadavg()[0]
         offsets = log_offsets(lab)
         note = ""
-        if tool == "arcfleet":
+        if tool.startswith("arcfleet"):
+            # "arcfleet:DIR" runs the arcfleet source tree at DIR (an A/B in one run);
+            # "arcfleet-no-azure-check" leaves out the Azure preflight (its share of the wall).
+            tree = Path(tool.split(":", 1)[1]) if ":" in tool else REPO
+            extra = ["--no-azure-check"] if tool.startswith("arcfleet-no-azure-check") else []
             state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
             wall, rss, out, status = measure(
                 [PYTHON, "-m", "fleet", "onboard", "-i", str(inventory), "--forks", str(forks),
-                 "--connect-rate", "0", "--state-dir", str(state), "--json"])
+                 "--connect-rate", "0", "--state-dir", str(state), "--json", *extra], cwd=tree)
             categories = Counter(json.loads(line).get("category") for line in out.splitlines()
                                  if line.startswith("{"))
             ok = categories.get("connected", 0)
@@ -240,7 +277,9 @@ def run_case(lab: SshdLab, hosts: int, forks: int, latency: float, tools: list[s
             note = f"exit {status}"
         count = sessions(lab, offsets)
         rows.append(Row(tool, hosts, forks, latency, round(wall, 2), ideal, round(rss, 1),
-                        round(count / hosts, 2), ok, round(load, 2), note=note))
+                        round(count / hosts, 2), ok, round(load, 2),
+                        client_cpu_ms=round(LAST_CPU.client_s * 1000 / hosts, 1),
+                        machine_cpu_ms=round(LAST_CPU.machine_s * 1000 / hosts, 1), note=note))
         print(json.dumps(asdict(rows[-1])), file=sys.stderr, flush=True)
     floor = next((r.wall_s for r in rows if r.tool == "floor"), 0.0)
     for row in rows:
@@ -258,7 +297,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="100:50,300:100", help="HOSTS:FORKS,...")
     parser.add_argument("--latency", type=float, default=2.0)
-    parser.add_argument("--tools", default="floor,arcfleet,ansible")
+    parser.add_argument("--tools", default="floor,arcfleet,ansible",
+                        help="in order; arcfleet:DIR runs the source tree at DIR (an A/B)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--agent", choices=("python", "sh"), default="python",
                         help="the lab's Python simulator, or a cheap sh stand-in")
@@ -292,12 +332,14 @@ def main() -> None:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
     print(f"agent: {args.agent}")
     print("| tool | hosts | forks | L (s) | wall (s) | x floor | x ideal | peak RSS (MB) "
-          "| SSH sessions/host | connected | load before |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| SSH sessions/host | connected | client CPU (ms/host) | machine CPU (ms/host) "
+          "| load before |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r.tool} | {r.hosts} | {r.forks} | {r.latency_s:g} | {r.wall_s:.2f} | "
               f"{r.ratio_floor:.2f} | {r.wall_s / r.ideal_s:.2f} | {r.peak_rss_mb:.0f} | "
-              f"{r.sessions_per_host:g} | {r.ok}/{r.hosts} | {r.load_before:.1f} |")
+              f"{r.sessions_per_host:g} | {r.ok}/{r.hosts} | {r.client_cpu_ms:.0f} | "
+              f"{r.machine_cpu_ms:.0f} | {r.load_before:.1f} |")
 
 
 if __name__ == "__main__":

@@ -97,3 +97,63 @@ def test_old_leftovers_of_the_same_user_go_and_a_fresh_one_stays(tmp_path: Path)
     finally:
         for path in (old, fresh):
             subprocess.run(["rm", "-rf", "--", str(path)], check=False)
+
+
+def _gated(tmp_path: Path) -> tuple[str, str, subprocess.Popen[bytes]]:
+    """A gated script run whose agent's connect prints the config it was given."""
+    boundary = frames.new_boundary()
+    params = ScriptParams(boundary, ScriptMode.CONNECT, 65536, 65536, cleanup_after_s=60,
+                          gate=True)
+    marker = tmp_path / "connected"
+    env = _agent(tmp_path, f'cat "$3"; touch {marker}')
+    proc = subprocess.Popen(["sh", "-c", build(params, HOST)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env=env)
+    return boundary, str(marker), proc
+
+
+def _read_until_ready(proc: subprocess.Popen[bytes], boundary: str) -> bytes:
+    assert proc.stdout is not None
+    seen = b""
+    ready = f"{boundary} step ready 0 ".encode()
+    while ready not in seen:
+        chunk = proc.stdout.read1(65536)
+        assert chunk, seen
+        seen += chunk
+    return seen
+
+
+def test_a_gated_script_waits_for_go_before_the_config_and_the_connect(tmp_path: Path) -> None:
+    boundary, marker, proc = _gated(tmp_path)
+    assert proc.stdin is not None and proc.stdout is not None
+    head = _read_until_ready(proc, boundary)
+    # Preflight is reported and the script is idle at its gate: nothing written, no connect.
+    private = Path(_private_dir(head, boundary))
+    time.sleep(0.3)
+    assert not (private / "connect.json").exists()
+    assert not Path(marker).exists()
+    proc.stdin.write(b'go\n{"service-principal-id": "abc"}')
+    proc.stdin.close()
+    rest = proc.stdout.read()
+    assert proc.wait(10) == 0
+    report = frames.parse(head + rest, boundary)
+    assert report.complete, report
+    assert report.names() == ["workdir", "clock", "elevation", "locate", "show", "ready",
+                              "config", "connect", "cleanup", "verify"]
+    connect = report.step("connect")
+    assert connect is not None and connect.stdout == '{"service-principal-id": "abc"}'
+    assert Path(marker).exists()
+    assert not private.exists()
+
+
+@pytest.mark.parametrize("answer", [b"", b"stop\n", b'gone\n{"x": 1}'])
+def test_a_gated_script_told_anything_but_go_ends_without_connecting(
+    tmp_path: Path, answer: bytes
+) -> None:
+    boundary, marker, proc = _gated(tmp_path)
+    assert proc.stdin is not None
+    out, _ = proc.communicate(answer, timeout=20)
+    report = frames.parse(out, boundary)
+    assert report.complete, report
+    assert report.names()[-1] == "ready"
+    assert not Path(marker).exists()
+    assert not Path(_private_dir(out, boundary)).exists()

@@ -7,6 +7,7 @@ are this machine) by a watcher, while the real script runs under the real ``sh``
 
 from __future__ import annotations
 
+import asyncio
 import stat
 import subprocess
 import sys
@@ -17,8 +18,11 @@ from pathlib import Path
 import pytest
 
 import fleet
+from fleet.inventory.model import OsFamily, ResolvedHost, SshSettings, Transport
+from fleet.transport.base import StdinGate
+from fleet.transport.ssh import HostKeyPolicy, SshTransport
 from tests import realsshd
-from tests.realsshd import SshdLab
+from tests.realsshd import SshdGroup, SshdLab
 
 pytestmark = pytest.mark.sshd
 
@@ -102,3 +106,42 @@ def test_a_config_written_without_privacy_would_be_seen() -> None:
         assert seen[str(scratch / "connect.json")][:2] == (0o755, 0o644)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def test_time_at_the_gate_does_not_count_against_the_script_deadline(
+    sshd_lab: SshdLab, sshd_fleet: SshdGroup
+) -> None:
+    # The engine opens a gated script's stdin when it holds an agent slot, which may take
+    # longer than the script's deadline: that wait is not the host's. A script that has not
+    # said it waits (no ready record) is on the clock as before.
+    address = sshd_fleet.addresses[1]
+    host = ResolvedHost(
+        name=f"h-{address}", address=address, port=sshd_fleet.port, transport=Transport.SSH,
+        os=OsFamily.LINUX,
+        ssh=SshSettings(user=realsshd.TEST_USER, key_file=sshd_lab.client_key_file,
+                        known_hosts=sshd_lab.known_hosts, connect_timeout_s=10),
+    )
+    transport = SshTransport(host, policy=HostKeyPolicy(known_hosts=sshd_lab.known_hosts))
+    await transport.open()
+    try:
+        for at_gate in (True, False):
+            gate = StdinGate()
+
+            async def open_late(gate: StdinGate = gate, at_gate: bool = at_gate) -> None:
+                if at_gate:
+                    gate.waiting()
+                await asyncio.sleep(2.5)
+                gate.open(b"go\nthe config")
+
+            opener = asyncio.create_task(open_late())
+            result = await transport.run_script(
+                "read -r go; echo \"$go\"; cat", gate, timeout_s=1.5, output_cap=65536)
+            opener.cancel()
+            if at_gate:
+                assert not result.timed_out, result
+                assert result.stdout == b"go\nthe config"
+                assert result.exit_status == 0
+            else:
+                assert result.timed_out, result
+    finally:
+        await transport.close()

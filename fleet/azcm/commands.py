@@ -79,6 +79,10 @@ class ScriptParams:
     cap: int  # bytes of each step's stdout and of its stderr sent back, at most
     log_tail_bytes: int
     cleanup_after_s: int  # the detached timer removes the private directory after this
+    # The script stops before writing the config, sends a ``ready`` record and reads a line on
+    # stdin: ``go`` (then the config follows) or anything else/EOF (it ends without connecting).
+    # The engine takes the agent slot only then, so preflight overlaps other hosts' connects.
+    gate: bool = False
 
 
 @runtime_checkable

@@ -22,6 +22,8 @@ class LinuxAgentCommands:
     log_path = LOG_PATH
     # The host script reads the certificate after the config on stdin (script_stdin).
     script_carries_certificate = True
+    # The host script waits at a gate after its preflight (ScriptParams.gate).
+    script_gate = True
 
     def __init__(self, *, become: bool) -> None:
         # sudo -n: never prompt; a sudo that wants a password fails at once, and we say so.

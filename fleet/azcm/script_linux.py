@@ -6,12 +6,23 @@ directory (``umask 077``, ``mktemp -d``, the path checked against the exact patt
 host clock, checks elevation, finds the agent, runs ``show --json`` (its state and its version
 in one call), decides whether the host is already connected, and only then writes the
 config from stdin, runs ``connect --config``, removes the config, and verifies with ``show --json``
-(or sends the tail of azcmagent.log on failure). A ``trap`` removes the directory on every exit
-path, and a detached timer removes it after the command deadline even if the session (or arcfleet)
-is killed first; older ``arcfleet.*`` directories the same user left behind are removed too.
+(or sends the tail of azcmagent.log on failure). A gated run (``ScriptParams.gate``) stops before
+the config: it sends a ``ready`` record and reads one line on stdin; ``go`` lets it go on (the
+config follows that line), anything else or EOF ends it without connecting. The engine takes the
+host's agent slot only when it sees ``ready``, so the slot covers the connect, not the SSH
+handshake, sudo and preflight, which overlap other hosts' connects. A ``trap`` removes the
+directory on every exit path, and a detached timer removes it after the command deadline even if
+the session (or arcfleet) is killed first; older ``arcfleet.*`` directories the same user left
+behind are removed too.
 
-Each step's stdout and stderr are captured to files in the private directory and sent as counted
-bytes in the framed report of :mod:`fleet.engine.frames`, at most ``cap`` bytes of each.
+Each step's stdout and stderr are captured to files in the private directory (``$D/K.o``,
+``$D/K.e``) and sent as counted bytes in the framed report of :mod:`fleet.engine.frames`, at most
+``cap`` bytes of each. Records are sent in batches (one ``stat`` and one ``cat`` per batch), before
+each agent call and at the end, so a step that hangs has every earlier step already reported; the
+rest uses shell builtins wherever POSIX ``sh`` has one (the clock from ``/proc/uptime``, the uid
+from ``/proc/self/status``, the agent's state without ``tr``): every process counts on a busy host.
+A step is a name and a command: ``step NAME CMD...`` (``quick_step`` for functions that cannot
+hang), then ``flush`` where the engine must hear of it before the script goes on.
 
 The first line is a comment carrying the same parameters as JSON: the real shell ignores it, the
 lab (:mod:`fleet.lab.host_script`) reads it to simulate the script. Every value in the script
@@ -90,11 +101,15 @@ MODE={q(params.mode)}
 CAP={int(params.cap)}
 TAIL={int(params.log_tail_bytes)}
 TTL={int(params.cleanup_after_s)}
+GATE={1 if params.gate else 0}
 LOG={q(LOG_PATH)}
 FALLBACK={q(AGENT_FALLBACK)}
 D=
 C=
-# Builtins only where it is cheap to avoid a process: each fork counts on a busy host.
+# Steps finished but not yet sent (their numbers), and the last step's number.
+P=
+K=0
+# Builtins wherever a process can be avoided: each fork counts on a busy host.
 now() {{
   # T: milliseconds (10 ms resolution) from /proc/uptime, read with the shell's own read.
   if read -r up _ </proc/uptime 2>/dev/null; then
@@ -107,7 +122,9 @@ now() {{
 cleanup() {{
   if [ -n "$C" ]; then kill "$C" 2>/dev/null; fi
   if [ -n "$D" ]; then
-    if [ -f "$D/timer" ]; then kill "$(cat "$D/timer")" 2>/dev/null; fi
+    tp=
+    if [ -f "$D/timer" ]; then read -r tp <"$D/timer"; fi
+    if [ -n "$tp" ]; then kill "$tp" 2>/dev/null; fi
     rm -rf -- "$D"
   fi
 }}
@@ -117,38 +134,87 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 emit() {{
   ol=${{#4}}; el=${{#5}}
-  printf '%s step %s %s %s %s %s %s %s\\n%s%s' "$B" "$1" "$2" "$3" $ol $ol $el $el "$4" "$5"
+  printf '%s step %s %s %s %s %s %s %s\n%s%s' "$B" "$1" "$2" "$3" $ol $ol $el $el "$4" "$5"
 }}
-send() {{
-  sn=$1; sr=$2; sm=$3
-  sizes=$(stat -c %s "$D/o" "$D/e" 2>/dev/null) || sizes="$(wc -c <"$D/o") $(wc -c <"$D/e")"
-  set -- $sizes
-  ot=$1; et=$2
-  os=$ot; if [ $os -gt $CAP ]; then os=$CAP; fi
-  es=$et; if [ $es -gt $CAP ]; then es=$CAP; fi
-  printf '%s step %s %s %s %s %s %s %s\\n' "$B" "$sn" "$sr" "$sm" $ot $os $et $es
-  if [ $os -eq $ot ] && [ $es -eq $et ]; then
-    cat "$D/o" "$D/e"
+flush() {{
+  # Sends the pending steps: one stat for all their sizes and one cat for all their bytes
+  # (each record's header is written to a file beside its output); head only past the cap.
+  [ -n "$P" ] || return 0
+  files=; big=
+  for k in $P; do
+    if [ -s "$D/$k.o" ] || [ -s "$D/$k.e" ]; then big=1; fi
+    files="$files $D/$k.o $D/$k.e"
+  done
+  if [ -n "$big" ]; then
+    sizes=$(stat -c %s $files 2>/dev/null) || {{
+      sizes=; for f in $files; do sizes="$sizes $(wc -c <"$f")"; done
+    }}
   else
-    head -c $os "$D/o"
-    head -c $es "$D/e"
+    sizes=; for k in $P; do sizes="$sizes 0 0"; done
   fi
+  set -- $sizes
+  parts=; over=
+  for k in $P; do
+    ot=$1; et=$2; shift 2
+    os=$ot; if [ $os -gt $CAP ]; then os=$CAP; over=1; fi
+    es=$et; if [ $es -gt $CAP ]; then es=$CAP; over=1; fi
+    read -r hn hr hm <"$D/$k.m"
+    h="$B step $hn $hr $hm $ot $os $et $es"
+    if [ -n "$big" ]; then
+      printf '%s\n' "$h" >"$D/$k.h"
+      parts="$parts $D/$k.h $D/$k.o $D/$k.e"
+    else
+      printf '%s\n' "$h"
+    fi
+  done
+  if [ -n "$big" ] && [ -z "$over" ]; then
+    cat $parts
+  elif [ -n "$over" ]; then
+    for k in $P; do
+      read -r h <"$D/$k.h"
+      printf '%s\n' "$h"
+      set -- $h
+      head -c $7 "$D/$k.o"
+      head -c $9 "$D/$k.e"
+    done
+  fi
+  P=
+}}
+done_step() {{
+  # Records a finished step (name, status, ms) to be sent by the next flush.
+  printf '%s %s %s\n' "$1" "$2" "$3" >"$D/$K.m"
+  P="$P $K"
 }}
 step() {{
-  n=$1; shift; now; s=$T
+  # One step: a name and a command. Its output goes to $D/K.o and $D/K.e (K counts steps)
+  # and its record is sent with the next flush; $O names the last step's stdout file.
+  n=$1; shift; K=$((K + 1)); now; s=$T
   # In the background and waited for: a TERM (the SSH deadline) interrupts the wait, so the
   # trap runs at once and stops the step, instead of after it.
-  "$@" >"$D/o" 2>"$D/e" </dev/null &
+  "$@" >"$D/$K.o" 2>"$D/$K.e" </dev/null &
   C=$!
   wait $C
   r=$?
   C=
   now
-  send "$n" $r $((T - s))
+  done_step "$n" $r $((T - s))
+  O=$D/$K.o
+  return $r
+}}
+quick_step() {{
+  # As step, for builtins and shell functions that cannot hang: no process at all (and the
+  # script's stdin stays the command's stdin: write_config reads the config from it).
+  n=$1; shift; K=$((K + 1)); now; s=$T
+  "$@" >"$D/$K.o" 2>"$D/$K.e"
+  r=$?
+  now
+  done_step "$n" $r $((T - s))
+  O=$D/$K.o
   return $r
 }}
 finish() {{
-  printf '%s end\\n' "$B"
+  flush
+  printf '%s end\n' "$B"
   exit 0
 }}
 private_ok() {{
@@ -158,12 +224,23 @@ private_ok() {{
   case $x in *[!A-Za-z0-9]*) return 1 ;; esac
   [ -d "$1" ] && [ ! -L "$1" ]
 }}
+euid() {{
+  # What `id -u` prints, from the shell's own /proc/self/status (the effective uid), without
+  # a process; `id -u` where there is no /proc.
+  if [ -r /proc/self/status ]; then
+    while read -r k _ e _; do
+      case $k in Uid:) echo "$e"; return 0 ;; esac
+    done </proc/self/status
+  fi
+  id -u
+}}
 locate() {{
   command -v {AGENT_NAME} || command -v "$FALLBACK"
 }}
 # stdin: the config as one JSON line, then the certificate in base64 when it has the mark
 # (agent_config.script_stdin). `read` stops at the newline, so base64 -d gets the rest.
 write_config() {{
+  # New files in a new 0700 directory under umask 077: created 0600, no chmod needed.
   # (read fails at an end of input without a newline, yet has the text: keep it)
   IFS= read -r cfg || [ -n "$cfg" ] || return 1
   case $cfg in
@@ -175,9 +252,9 @@ write_config() {{
       cfg=${{cfg%%{q(CERT_PATH_MARK)}*}}$D${{cfg#*{q(CERT_PATH_MARK)}}}
       ;;
   esac
-  printf '%s\\n' "$cfg" >"$D/{CONFIG_NAME}" && chmod 600 "$D/{CONFIG_NAME}"
+  printf '%s\\n' "$cfg" >"$D/{CONFIG_NAME}"
 }}
-printf '%s arcfleet-report 1\\n' "$B"
+printf '%s arcfleet-report 1\n' "$B"
 umask 077
 now; s=$T
 if ! made=$(mktemp -d {PRIVATE_TEMPLATE} 2>&1); then
@@ -191,14 +268,15 @@ fi
 D=$made
 now; emit workdir 0 $((T - s)) "$D" ''
 step clock date -u +%Y-%m-%dT%H:%M:%SZ
-step elevation id -u
+quick_step elevation euid
 uid=
-read -r uid <"$D/o"
+read -r uid <"$O"
 if [ "$uid" != 0 ]; then finish; fi
-if ! step locate locate; then finish; fi
+if ! quick_step locate locate; then finish; fi
 A=
-read -r A <"$D/o"
+read -r A <"$O"
 if [ -z "$A" ]; then finish; fi
+flush
 step show "$A" show --json
 shown=$?
 if [ "$MODE" = preflight ]; then
@@ -207,7 +285,15 @@ if [ "$MODE" = preflight ]; then
 fi
 if [ "$MODE" != force ]; then
   if [ $shown -ne 0 ]; then finish; fi
-  state=$(tr -d ' \\t\\r\\n' <"$D/o")
+  # show's JSON without blanks, by the shell's own field splitting (no tr process).
+  state=
+  set -f
+  while IFS= read -r line || [ -n "$line" ]; do
+    IFS=' \t\r'
+    for w in $line; do state=$state$w; done
+    unset IFS
+  done <"$O"
+  set +f
   case $state in *'"'[Ss]tatus'":'*) ;; *) finish ;; esac
   case $state in
     *'"'[Ss]tatus'":"'[Cc]onnected'"'*|*'"'[Rr]esource[Ii]d'":"/'*) finish ;;
@@ -227,14 +313,23 @@ if command -v setsid >/dev/null 2>&1; then
 else
   sh -c "$T" arcfleet-timer "$TTL" "$D" </dev/null >/dev/null 2>&1 &
 fi
-now; s=$T
-write_config >"$D/o" 2>"$D/e"
+if [ $GATE = 1 ]; then
+  # Preflight is done: tell the engine, and wait (idle) until it holds an agent slot for this
+  # host and says "go" on stdin, the config after that line; anything else ends the script.
+  quick_step ready true
+  flush
+  go=
+  read -r go || go=
+  if [ "$go" != go ]; then finish; fi
+fi
+quick_step config write_config
 r=$?
-now; send config $r $((T - s))
+flush
 if [ $r -ne 0 ]; then finish; fi
 step connect "$A" connect --config "$D/{CONFIG_NAME}" --verbose
 connected=$?
 step cleanup rm -f -- "$D/{CONFIG_NAME}" {" ".join(f'"$D/{n}"' for n in CERT_FILES)}
+flush
 if [ $connected -eq 0 ]; then
   step verify "$A" show --json
 else

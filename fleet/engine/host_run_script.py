@@ -8,7 +8,9 @@ as they arrive, and stop the host where the step-by-step path would have stopped
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -38,7 +40,7 @@ from fleet.engine.outcome import Attempt
 from fleet.engine.playbook import Mode, Playbook
 from fleet.errors import ConnectionDropped
 from fleet.inventory.model import ResolvedHost
-from fleet.transport.base import CommandResult, ScriptTransport, Transport
+from fleet.transport.base import CommandResult, ScriptTransport, StdinGate, Transport
 
 _ELEVATION_DENIED = re.compile(
     r"a password is required|a terminal is required|not in the sudoers", re.IGNORECASE
@@ -47,6 +49,10 @@ _ELEVATION_DENIED = re.compile(
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _nothing() -> None:
+    pass
 
 
 class ScriptedPath:
@@ -111,7 +117,8 @@ class ScriptedPath:
         commands = self.commands
         assert isinstance(commands, ScriptCommands)
         transport = cast(ScriptTransport, self.transport)
-        params = host_script.params_for(self.playbook, mode)
+        gated = host_script.gated(commands, mode)
+        params = host_script.params_for(self.playbook, mode, gate=gated)
         preflight = mode == ScriptMode.PREFLIGHT
         # The config travels on the script's stdin; it reaches the disk only if connect runs.
         token = (await self.ctx.access_token()
@@ -134,6 +141,7 @@ class ScriptedPath:
 
         slots = None if preflight else self.ctx.agent_slots
         held = False
+        refused: Diagnosis | None = None
 
         def release(diagnosis: Diagnosis | None = None) -> None:
             nonlocal held
@@ -147,15 +155,27 @@ class ScriptedPath:
                     return
                 slots.release()
 
+        async def take_slot() -> None:
+            """An agent slot, paced, breaker checked: what a connect needs to start."""
+            nonlocal held, refused
+            if slots is not None:
+                await slots.acquire()
+                held = True
+            refused = self.ctx.stop_reason()
+            if refused is not None:
+                return
+            await self.ctx.pacer.acquire()
+            self.ctx.agent_started()
+
         seen: list[ScriptSteps] = []
 
-        async def run() -> ScriptSteps:
+        async def run(given: bytes | StdinGate, ready: Callable[[], None]) -> ScriptSteps:
             try:
                 return await host_script.run(
-                    transport, commands, params, self.host, stdin,
+                    transport, commands, params, self.host, given,
                     timeout_s=host_script.deadline_s(self.playbook, mode),
                     record=self._record, diagnose=diagnose, connect_done=release,
-                    started=seen.append,
+                    started=seen.append, ready=ready,
                     config_shown=shown_config(config) if stdin else "",
                 )
             except asyncio.CancelledError:
@@ -164,20 +184,45 @@ class ScriptedPath:
                 raise
 
         if preflight:
-            steps = await run()
+            steps = await run(b"", _nothing)
+        elif gated:
+            # The script runs its preflight without a slot (overlapping other hosts' connects)
+            # and waits at its gate; the slot is taken only then, and the config goes with "go".
+            gate = StdinGate()
+            opener: asyncio.Task[None] | None = None
+
+            async def open_gate() -> None:
+                try:
+                    await take_slot()
+                    if refused is None:
+                        gate.open(b"go\n" + stdin)
+                finally:
+                    gate.refuse()  # a no-op once open: the script ends without connecting
+
+            def ready() -> None:
+                nonlocal opener
+                gate.waiting()
+                if opener is None:
+                    opener = asyncio.create_task(open_gate())
+
+            try:
+                steps = await run(gate, ready)
+            finally:
+                if opener is not None and not opener.done():
+                    opener.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await opener
+                release()
+            if refused is not None:
+                raise HostFinished(refused)
         else:
             # The script may connect: it starts with an agent slot, paced, breaker checked;
             # the slot goes as soon as the connect step is over (the verify needs none).
-            if slots is not None:
-                await slots.acquire()
-                held = True
             try:
-                stop = self.ctx.stop_reason()
-                if stop is not None:
-                    raise HostFinished(stop)
-                await self.ctx.pacer.acquire()
-                self.ctx.agent_started()
-                steps = await run()
+                await take_slot()
+                if refused is not None:
+                    raise HostFinished(refused)
+                steps = await run(stdin, _nothing)
             finally:
                 release()
         return await self._read_script(steps, commands, mode)

@@ -27,7 +27,13 @@ from fleet.engine.frames import FramedReport, StepRecord
 from fleet.engine.outcome import Attempt
 from fleet.engine.playbook import Playbook
 from fleet.inventory.model import ResolvedHost
-from fleet.transport.base import CommandResult, ScriptResult, ScriptTransport, Transport
+from fleet.transport.base import (
+    CommandResult,
+    ScriptResult,
+    ScriptTransport,
+    StdinGate,
+    Transport,
+)
 
 STEP_CAP_BYTES = 64 * 1024
 # What a script command is called in transcripts (the script itself is several KB).
@@ -35,12 +41,27 @@ SCRIPT_LABEL = "<arcfleet host script v1>"
 
 
 def script_capable(transport: Transport, commands: AgentCommands) -> bool:
-    return isinstance(commands, ScriptCommands) and callable(
-        getattr(transport, "run_script", None)
-    )
+    # isinstance against a runtime-checkable Protocol probes every member: once per pair of
+    # classes, not twice per host.
+    key = (type(transport), type(commands))
+    capable = _CAPABLE.get(key)
+    if capable is None:
+        capable = _CAPABLE[key] = isinstance(commands, ScriptCommands) and callable(
+            getattr(transport, "run_script", None)
+        )
+    return capable
 
 
-def params_for(playbook: Playbook, mode: str) -> ScriptParams:
+_CAPABLE: dict[tuple[type, type], bool] = {}
+
+
+def gated(commands: AgentCommands, mode: str) -> bool:
+    """Whether this run of the script waits at its gate for the engine's "go" (a run that may
+    connect, on an OS whose script has the gate)."""
+    return mode != ScriptMode.PREFLIGHT and bool(getattr(commands, "script_gate", False))
+
+
+def params_for(playbook: Playbook, mode: str, *, gate: bool = False) -> ScriptParams:
     deadlines = playbook.deadlines
     return ScriptParams(
         boundary=frames.new_boundary(),
@@ -49,6 +70,7 @@ def params_for(playbook: Playbook, mode: str) -> ScriptParams:
         log_tail_bytes=playbook.log_tail_bytes,
         # The timer must outlive the whole script: it only matters when the session died.
         cleanup_after_s=int(deadlines.agent_connect_s + 2 * deadlines.command_s) + 60,
+        gate=gate,
     )
 
 
@@ -99,11 +121,13 @@ class ScriptRecorder:
         record: Callable[[Attempt], None],
         diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
         connect_done: Callable[[Diagnosis | None], None] = lambda _d: None,
+        ready: Callable[[], None] = lambda: None,
         config_shown: str = "",
     ) -> None:
         self.steps = steps
         self._config_shown = config_shown
         self._connect_done = connect_done
+        self._ready = ready
         self._commands = commands
         self._host = host
         self._record = record
@@ -157,6 +181,9 @@ class ScriptRecorder:
             steps.agent_version = match.group(0) if match else None
         if name == "workdir":
             return  # recorded only when it fails (the engine stops the host there)
+        if name == "ready":
+            self._ready()  # the script waits at its gate: no command of its own to record
+            return
         if name == "log":
             self._release(result.stdout if result.exit_status == 0 else "")
             return
@@ -204,13 +231,14 @@ async def run(
     commands: ScriptCommands,
     params: ScriptParams,
     host: ResolvedHost,
-    stdin: bytes,
+    stdin: bytes | StdinGate,
     *,
     timeout_s: float,
     record: Callable[[Attempt], None],
     diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
     connect_done: Callable[[Diagnosis | None], None] = lambda _d: None,
     started: Callable[[ScriptSteps], None] = lambda _s: None,
+    ready: Callable[[], None] = lambda: None,
     config_shown: str = "",
 ) -> ScriptSteps:
     """Run the script; ``started`` gets the steps being read (the private directory is known
@@ -220,7 +248,7 @@ async def run(
     steps = ScriptSteps(report=parser.report, raw=_NOT_RUN, started_at=datetime.now(UTC))
     started(steps)
     recorder = ScriptRecorder(
-        steps, commands, host, record, diagnose, connect_done, config_shown=config_shown
+        steps, commands, host, record, diagnose, connect_done, ready, config_shown=config_shown
     )
     try:
         steps.raw = await transport.run_script(

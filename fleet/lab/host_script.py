@@ -36,6 +36,10 @@ PRIVATE_PREFIX = "/tmp/arcfleet."
 
 #: the standard input of the command being run (the lab server sets it per channel)
 STDIN: ContextVar[str] = ContextVar("lab_stdin", default="")
+#: reads the rest of the standard input (a gated script: after its "ready" record)
+STDIN_READ: ContextVar[Callable[[], Awaitable[str]] | None] = ContextVar(
+    "lab_stdin_read", default=None
+)
 #: drops the SSH connection without a word (the ``connection_drop`` scenario)
 ABORT: ContextVar[Callable[[], None] | None] = ContextVar("lab_abort", default=None)
 #: writes to the channel's stdout at once (a real script's report streams step by step)
@@ -132,12 +136,22 @@ async def run_host_script(script: str, host: LabHost, *, elevated: bool) -> Any:
             argv = [agent, "config", "set", key, value]
             if (await step(setting_step(key), shlex.join(argv), argv)).exit_status != 0:
                 return ShellResult(0, await report.end())
+        stdin = STDIN.get()
+        read = STDIN_READ.get()
+        if params.get("gate") and read is not None:
+            # As the real script: "ready", then wait for the engine's "go" line and the config.
+            report.step("ready", 0, time.monotonic(), "", "")
+            await report.flush()
+            given = await read()
+            if not given.startswith("go\n"):
+                return ShellResult(0, await report.end())
+            stdin = given[3:]
         config = f"{private_dir}/connect.json"
         started = time.monotonic()
         mode_bits = 0o600 if "\numask 077\n" in script else 0o644
         # As write_config: the config line; with the certificate mark, the rest is the
         # certificate in base64, written next to it, and the mark becomes the directory.
-        line, _newline, rest = STDIN.get().partition("\n")
+        line, _newline, rest = stdin.partition("\n")
         if f"{CERT_PATH_MARK}/" in line:
             name = line.split(f"{CERT_PATH_MARK}/", 1)[1].split('"', 1)[0]
             cert = f"{private_dir}/{name}"

@@ -25,7 +25,7 @@ from asyncssh.channel import SSHChannel
 from asyncssh.stream import SSHReader, SSHServerStreamSession, SSHWriter
 
 from fleet.lab.host import LabHost, RunningCommand, SftpWrite, TcpForward
-from fleet.lab.host_script import ABORT, SCRIPT_MARK, STDIN, WRITE
+from fleet.lab.host_script import ABORT, SCRIPT_MARK, STDIN, STDIN_READ, WRITE
 from fleet.lab.scenario import ScenarioKind
 from fleet.lab.shell import LOGIN_USER, run_shell
 
@@ -79,8 +79,12 @@ class _HostSession(SSHServerStreamSession[str]):
             chan.get_connection().abort()
             return
         if SCRIPT_MARK in command:
-            # arcfleet's host script reads the --config file from stdin (a few KB, then EOF).
-            STDIN.set(await stdin.read())
+            # arcfleet's host script reads the --config file from stdin (a few KB, then EOF);
+            # a gated script reads it only after its "ready" record (the engine sends it then).
+            if '"gate":true' in command.split("\n", 1)[0]:
+                STDIN_READ.set(stdin.read)
+            else:
+                STDIN.set(await stdin.read())
             ABORT.set(chan.get_connection().abort)
 
             async def write(text: str) -> None:

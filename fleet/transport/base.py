@@ -7,6 +7,8 @@ command builders in :mod:`fleet.azcm`; the transport only runs them.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -68,20 +70,63 @@ class ScriptResult:
     lost: str = ""  # why the session died mid-script ("" if it did not): the rest is kept
 
 
+class StdinGate:
+    """A script's standard input given later: the script runs its preflight, says it is ready
+    (the caller sees that in its output and calls :meth:`waiting`), waits on its stdin, and the
+    caller opens the gate with the bytes (:meth:`open`) or refuses it (:meth:`refuse`: EOF only).
+
+    The time the script spends waiting at the gate does not count against its deadline: the
+    caller decides how long that is (an agent slot, pacing), the host is idle meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._opened: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting_since: float | None = None
+        self._paused_s = 0.0
+
+    def waiting(self) -> None:
+        if self._waiting_since is None and not self._opened.done():
+            self._waiting_since = time.monotonic()
+
+    def open(self, data: bytes) -> None:
+        if not self._opened.done():
+            if self._waiting_since is not None:
+                self._paused_s = time.monotonic() - self._waiting_since
+            self._opened.set_result(data)
+
+    def refuse(self) -> None:
+        self.open(b"")
+
+    @property
+    def is_waiting(self) -> bool:
+        return self._waiting_since is not None and not self._opened.done()
+
+    @property
+    def paused_s(self) -> float:
+        """Seconds the script waited at the gate (so far, if it still waits)."""
+        if self.is_waiting and self._waiting_since is not None:
+            return time.monotonic() - self._waiting_since
+        return self._paused_s
+
+    async def data(self) -> bytes:
+        return await asyncio.shield(self._opened)
+
+
 class ScriptTransport(Transport, Protocol):
     """A transport that can run one script with data on its stdin (the one-session path)."""
 
     async def run_script(
         self,
         command: str,
-        stdin: bytes,
+        stdin: bytes | StdinGate,
         *,
         timeout_s: float,
         output_cap: int,
         on_stdout: Callable[[bytes], None] | None = None,
     ) -> ScriptResult:
-        """Run ``command`` with ``stdin`` as its standard input (then EOF); like :meth:`run`
-        for deadlines; a session that dies mid-script returns what arrived with ``lost`` set
+        """Run ``command`` with ``stdin`` as its standard input (then EOF; a :class:`StdinGate`:
+        when the caller opens it); like :meth:`run` for deadlines, less the time spent waiting
+        at the gate; a session that dies mid-script returns what arrived with ``lost`` set
         (the caller records it, then treats the host as dropped). At most ``output_cap`` bytes
         of stdout are kept; ``on_stdout`` sees each kept chunk as it arrives."""
 

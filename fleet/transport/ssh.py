@@ -26,7 +26,13 @@ from asyncssh.encryption import get_default_encryption_algs
 
 from fleet.errors import ConnectionDropped, HostAuthFailed, HostUnreachable, Problem, UsageError
 from fleet.inventory.model import ResolvedHost, Transport
-from fleet.transport.base import OUTPUT_CAP_BYTES, CappedOutput, CommandResult, ScriptResult
+from fleet.transport.base import (
+    OUTPUT_CAP_BYTES,
+    CappedOutput,
+    CommandResult,
+    ScriptResult,
+    StdinGate,
+)
 
 KEEPALIVE_INTERVAL_S = 15
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts").expanduser()
@@ -505,18 +511,20 @@ class SshTransport:
     async def run_script(
         self,
         command: str,
-        stdin: bytes,
+        stdin: bytes | StdinGate,
         *,
         timeout_s: float,
         output_cap: int,
         on_stdout: Callable[[bytes], None] | None = None,
     ) -> ScriptResult:
-        """Run one host script with ``stdin`` (the --config file, or nothing) on its standard
-        input: one session for the whole common path (see :mod:`fleet.azcm.script_linux`)."""
+        """Run one host script with ``stdin`` (the --config file, or nothing; or a gate the
+        caller opens later) on its standard input: one session for the whole common path (see
+        :mod:`fleet.azcm.script_linux`)."""
         conn = self._require()
         started = time.monotonic()
         out, err = CappedOutput(output_cap), CappedOutput(OUTPUT_CAP_BYTES)
         process = await self._start(conn, command)
+        gate = stdin if isinstance(stdin, StdinGate) else None
 
         async def pump(
             reader: asyncssh.SSHReader[bytes],
@@ -530,12 +538,18 @@ class SshTransport:
 
         timed_out = False
         lost = ""
+        feeder: asyncio.Task[None] | None = None
         try:
-            process.stdin.write(stdin)
-            process.stdin.write_eof()
-            await asyncio.wait_for(
+            if gate is None:
+                assert isinstance(stdin, bytes)
+                process.stdin.write(stdin)
+                process.stdin.write_eof()
+            else:
+                feeder = asyncio.create_task(_feed_at_gate(process, gate))
+            await _within(
                 asyncio.gather(pump(process.stdout, out, on_stdout), pump(process.stderr, err)),
                 timeout_s,
+                gate,
             )
             await asyncio.wait_for(process.wait_closed(), max(1.0, timeout_s / 10))
         except TimeoutError:
@@ -545,6 +559,9 @@ class SshTransport:
         except asyncio.CancelledError:
             self._stop(process)
             raise
+        finally:
+            if feeder is not None:
+                feeder.cancel()
         if timed_out:
             self._stop(process)
         return ScriptResult(
@@ -593,3 +610,35 @@ class SshTransport:
                     await asyncio.wait_for(conn.wait_closed(), 5)
         self._conn = None
         self._hops = []
+
+
+async def _feed_at_gate(process: asyncssh.SSHClientProcess[bytes], gate: StdinGate) -> None:
+    """The script's stdin once its gate opens: the bytes, then EOF (EOF alone if refused)."""
+    data = await gate.data()
+    with contextlib.suppress(OSError, asyncssh.Error):
+        if data:
+            process.stdin.write(data)
+        process.stdin.write_eof()
+
+
+async def _within(work: Awaitable[object], timeout_s: float, gate: StdinGate | None) -> None:
+    """Await ``work`` for at most ``timeout_s`` seconds, not counting the time the script
+    waits at its gate (the caller's own wait for an agent slot). Cancels it on TimeoutError."""
+    task = asyncio.ensure_future(work)
+    started = time.monotonic()
+    try:
+        while not task.done():
+            if gate is not None and gate.is_waiting:
+                remaining = 1.0  # look again: time at the gate does not count
+            else:
+                paused = gate.paused_s if gate is not None else 0.0
+                remaining = started + timeout_s + paused - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+            await asyncio.wait({task}, timeout=remaining)
+    except BaseException:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise
+    task.result()
