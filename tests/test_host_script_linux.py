@@ -140,7 +140,8 @@ def test_a_gated_script_waits_for_go_before_the_config_and_the_connect(tmp_path:
     assert report.names() == ["workdir", "clock", "elevation", "locate", "show", "ready",
                               "config", "connect", "cleanup", "verify"]
     connect = report.step("connect")
-    assert connect is not None and connect.stdout == '{"service-principal-id": "abc"}'
+    # write_config stores the config line it read, newline-terminated.
+    assert connect is not None and connect.stdout == '{"service-principal-id": "abc"}\n'
     assert Path(marker).exists()
     assert not private.exists()
 
