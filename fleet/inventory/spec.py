@@ -185,6 +185,7 @@ class AzureSpec(_Spec):
     proxy_url: str | None = None
     service_principal: ServicePrincipalSpec | None = None
     auth: Literal["service_principal", "token"] | None = None
+    create_resource_group: bool | None = None
     endpoints_file: Path | None = None
 
     @field_validator("endpoints_file")
