@@ -14,6 +14,7 @@ from fleet.lab.azure import Machine
 from fleet.lab.fleet import LabFleet
 from tests.engine_support import (
     SSH_SUBNET,
+    WINRM_SUBNET,
     assert_no_secret_in_files,
     assert_no_secret_on_hosts,
     connect_calls,
@@ -90,3 +91,31 @@ def test_arm_state_decides_conflicts_and_denials_in_token_mode(tmp_path: Path) -
         off = offboard.outcomes
         assert off["lab-0001"]["category"] == "permissions", offboard.describe()
         assert len(lab.azure.state.machines) == 3  # nothing deleted without the role
+
+
+def test_windows_hosts_in_token_mode_get_a_token_and_offboard_with_one(tmp_path: Path) -> None:
+    # WinRM hosts take the step-by-step path (config file, then the agent), not the host script.
+    with LabFleet.in_thread(tmp_path / "lab", hosts=0, windows=2, subnet=WINRM_SUBNET,
+                            simulate_arm=True) as lab:
+        state, target = lab.azure.state, lab.target
+        state.assign_role(target.client_id, f"/subscriptions/{target.subscription_id}/"
+                          f"resourceGroups/{target.resource_group}",
+                          "Azure Connected Machine Resource Administrator")
+        pb = write_playbook(tmp_path / "pb.yaml")
+        result = run_cli(lab, tmp_path, "--auth", "token", playbook=pb, timeout=300)
+        assert {o["category"] for o in result.outcomes.values()} == {"connected"}, \
+            result.describe()
+        for name in lab.hosts:
+            [call] = connect_calls(lab, name)
+            assert "access-token" in call.credentials and \
+                "service-principal-secret" not in call.credentials, call.credentials
+        assert len(state.machines) == 2
+        off = run_cli(lab, tmp_path, "--auth", "token", command="offboard",
+                      state_dir=tmp_path / "state-off", timeout=300)
+        assert {o["category"] for o in off.outcomes.values()} == {"disconnected"}, \
+            off.describe()
+        assert not state.machines  # deleted through the fake ARM, with the hosts' tokens
+        deletes = [r for r in state.requests if r.method == "DELETE"]
+        assert len(deletes) == 2 and all(r.user_agent.startswith("azcmagent-lab/")
+                                         and r.token for r in deletes)
+        assert_no_secret_on_hosts(lab)
