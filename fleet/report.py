@@ -32,6 +32,8 @@ CSV_COLUMNS: Final = (
     "host", "address", "transport", "os", "status", "category", "azcm_code", "exit_code",
     "cause", "fix", "attempts", "remediations", "message", "correlation_id", "resource_id",
     "log_file", "started_at", "finished_at", "duration_s",
+    # The install stage (appended, so readers of the older columns keep working).
+    "agent_version_before", "agent_version_after", "install",
 )
 # Appended when the rows come from a shared store (hosts worked by site workers).
 SHARED_COLUMNS: Final = ("site", "worker")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -27,7 +27,9 @@ from fleet.store import RunRecord, RunStore
 from fleet.text import clean
 
 # The goal of each root command, as the summary speaks of it.
-GOALS: Final = {"onboard": "connected", "offboard": "disconnected", "preflight": "ready"}
+GOALS: Final = {
+    "onboard": "connected", "offboard": "disconnected", "preflight": "ready", "install": "ready",
+}
 TOP_CAUSES: Final = 5
 _RESUMABLE: Final = ("interrupted", "crashed")
 _AZURE_FLAGS: Final = (
@@ -74,6 +76,8 @@ class Summary:
     resumes: int = 0
     more_causes: int = 0  # causes not listed in top_causes
     next_steps: tuple[NextStep, ...] = ()
+    # The install stage: hosts per outcome (installed, upgraded, failed, would_install, ...).
+    installs: dict[str, int] = field(default_factory=dict)
 
     @property
     def goal(self) -> str:
@@ -82,6 +86,8 @@ class Summary:
     def as_text(self) -> str:
         lines = [self._headline()]
         lines.append("  " + ", ".join(f"{k}: {n}" for k, n in self.by_status.items() if n))
+        if self.installs:
+            lines.append("  agent " + self._installs())
         if self.by_category:
             lines.append("by category:")
             lines.extend(f"  {category:<18} {n}" for category, n in self.by_category.items())
@@ -99,6 +105,9 @@ class Summary:
 
     def headline(self) -> str:
         return self._headline()
+
+    def _installs(self) -> str:
+        return ", ".join(f"{kind.replace('_', ' ')}: {n}" for kind, n in self.installs.items())
 
     def _more(self) -> str:
         return f"+{self.more_causes} more causes (arcfleet report {self.root_run_id})"
@@ -133,6 +142,8 @@ class Summary:
             if n:
                 counts.append(f"{status}: {n}  ", style=status_styles.get(status, ""))
         parts.append(counts)
+        if self.installs:
+            parts.append(_plain("  agent " + self._installs()))
         if self.by_category:
             table = Table(title="hosts by category", title_justify="left", show_edge=False)
             table.add_column("category")
@@ -314,4 +325,5 @@ def summary(
         resumes=kinds.get("resume", 0),
         more_causes=len(ranked) - len(shown),
         next_steps=steps,
+        installs=dict(Counter(row.install for row in rows if row.install).most_common()),
     )

@@ -13,13 +13,15 @@ from fleet.azcm import findings
 from fleet.azcm.catalog import all_entries
 from fleet.azcm.patterns import PATTERNS
 from fleet.cli import cli
+from fleet.engine.install_policy import InstallPolicy
 from fleet.engine.playbook import Breaker, Pacing, Playbook
 
 # azcmagent (reference section 5), the Linux install script (7.2) and `az provider register`
 DOCUMENTED = {"--config", "--force-local-only", "--help", "--json", "--location",
               "--private-link-scope", "--resource-name", "--altdownload", "--tempdir",
               "--namespace", "--desiredversion"}
-NEVER = ("install stage", "--concurrency", "become password", "mint a", "arcfleet installs")
+# The install stage exists now (issue 14): fix texts name it by its real settings instead.
+NEVER = ("--concurrency", "become password", "mint a")
 
 
 def _arcfleet_flags() -> set[str]:
@@ -43,6 +45,11 @@ def _texts() -> list[str]:
     texts = [e.fix for e in all_entries()] + [p.fix for p in PATTERNS]
     texts += [p.cause for p in PATTERNS]
     texts += [findings.agent_missing("x").fix, findings.elevation_required("x").fix]
+    from fleet.engine import install_stage
+
+    texts += [install_stage._bundle_lacks("x").fix,
+              install_stage._proxy_with_credentials().fix,
+              install_stage._not_answering("x").fix]
     return texts
 
 
@@ -56,6 +63,10 @@ def test_fix_text_names_only_what_exists(text: str) -> None:
         assert setting[1] in model.model_fields, setting
     for field in re.findall(r"playbook's `(\w+)`", text):
         assert field in Playbook.model_fields, field
+    for policy in re.findall(r"`install: ([\w-]+)`", text):
+        assert policy in {p.value for p in InstallPolicy}, policy
+    for command in re.findall(r"`arcfleet (\w+)", text):
+        assert command in cli.list_commands(click.Context(cli)), command
     lowered = text.lower()
     assert not any(bad in lowered for bad in NEVER), text
 

@@ -8,14 +8,20 @@ what the inventory says.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fleet.azcm.agent_config import agent_settings, connect_config, shown_config
 from fleet.inventory.model import AzureTarget, OsFamily, ResolvedHost, ServicePrincipal, Transport
 from fleet.lab.fleet import LabFleet
-from tests.engine_support import connect_calls, edit_inventory, run_cli, write_playbook
+from fleet.lab.scenario import Scenario, ScenarioKind
+from tests.engine_support import connect_calls, edit_inventory, plan, run_cli, write_playbook
 
 
 def _arm_id(sub: str, rg: str, child: str) -> str:
@@ -112,3 +118,140 @@ def test_tricky_values_reach_the_agent_through_the_config_file(tmp_path: Path) -
         assert '"service-principal-secret": "<redacted>"' in transcript
         assert "Zoë Ångström" in transcript
         assert secret not in transcript
+
+
+# ---- proxy ------------------------------------------------------------------------------------
+
+LAB_PROXY = "http://proxy.lab.test:3128"
+
+
+def _with_proxy(**azure: Any) -> Any:
+    def edit(body: dict[str, Any]) -> None:
+        body["defaults"]["azure"].update(azure)
+
+    return edit
+
+
+def test_a_host_behind_a_proxy_connects_only_with_the_proxy_set(tmp_path: Path) -> None:
+    """Behind the lab's proxy, Linux and Windows hosts fail with the agent's AZCM0026 until the
+    inventory names the proxy; then ``config set proxy.url`` (and ``proxy.bypass``) run before
+    the connect, the transcript shows them, and both hosts connect."""
+    with mixed_lab(tmp_path, plan=plan(Scenario(ScenarioKind.BEHIND_PROXY))) as lab:
+        pb = write_playbook(tmp_path / "pb.yaml", attempts=1)
+        bare = run_cli(lab, tmp_path, playbook=pb, state_dir=tmp_path / "bare")
+        assert bare.returncode == 1, bare.describe()
+        for name in ("lab-0001", "lab-0002"):
+            line = bare.outcomes[name]
+            assert (line["category"], line["azcm_code"]) == ("network", "AZCM0026"), line
+        inventory = edit_inventory(lab, "proxied.yaml",
+                                   _with_proxy(proxy_url=LAB_PROXY, proxy_bypass=["AMA"]))
+        result = run_cli(lab, tmp_path, inventory=inventory, playbook=pb)
+        assert result.returncode == 0, result.describe()
+        settings = {name: lab.call(lambda h=h: dict(h.agent_config))
+                    for name, h in lab.hosts.items()}
+    assert {line["category"] for line in result.outcomes.values()} == {"connected"}
+    for name in ("lab-0001", "lab-0002"):
+        assert settings[name] == {"proxy.url": LAB_PROXY, "proxy.bypass": "AMA"}
+        transcript = (result.run_folder() / "transcripts" / f"{name}.log").read_text("utf-8")
+        set_url = transcript.index("config set proxy.url")
+        assert transcript.index("config set proxy.bypass") > set_url
+        assert transcript.index("connect --config") > set_url
+
+
+def test_a_wrong_proxy_fails_with_the_agents_proxyconnect_error(tmp_path: Path) -> None:
+    with mixed_lab(tmp_path, plan=plan(Scenario(ScenarioKind.BEHIND_PROXY))) as lab:
+        inventory = edit_inventory(lab, "wrong.yaml", _with_proxy(proxy_url="http://other:8080"))
+        result = run_cli(lab, tmp_path, inventory=inventory,
+                         playbook=write_playbook(tmp_path / "pb.yaml", attempts=1))
+    assert result.returncode == 1, result.describe()
+    for line in result.outcomes.values():
+        assert (line["category"], line["azcm_code"]) == ("network", "AZCM0026"), line
+    transcript = (result.run_folder() / "transcripts" / "lab-0001.log").read_text("utf-8")
+    assert "proxyconnect tcp: dial tcp other:8080" in transcript
+
+
+def test_preflight_reports_the_agents_proxy_against_the_inventory(tmp_path: Path) -> None:
+    with mixed_lab(tmp_path) as lab:
+        def preset() -> None:  # lab-0001's agent has the proxy already; lab-0002's has none
+            lab.hosts["lab-0001"].agent_config["proxy.url"] = LAB_PROXY
+
+        lab.call(preset)
+        inventory = edit_inventory(lab, "proxied.yaml", _with_proxy(proxy_url=LAB_PROXY))
+        result = run_cli(lab, tmp_path, command="preflight", inventory=inventory)
+        assert result.returncode == 0, result.describe()
+        unchanged = lab.call(lambda: dict(lab.hosts["lab-0002"].agent_config))
+    linux, windows = result.outcomes["lab-0001"], result.outcomes["lab-0002"]
+    assert f"agent proxy {LAB_PROXY}, as the inventory says" in linux["cause"], linux
+    assert "agent proxy is not set, the inventory says " + LAB_PROXY in windows["cause"], windows
+    assert unchanged == {}  # preflight changes nothing
+    transcript = (result.run_folder() / "transcripts" / "lab-0002.log").read_text("utf-8")
+    assert "config get" in transcript and "proxy.url" in transcript
+
+
+@pytest.mark.parametrize("tool", ["arcfleet", "ansible"])
+def test_a_proxy_with_credentials_is_refused_naming_the_reason(tmp_path: Path, tool: str) -> None:
+    password = "Pr0xyPa55word"
+    if tool == "arcfleet":
+        inventory = tmp_path / "inv.yaml"
+        inventory.write_text(ARCFLEET_INVENTORY.format(
+            proxy=f"proxy_url: http://bob:{password}@proxy.corp:3128"), encoding="utf-8")
+    else:
+        inventory = tmp_path / "hosts"
+        inventory.write_text(ANSIBLE_INVENTORY + f" arc_proxy_url=http://bob:{password}@p:3128\n",
+                             encoding="utf-8")
+    result = run_validate(inventory)
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "proxy_url" in lines[0] and str(inventory) in lines[0], lines
+    assert "does not support proxy authentication" in lines[0]
+    assert password not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(("proxy", "expected"), [
+    ("proxy_url: null", "1 hosts OK"),  # null is "not set here", not a crash
+    ("proxy_url:", "1 hosts OK"),
+    ("proxy_bypass: [ARM]", "proxy_bypass: is set but proxy_url is not"),
+    ("proxy_url: http://p:3128\n    proxy_bypass: [Nope]", "not a proxy bypass name"),
+])
+def test_proxy_fields_validate_cleanly(tmp_path: Path, proxy: str, expected: str) -> None:
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(ARCFLEET_INVENTORY.format(proxy=proxy), encoding="utf-8")
+    result = run_validate(inventory)
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert expected in result.stdout + result.stderr, result
+
+
+ARCFLEET_INVENTORY = """\
+arcfleet: 1
+defaults:
+  transport: ssh
+  ssh: {{user: arc}}
+  azure:
+    tenant_id: 11111111-2222-3333-4444-555555555555
+    subscription_id: 11111111-2222-3333-4444-555555555555
+    resource_group: rg
+    location: westeurope
+    service_principal: {{client_id: 11111111-2222-3333-4444-555555555555, secret: {{env: ARC_X}}}}
+    {proxy}
+hosts:
+  h1: {{address: 10.0.0.1}}
+"""
+ANSIBLE_INVENTORY = """\
+[all:vars]
+ansible_user=arc
+arc_tenant_id=11111111-2222-3333-4444-555555555555
+arc_subscription_id=11111111-2222-3333-4444-555555555555
+arc_resource_group=rg
+arc_location=westeurope
+arc_sp_client_id=11111111-2222-3333-4444-555555555555
+arc_sp_secret_env=ARC_X
+
+[linux]
+h1 ansible_host=10.0.0.1"""
+
+
+def run_validate(inventory: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ARC_X": "not-a-real-secret"}
+    return subprocess.run([sys.executable, "-m", "fleet", "inventory", "validate", "-i",
+                           str(inventory)], capture_output=True, text=True, env=env,
+                          check=False, timeout=60)

@@ -60,7 +60,8 @@ def test_preflight_says_ready_and_its_next_command_onboards_exactly_those(
 ) -> None:
     plan = ScenarioPlan(default=Scenario(), hosts=(
         ("lab-0002", Scenario(ScenarioKind.ALREADY_CONNECTED)),
-        ("lab-0004", Scenario(ScenarioKind.AGENT_MISSING)),
+        # A stable failure a preflight finds (an agent-less host is "ready": onboard installs it).
+        ("lab-0004", Scenario(ScenarioKind.SUDO_PASSWORD)),
     ))
     state = tmp_path / "state"
     with LabFleet.in_thread(tmp_path / "lab", hosts=5, plan=plan, subnet=SUBNET) as lab:
@@ -74,18 +75,18 @@ def test_preflight_says_ready_and_its_next_command_onboards_exactly_those(
         assert _lines_starting(settled.stderr, "onboard the hosts found ready: ")
 
         checked = arcfleet("preflight", "-i", inventory, "--state-dir", str(state), "--json")
-        assert checked.returncode == 1, checked.stderr  # lab-0004 has no agent
+        assert checked.returncode == 1, checked.stderr  # lab-0004's sudo wants a password
         printed = {o["host"]: o for o in map(json.loads, checked.stdout.splitlines())}
         assert {h: (o["status"], o["category"]) for h, o in printed.items()} == {
             "lab-0001": ("ready", "ready"), "lab-0002": ("success", "already_connected"),
-            "lab-0003": ("ready", "ready"), "lab-0004": ("failed", "agent_missing"),
+            "lab-0003": ("ready", "ready"), "lab-0004": ("failed", "elevation"),
             "lab-0005": ("ready", "ready"),
         }
         assert "onboard would connect" in printed["lab-0001"]["cause"]
         # Ready hosts are not failures: not in failures.csv, not a "top cause".
         assert _csv_hosts(failures_csv_of(checked.stderr)) == ["lab-0004"]
         causes = checked.stderr.split("top causes", 1)[1].split("onboard the hosts", 1)[0]
-        assert "agent_missing" in causes and "ready" not in causes.replace("not ready", "")
+        assert "elevation" in causes and "ready" not in causes.replace("not ready", "")
         (onboard_command,) = _lines_starting(checked.stderr, "onboard the hosts found ready: ")
         assert "--limit @ready" in onboard_command
         assert _lines_starting(checked.stderr, "check again the hosts that are not ready: ")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from fleet.azcm.commands_windows import WindowsAgentCommands
+from fleet.azcm.install_windows import WindowsInstall, uninstall_script
 from fleet.inventory.model import AzureTarget, OsFamily, ResolvedHost, Transport
 from fleet.transport.powershell import PRELUDE, put_file_script, read_tail_script
 
@@ -58,13 +59,27 @@ def _scripts(value: str) -> dict[str, str]:
         "connect": CMDS.connect(AGENT, config, _host(value)),
         "disconnect": CMDS.disconnect(AGENT, config, force_local_only=False),
         "disconnect_local": CMDS.disconnect(AGENT, None, force_local_only=True),
+        "config_set_proxy": CMDS.config_set(AGENT, "proxy.url", "http://proxy.corp:3128"),
+        "config_set_value": CMDS.config_set(AGENT, "proxy.bypass", value),
+        "config_get_proxy": CMDS.config_get(AGENT, "proxy.url"),
         "restart": CMDS.restart_agent_service(),
         "remove_dir": CMDS.remove_dir(PRIVATE),
         "put_file": put_file_script(config, private=True),
         "put_file_env": put_file_script(r"%ProgramData%\x\" + value", private=False),
         "read_tail": read_tail_script(CMDS.log_path, 65536),
         "read_tail_value": read_tail_script("C:\\logs\\" + value, 10),
+        # The install stage's own scripts (issue 14); the proxy URL comes from the inventory.
+        "msiexec": _install(value).msiexec_script(),
+        "msi_log_errors": _install(value).log_errors_script(),
+        "install_script": _install(value).script_run(),
+        "install_script_offline": WindowsInstall(PRIVATE, offline_msi=True).script_run(),
+        "install_output": _install(value).read_output_script(),
+        "uninstall": uninstall_script(),
     }
+
+
+def _install(value: str) -> WindowsInstall:
+    return WindowsInstall(PRIVATE, proxy_url=f"http://proxy.example:3128/{value}")
 
 
 @pytest.mark.parametrize("value", HOSTILE)

@@ -74,7 +74,7 @@ def test_csv_header_is_exact(store: RunStore) -> None:
     assert text.splitlines()[0] == (
         "host,address,transport,os,status,category,azcm_code,exit_code,cause,fix,attempts,"
         "remediations,message,correlation_id,resource_id,log_file,started_at,finished_at,"
-        "duration_s"
+        "duration_s,agent_version_before,agent_version_after,install"
     )
 
 
@@ -187,6 +187,9 @@ class JsonHost(BaseModel):
     started_at: StrictStr
     finished_at: StrictStr
     duration_s: StrictFloat | None
+    agent_version_before: StrictStr
+    agent_version_after: StrictStr
+    install: StrictStr
     run_id: StrictStr
 
 
@@ -195,7 +198,7 @@ def test_json_objects_are_typed(store: RunStore) -> None:
     data = json.loads(render_json(report_rows(store, root, all_hosts=True)))
     assert isinstance(data, list) and len(data) == 7
     hosts = {item["host"]: JsonHost.model_validate(item) for item in data}
-    assert list(data[0])[:19] == list(CSV_COLUMNS)
+    assert list(data[0])[:22] == list(CSV_COLUMNS)
     assert hosts["tricky"].message == TRICKY
     assert hosts["tricky"].remediations == ["restart_agent_service", "wait_for_himds"]
     assert hosts["tricky"].exit_code is None and hosts["cred"].exit_code == 16

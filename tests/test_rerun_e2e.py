@@ -159,13 +159,13 @@ def test_rerun_without_any_run_is_a_one_line_error(tmp_path: Path) -> None:
 def test_rerun_and_resume_keep_the_mode_of_the_run(tmp_path: Path) -> None:
     state = tmp_path / "state"
     plan = ScenarioPlan(default=Scenario(), hosts=(
-        ("lab-0002", Scenario(ScenarioKind.AGENT_MISSING)),
+        ("lab-0002", Scenario(ScenarioKind.SUDO_PASSWORD)),
         ("lab-0003", Scenario(ScenarioKind.HANG))))
     with LabFleet.in_thread(tmp_path / "lab", hosts=3, plan=plan, subnet=SUBNET) as lab:
         inventory = str(lab.inventory_path)
         lab.set_scenario("lab-0003", Scenario())
         checked = arcfleet("preflight", "-i", inventory, "--state-dir", str(state))
-        assert checked.returncode == 1, checked.stderr  # lab-0002 has no agent
+        assert checked.returncode == 1, checked.stderr  # lab-0002's sudo wants a password
         # Every host is "not connected" after a preflight; its rerun is a preflight again.
         again = arcfleet("rerun", "--state-dir", str(state))
         assert again.returncode == 1, again.stderr

@@ -29,6 +29,7 @@ from tests.test_store_runs import (  # noqa: F401  (collected again, on PostgreS
     test_final_outcomes_take_the_latest_run,
     test_host_history_across_runs,
     test_hosts_to_rerun_with_and_without_categories,
+    test_install_columns_round_trip,
     test_list_runs_counts_by_status,
     test_options_with_paths_and_enums_are_stored_as_json,
     test_outcome_for_a_host_not_planned_is_kept,
@@ -62,12 +63,16 @@ def test_fresh_database_is_migrated_to_the_current_version(pg_url: str, tmp_path
         assert schema_version(conn) == 0
     PostgresRunStore.open(pg_url, tmp_path).close()
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS) == 2
-        assert migrate(conn) == (2, 2)  # idempotent
+        assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS) == 3
+        assert migrate(conn) == (3, 3)  # idempotent
         columns = {r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'run_hosts'"
         )}
         assert {"site", "worker", "lease_until", "claims"} <= columns
+        outcome_columns = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'outcomes'"
+        )}
+        assert {"agent_version_before", "agent_version_after", "install"} <= outcome_columns
 
 
 def test_migrations_run_one_step_at_a_time(pg_url: str) -> None:
@@ -75,7 +80,8 @@ def test_migrations_run_one_step_at_a_time(pg_url: str) -> None:
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         assert migrate(conn, MIGRATIONS[:1]) == (0, 1)
-        assert migrate(conn, MIGRATIONS) == (1, 2)
+        assert migrate(conn, MIGRATIONS[:2]) == (1, 2)
+        assert migrate(conn, MIGRATIONS) == (2, 3)  # a v2 store gains the install columns
 
 
 def test_failed_migration_rolls_back(pg_url: str) -> None:
@@ -116,11 +122,13 @@ def test_two_jump_hosts_migrating_at_once_apply_each_step_once(pg_url: str) -> N
     procs = [subprocess.Popen([sys.executable, "-c", code, pg_url], stdout=subprocess.PIPE,
                               text=True) for _ in range(3)]
     results = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
-    # A step applied twice would fail (its CREATE TABLE exists): all succeed, all end at 2,
-    # one started from an empty database. (Steps are separate transactions, so another
-    # process may apply the second step: then it reports (1, 2).)
+    # A step applied twice would fail (its CREATE TABLE exists): all succeed, all end at the
+    # last version, one started from an empty database. (Steps are separate transactions, so
+    # another process may apply a later step: then it reports (1, 3) or (2, 3).)
+    last = len(MIGRATIONS)
     assert all(p.returncode == 0 for p in procs)
-    assert all(r.endswith(", 2)") for r in results) and results[0] == "(0, 2)", results
+    assert all(r.endswith(f", {last})") for r in results) and results[0] == f"(0, {last})", \
+        results
 
 
 # ---------------------------------------------------------------- the password
@@ -274,13 +282,13 @@ def test_store_migrate_command_on_both_backends(pg_url: str, tmp_path: Path) -> 
 
     first = arcfleet("store", "migrate", "--store", pg_url)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == f"{pg_url}: schema migrated from 0 to version 2"
+    assert first.stdout.strip() == f"{pg_url}: schema migrated from 0 to version 3"
     again = arcfleet("store", "migrate", "--store", pg_url)
-    assert again.stdout.strip() == f"{pg_url}: schema already at version 2"
+    assert again.stdout.strip() == f"{pg_url}: schema already at version 3"
     state = tmp_path / "state"
     local = arcfleet("store", "migrate", "--state-dir", str(state))
     assert local.returncode == 0, local.stderr
-    assert local.stdout.strip() == f"{state}: schema migrated from 0 to version 1"
+    assert local.stdout.strip() == f"{state}: schema migrated from 0 to version 2"
 
 
 def test_a_bad_store_is_one_line_exit_2_and_no_password(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -228,7 +229,7 @@ def test_open_without_create_does_not_create(tmp_path: Path) -> None:
 def test_fresh_store_is_at_the_current_version(tmp_path: Path) -> None:
     RunStore.open(tmp_path).close()
     conn = sqlite3.connect(tmp_path / "arcfleet.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"runs", "run_hosts", "outcomes", "attempts"} <= tables
@@ -260,12 +261,42 @@ def test_a_second_migration_is_one_function(tmp_path: Path) -> None:
     from fleet.store import MIGRATIONS
 
     conn = sqlite3.connect(tmp_path / "arcfleet.db", isolation_level=None)
-    assert migrate(conn, (*MIGRATIONS, v2)) == 2
-    assert migrate(conn, (*MIGRATIONS, v2)) == 2  # idempotent
+    assert migrate(conn, (*MIGRATIONS, v2)) == 3
+    assert migrate(conn, (*MIGRATIONS, v2)) == 3  # idempotent
     assert conn.execute("SELECT host, doc_url FROM outcomes").fetchall() == [("a", "")]
     conn.close()
-    with pytest.raises(StoreError, match="newer"):  # this code only knows v1
+    with pytest.raises(StoreError, match="newer"):  # this code only knows v1 and v2
         RunStore.open(tmp_path)
+
+
+def test_a_v1_store_gains_the_install_columns(tmp_path: Path) -> None:
+    from fleet.store import MIGRATIONS
+
+    conn = sqlite3.connect(tmp_path / "arcfleet.db", isolation_level=None)
+    assert migrate(conn, MIGRATIONS[:1]) == 1  # a store written before the install stage
+    conn.execute("INSERT INTO runs (id, root_run_id, kind, started_at, status, command_line, "
+                 "inventory_paths, inventory_digest, playbook, options) VALUES ('r1', 'r1', "
+                 "'onboard', '2026-01-01T00:00:00Z', 'finished', 'x', '[]', 'd', 'onboard', "
+                 "'{}')")
+    conn.execute("INSERT INTO outcomes (run_id, host, address, transport, os, status, category,"
+                 " cause, fix, message, correlation_id, attempts, remediations, transcript_file,"
+                 " started_at, finished_at, duration_s, rule, action) VALUES ('r1', 'old', "
+                 "'10.0.0.1', 'ssh', 'linux', 'failed', 'network', 'c', 'f', '', '', 1, '[]', "
+                 "'', '2026-01-01T00:00:00Z', '2026-01-01T00:00:01Z', 1.0, 'code', 'retry')")
+    conn.close()
+    with RunStore.open(tmp_path) as store:  # migrates to v2 on open
+        run_id = start(store, ["new"])
+        store.record_outcome(run_id, replace(outcome("new", Category.CONNECTED),
+                                             agent_version_before=None,
+                                             agent_version_after="1.51.03008.304",
+                                             install="installed"))
+        old = store.host_history("old")[0]
+        new = store.final_outcomes(run_id)["new"]
+    assert (old.agent_version_before, old.agent_version_after, old.install) == ("", "", "")
+    assert (new.agent_version_after, new.install) == ("1.51.03008.304", "installed")
+    conn = sqlite3.connect(tmp_path / "arcfleet.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()
 
 
 def test_failed_migration_rolls_back(tmp_path: Path) -> None:
@@ -288,3 +319,19 @@ def test_synchronous_full_or_normal_only(tmp_path: Path) -> None:
         store.record_outcome(run_id, outcome("a", Category.CONNECTED))
     with pytest.raises(StoreError, match="synchronous"):
         RunStore.open(tmp_path, synchronous="OFF")
+
+
+def test_install_columns_round_trip(store: RunStore) -> None:
+    run_id = start(store, ["fresh", "old", "plain"])
+    store.record_outcome(run_id, replace(outcome("fresh", Category.CONNECTED),
+                                         agent_version_after="1.51.03008.304", install="installed"))
+    store.record_outcome(run_id, replace(outcome("old", Category.CONNECTED),
+                                         agent_version_before="1.40.02664.1629",
+                                         agent_version_after="1.51.03008.304", install="upgraded"))
+    store.record_outcome(run_id, outcome("plain", Category.NETWORK))
+    rows = store.final_outcomes(run_id)
+    assert [(r.agent_version_before, r.agent_version_after, r.install) for r in rows.values()] == [
+        ("", "1.51.03008.304", "installed"),
+        ("1.40.02664.1629", "1.51.03008.304", "upgraded"),
+        ("", "", ""),
+    ]

@@ -29,6 +29,8 @@ SHOWN_MASK = "<redacted>"
 
 PROXY_URL = "proxy.url"
 PROXY_BYPASS = "proxy.bypass"
+#: the host script's step that reads the agent's proxy in preflight (``config get proxy.url``)
+PROXY_GET_STEP = "proxy"
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,39 @@ def agent_settings(host: ResolvedHost) -> list[tuple[str, str]]:
         if azure.proxy_bypass:
             settings.append((PROXY_BYPASS, ",".join(azure.proxy_bypass)))
     return settings
+
+
+def setting_step(key: str) -> str:
+    """The host script's step name for ``config set KEY`` (``set-proxy-url``)."""
+    return "set-" + key.replace(".", "-")
+
+
+def is_setting_step(name: str) -> bool:
+    return name.startswith("set-")
+
+
+def proxy_report(host: ResolvedHost, configured: str | None) -> tuple[str, dict[str, str]]:
+    """What preflight says about the agent's proxy: a sentence and its fields."""
+    if configured is None:
+        return "", {}
+    wanted = host.azure.proxy_url or ""
+    have = configured.strip()
+    matches = _same_proxy(have, wanted)
+    fields = {"proxy_configured": have or "(none)", "proxy_matches": "yes" if matches else "no"}
+    if matches:
+        text = f"agent proxy {have}, as the inventory says" if have else "no agent proxy"
+    elif wanted:
+        text = (f"agent proxy is {have or 'not set'}, the inventory says {wanted}: onboard sets "
+                "proxy.url before it connects")
+    else:
+        # Nothing in the inventory: arcfleet leaves the agent's own setting alone.
+        text = f"agent proxy {have} (the inventory sets none; onboard leaves it as it is)"
+        fields["proxy_matches"] = "not set in inventory"
+    return text, fields
+
+
+def _same_proxy(a: str, b: str) -> bool:
+    return a.rstrip("/").lower() == b.rstrip("/").lower()
 
 
 def _dump(body: dict[str, object], *, ascii_only: bool) -> bytes:

@@ -42,6 +42,12 @@ class AgentCommands(Protocol):
 
     def config_path(self, private_dir: str) -> str: ...
 
+    def config_set(self, agent: str, key: str, value: str) -> str:
+        """``azcmagent config set KEY VALUE`` (elevated): an agent setting such as proxy.url."""
+
+    def config_get(self, agent: str, key: str) -> str:
+        """``azcmagent config get KEY``: prints the setting's value (empty when unset)."""
+
     def connect(self, agent: str, config_path: str, host: ResolvedHost) -> str:
         """``connect --config FILE --verbose``, nothing else: every option is in the file (see
         :mod:`fleet.azcm.agent_config`), so no command-line quoting can change a value."""

@@ -55,6 +55,13 @@ class LinuxAgentCommands:
     def config_path(self, private_dir: str) -> str:
         return f"{private_dir.rstrip('/')}/connect.json"
 
+    def config_set(self, agent: str, key: str, value: str) -> str:
+        return self.elevated(f"{shlex.quote(agent)} config set {shlex.quote(key)} "
+                             f"{shlex.quote(value)}")
+
+    def config_get(self, agent: str, key: str) -> str:
+        return self.elevated(f"{shlex.quote(agent)} config get {shlex.quote(key)}")
+
     def connect(self, agent: str, config_path: str, host: ResolvedHost) -> str:
         parts = [shlex.quote(agent), "connect", "--config", shlex.quote(config_path), "--verbose"]
         return self.elevated(" ".join(parts))

@@ -8,6 +8,8 @@ under ``$env:TEMP`` whose ACL grants Administrators and SYSTEM only.
 
 from __future__ import annotations
 
+import re
+
 from fleet.inventory.model import ResolvedHost
 from fleet.transport.base import CommandResult
 from fleet.transport.powershell import acl_lines, quote
@@ -66,6 +68,14 @@ class WindowsAgentCommands:
     def config_path(self, private_dir: str) -> str:
         return private_dir.rstrip("\\") + "\\" + CONFIG_NAME
 
+    def config_set(self, agent: str, key: str, value: str) -> str:
+        # Validation keeps these to a URL without quotes or spaces and fixed bypass names, so
+        # no Windows command-line rule can change them.
+        return _invoke(agent, ["config", "set", _setting(key), quote(value)])
+
+    def config_get(self, agent: str, key: str) -> str:
+        return _invoke(agent, ["config", "get", _setting(key)])
+
     def connect(self, agent: str, config_path: str, host: ResolvedHost) -> str:
         # Only the file's path on the command line: Windows PowerShell 5.1 and azcmagent.exe's
         # Go command-line parser would otherwise reinterpret quotes and trailing backslashes.
@@ -110,6 +120,13 @@ _NATIVE_STREAMS = (
     " 2>&1 | ForEach-Object { if ($_ -is [Management.Automation.ErrorRecord]) "
     "{ [Console]::Error.WriteLine($_.Exception.Message) } else { [Console]::Out.WriteLine($_) } }"
 )
+
+
+def _setting(key: str) -> str:
+    # Setting names are arcfleet's own constants (proxy.url): a bare word reads as the docs do.
+    if not re.fullmatch(r"[a-z]+(?:\.[a-z]+)*", key):
+        raise ValueError(f"not an agent setting name: {key!r}")
+    return key
 
 
 def _invoke(agent: str, args: list[str]) -> str:

@@ -60,8 +60,9 @@ def agent_missing(detail: str) -> Diagnosis:
     return Diagnosis(
         Category.AGENT_MISSING, FAIL_HOST, name="agent not installed",
         cause="azcmagent is not installed on the host (or not where arcfleet looked).",
-        fix="Install the Connected Machine agent with Microsoft's install script "
-        "(install_linux_azcmagent.sh / install_windows_azcmagent.ps1), then rerun the host.",
+        fix="Let arcfleet install it: the playbook's `install` setting (`install: missing`, the "
+        "onboard default, or `arcfleet install` for the install alone; docs/install.md), or "
+        "install it with Microsoft's install script; then rerun the host.",
         doc_url=MANAGE_URL, evidence_line=detail,
         rule=_TRANSPORT,
     )

@@ -24,6 +24,7 @@ import json
 import shlex
 from dataclasses import asdict
 
+from fleet.azcm.agent_config import PROXY_GET_STEP, PROXY_URL, agent_settings, setting_step
 from fleet.azcm.commands import ScriptParams
 from fleet.azcm.commands_linux import AGENT_FALLBACK, AGENT_NAME, LOG_PATH
 from fleet.inventory.model import ResolvedHost
@@ -53,9 +54,16 @@ def command_line(params: ScriptParams, host: ResolvedHost, *, become: bool) -> s
 
 def build(params: ScriptParams, host: ResolvedHost) -> str:
     q = shlex.quote
+    settings = agent_settings(host)
+    # Agent settings (the proxy) go in before connect, each its own step; a failure stops there.
+    setting_steps = "".join(
+        f'if ! step {setting_step(key)} "$A" config set {q(key)} {q(value)}; then finish; fi\n'
+        for key, value in settings
+    )
     header = SCRIPT_MARK + json.dumps(
         {
             **asdict(params),
+            "settings": settings,
             "log_path": LOG_PATH,
             "agent_fallback": AGENT_FALLBACK,
         },
@@ -171,7 +179,10 @@ read -r A <"$D/o"
 if [ -z "$A" ]; then finish; fi
 step show "$A" show --json
 shown=$?
-if [ "$MODE" = preflight ]; then finish; fi
+if [ "$MODE" = preflight ]; then
+  step {PROXY_GET_STEP} "$A" config get {PROXY_URL}
+  finish
+fi
 if [ "$MODE" != force ]; then
   if [ $shown -ne 0 ]; then finish; fi
   state=$(tr -d ' \\t\\r\\n' <"$D/o")
@@ -187,7 +198,7 @@ for x in /tmp/arcfleet.????????; do
     break
   fi
 done
-# The timer runs in its own session (setsid): killing the session's processes leaves it.
+{setting_steps}# The timer runs in its own session (setsid): killing its processes leaves it.
 T='sleep "$1" & echo $! >"$2/timer"; wait $! && rm -rf -- "$2"'
 if command -v setsid >/dev/null 2>&1; then
   setsid sh -c "$T" arcfleet-timer "$TTL" "$D" </dev/null >/dev/null 2>&1 &

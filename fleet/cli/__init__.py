@@ -23,6 +23,12 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "codes": (
         "fleet.cli.codes", "Explain AZCM codes, list the catalog, or diagnose a saved output."
     ),
+    "agent": (
+        "fleet.cli.agent", "The Connected Machine agent itself: check an offline install bundle."
+    ),
+    "install": (
+        "fleet.cli.run", "Install or upgrade the agent on every host; do not connect."
+    ),
     "inventory": (
         "fleet.cli.inventory", "Read, check and show inventories (arcfleet YAML, Ansible INI/YAML)."
     ),

@@ -48,6 +48,9 @@ def outcome_json(outcome: HostOutcome) -> dict[str, Any]:
         "remediations": list(outcome.remediations),
         "resource_id": d.resource_id,
         "duration_s": round(outcome.duration_s, 3),
+        "agent_version_before": outcome.agent_version_before,
+        "agent_version_after": outcome.agent_version_after,
+        "install": outcome.install,
     }
 
 

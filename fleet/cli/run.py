@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -45,6 +46,9 @@ from fleet.summary import GOALS, summary
 from fleet.text import SanitizingSink
 from fleet.transport.factory import TransportFactory
 from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS, HostKeyPolicy, check_known_hosts
+
+if TYPE_CHECKING:
+    from fleet.engine.install_bundle import AgentBundle
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -93,6 +97,7 @@ class _Executor:
         earlier_steps: dict[str, tuple[Attempt, ...]] | None = None,
     ) -> int:
         playbook, hosts, digest, playbook_ref = self.plan(request, only=only, mode=mode)
+        bundle = _agent_bundle(playbook)  # a bad bundle stops the run before any host
         if not hosts:
             self.console.print("nothing to do: no host left to run", markup=False)
             return EXIT_OK
@@ -104,7 +109,7 @@ class _Executor:
         _check_azure_changes(request, playbook.mode, hosts)
         secrets = SecretBook(allowed_env=request.allow_secret_env)
         try:
-            secrets.preload(hosts, need_sp=playbook.mode is not Mode.PREFLIGHT)
+            secrets.preload(hosts, need_sp=playbook.mode not in (Mode.PREFLIGHT, Mode.INSTALL))
         except UsageError as exc:
             raise UsageError(one_per_reference(exc.problems)) from None
         rate, burst = connect_pacing(request, playbook)
@@ -128,6 +133,9 @@ class _Executor:
                 parent_run_id=parent_run_id,
             )
             configure_run_log(record.folder / "run.log")
+            if bundle is not None:  # what was uploaded, by sha256, kept with the run
+                (record.folder / "agent-bundle.json").write_text(
+                    json.dumps(bundle.manifest(), indent=2), encoding="utf-8")
             transcripts = TranscriptWriter(record.folder)
             options.transcript_path = {h.name: str(transcripts.path_for(h.name)) for h in hosts}
             view: LiveDisplay | JsonLines = (
@@ -154,8 +162,9 @@ class _Executor:
 
                     confirmer = AzureConfirmer(hosts, secrets)
             minter = None
-            if playbook.mode is not Mode.PREFLIGHT and any(h.azure.auth == "token"
-                                                           for h in hosts):
+            # Tokens for the modes that connect or disconnect.
+            if playbook.mode in (Mode.ONBOARD, Mode.OFFBOARD) and any(
+                    h.azure.auth == "token" for h in hosts):
                 from fleet.azure.tokens import TokenMinter
 
                 minter = TokenMinter(hosts, secrets)
@@ -229,6 +238,14 @@ def _check_azure_changes(request: RunRequest, mode: Mode, hosts: Sequence[Resolv
                      for h in hosts if h.azure.create_resource_group]
     if problems:
         raise UsageError(list(dict.fromkeys(problems)))
+
+
+def _agent_bundle(playbook: Playbook) -> AgentBundle | None:
+    if playbook.agent_bundle is None or playbook.mode in (Mode.OFFBOARD, Mode.PREFLIGHT):
+        return None
+    from fleet.engine.install_bundle import load_bundle
+
+    return load_bundle(playbook.agent_bundle, require_signed=playbook.agent_bundle_require_signed)
 
 
 async def _run_with_signals(fleet: FleetRun) -> list[HostOutcome]:
@@ -494,5 +511,8 @@ COMMANDS: list[click.Command] = [
     _make_command("onboard", Mode.ONBOARD, "Connect every host to Azure Arc."),
     _make_command("preflight", Mode.PREFLIGHT, "Check every host is ready; change nothing."),
     _make_command("offboard", Mode.OFFBOARD, "Disconnect every host from Azure Arc."),
+    _make_command(
+        "install", Mode.INSTALL, "Install or upgrade the agent on every host; do not connect."
+    ),
     rerun_command,
 ]

@@ -199,7 +199,7 @@ def _azure_for_site(executor: _Executor, request: RunRequest, playbook: Playbook
             console=executor.console)
         confirmer = AzureConfirmer(hosts, secrets) if request.azure_check else None
     minter: TokenMinter | None = None
-    if mode != "preflight" and any(h.azure.auth == "token" for h in hosts):
+    if mode in ("onboard", "offboard") and any(h.azure.auth == "token" for h in hosts):
         from fleet.azure.tokens import TokenMinter
 
         minter = TokenMinter(hosts, secrets)

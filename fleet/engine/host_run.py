@@ -20,7 +20,7 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay
 
 from fleet.azcm import findings
-from fleet.azcm.agent_config import shown_config
+from fleet.azcm.agent_config import PROXY_URL, agent_settings, proxy_report, shown_config
 from fleet.azcm.classifier import classify
 from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, connect_config
 from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis, Evidence, Remediation
@@ -34,10 +34,12 @@ from fleet.engine.host_state import (
     HostFinished,
     ScriptedConnect,
     disconnected,
+    installed,
     no_private_dir,
     preflight_ready,
     strip_internal,
 )
+from fleet.engine.install_stage import InstallStage
 from fleet.engine.outcome import Attempt, HostOutcome
 from fleet.engine.playbook import Mode
 from fleet.errors import (
@@ -63,7 +65,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class HostRun(ScriptedPath):
+class HostRun(ScriptedPath, InstallStage):
     def __init__(
         self,
         host: ResolvedHost,
@@ -92,6 +94,10 @@ class HostRun(ScriptedPath):
         # Host clock minus jump-host clock (s), read by the host script's clock step: the
         # classifier reads time-window failures as a clock problem when it is large.
         self._clock_skew_s: float | None = None
+        # The agent settings (proxy) went in (by the host script or _apply_settings), and the
+        # proxy the agent reported in preflight (None: not asked).
+        self._settings_applied = False
+        self._configured_proxy: str | None = None
 
     # -- recording -----------------------------------------------------------------------
 
@@ -169,6 +175,9 @@ class HostRun(ScriptedPath):
             exit_code=self._last_exit,
             transcript_file=self.ctx.transcript_file,
             steps=tuple(self._steps),
+            agent_version_before=self._version_before,
+            agent_version_after=self._version_after or self._agent_version,
+            install=self._install_result,
         )
 
     # -- the state machine ---------------------------------------------------------------
@@ -217,14 +226,12 @@ class HostRun(ScriptedPath):
 
     async def _execute(self) -> Diagnosis:
         await self.transport.open()
-        if self._scripted():
-            agent, state = await self._scripted_start()
-        else:
-            agent = await self._preflight()
-            state = await self._agent_state(agent)
+        agent, state = await self._look_and_install()
         mode = self.playbook.mode
         if mode is Mode.OFFBOARD:
             return await self._offboard(agent, state)
+        if mode is Mode.INSTALL:
+            return installed(self._install_result, self._agent_version)
         if state is not None and state.connected:
             if state.matches(self.host) and self._earlier.launched:
                 # The interrupted run's last connect finished before the crash (the agent
@@ -240,8 +247,30 @@ class HostRun(ScriptedPath):
                 return findings.resource_conflict_elsewhere(state.resource_id, wanted)
             await self._disconnect(agent, force_local_only=False)
         if mode is Mode.PREFLIGHT:
-            return preflight_ready(self._agent_version)
+            if self._configured_proxy is None:  # the step-by-step path: ask now
+                got = await self._run("preflight", self.commands.config_get(agent, PROXY_URL))
+                self._configured_proxy = got.stdout.strip() if got.exit_status == 0 else None
+            return preflight_ready(self._agent_version, *proxy_report(self.host,
+                                                                      self._configured_proxy))
+        await self._apply_settings(agent)
         return await self._connect_with_retries(agent)
+
+    async def _apply_settings(self, agent: str) -> None:
+        """``azcmagent config set`` for each agent setting (the proxy) before the first connect;
+        the host ends at the first that fails (a connect without its proxy would only fail)."""
+        if self._settings_applied:
+            return
+        for key, value in agent_settings(self.host):
+            result = await self._run("connect", self.commands.config_set(agent, key, value))
+            if result.exit_status != 0:
+                raise HostFinished(self._setting_failed(key, result))
+        self._settings_applied = True
+
+    async def _look(self) -> tuple[str, AgentState | None]:
+        if self._scripted():
+            return await self._scripted_start()
+        agent = await self._preflight()
+        return agent, await self._agent_state(agent)
 
     async def _preflight(self) -> str:
         result = await self._run("preflight", self.commands.check_elevation())
@@ -521,6 +550,10 @@ class HostRun(ScriptedPath):
         return True
 
     async def _offboard(self, agent: str, state: AgentState | None) -> Diagnosis:
+        diagnosis = await self._disconnect_host(agent, state)
+        return await self._uninstall(diagnosis) if self.playbook.uninstall else diagnosis
+
+    async def _disconnect_host(self, agent: str, state: AgentState | None) -> Diagnosis:
         if state is not None and not state.connected:
             return disconnected("the host was not connected; nothing to do")
         # The playbook's attempts and remediations hold for disconnect as for connect (a

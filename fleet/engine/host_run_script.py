@@ -8,14 +8,15 @@ as they arrive, and stop the host where the step-by-step path would have stopped
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from fleet.azcm import findings
-from fleet.azcm.agent_config import shown_config
+from fleet.azcm.agent_config import PROXY_GET_STEP, agent_settings, setting_step, shown_config
 from fleet.azcm.classifier import classify
 from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, connect_config
-from fleet.azcm.diagnosis import Diagnosis, Evidence, Remediation
+from fleet.azcm.diagnosis import Action, ActionKind, Diagnosis, Evidence, Remediation
 from fleet.engine import host_script
 from fleet.engine.host_script import ScriptSteps
 from fleet.engine.host_state import (
@@ -54,6 +55,8 @@ class ScriptedPath:
     _pending: ScriptedConnect | None
     _host_clock: str | None
     _clock_skew_s: float | None
+    _settings_applied: bool
+    _configured_proxy: str | None
 
     def _record(self, attempt: Attempt) -> None:
         raise NotImplementedError
@@ -71,7 +74,8 @@ class ScriptedPath:
     async def _scripted_start(self) -> tuple[str, AgentState | None]:
         """Preflight and state from the host script. On the common path the same script also
         connected; that result waits in ``_pending`` for :meth:`_connect_once`."""
-        mode = ScriptMode.PREFLIGHT if self.playbook.mode is Mode.PREFLIGHT else ScriptMode.CONNECT
+        preflight_only = self.playbook.mode in (Mode.PREFLIGHT, Mode.INSTALL)
+        mode = ScriptMode.PREFLIGHT if preflight_only else ScriptMode.CONNECT
         for _ in range(2):
             agent, show = await self._script(mode)
             state = AgentState.parse(show.stdout) if show.exit_status == 0 else None
@@ -171,6 +175,7 @@ class ScriptedPath:
         located = steps.get("locate")
         if located is not None and (located.exit_status != 0 or not steps.agent):
             raise HostFinished(findings.agent_missing(located.stderr.strip() or "not on PATH"))
+        self._read_settings(steps)
         config = steps.get("config")
         if config is not None and config.exit_status != 0:
             raise HostFinished(
@@ -186,6 +191,29 @@ class ScriptedPath:
         show = steps.get("show")
         assert show is not None  # a complete report of a run that got this far has show
         return steps.agent, show
+
+    def _read_settings(self, steps: ScriptSteps) -> None:
+        """The script's agent-setting steps (config set proxy.*) and its preflight proxy read."""
+        settings = agent_settings(self.host)
+        for key, _value in settings:
+            result = steps.get(setting_step(key))
+            if result is not None and result.exit_status != 0:
+                raise HostFinished(self._setting_failed(key, result))
+        if settings and all(steps.get(setting_step(key)) for key, _ in settings):
+            self._settings_applied = True
+        proxy = steps.get(PROXY_GET_STEP)
+        if proxy is not None and proxy.exit_status == 0:
+            self._configured_proxy = proxy.stdout.strip()
+
+    def _setting_failed(self, key: str, result: CommandResult) -> Diagnosis:
+        """``config set KEY`` failed: the agent's own code if it gave one, else the words."""
+        diagnosis = classify(self._evidence(result))
+        if diagnosis.code:
+            return replace(diagnosis, action=Action(ActionKind.FAIL_HOST))
+        words = (result.stderr.strip() or result.stdout.strip())[-300:]
+        return findings.step_failed(
+            f"azcmagent config set {key} failed (exit {result.exit_status}): {words}"
+        )
 
     def _script_never_ran(self, steps: ScriptSteps, commands: ScriptCommands) -> None:
         """No report at all: sudo refused, or no shell. Say which, with its own words."""

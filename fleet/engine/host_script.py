@@ -13,6 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from fleet.azcm.agent_config import (
+    PROXY_GET_STEP,
+    PROXY_URL,
+    agent_settings,
+    is_setting_step,
+    setting_step,
+)
 from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, ScriptParams
 from fleet.azcm.diagnosis import Diagnosis
 from fleet.engine import frames
@@ -119,6 +126,8 @@ class ScriptRecorder:
             "connect": c.connect(agent, c.config_path(private_dir), self._host),
             "cleanup": c.remove_dir(private_dir) if c.is_private_dir(private_dir) else "rm",
             "verify": c.show_json(agent),
+            PROXY_GET_STEP: c.config_get(agent, PROXY_URL),
+            **{setting_step(k): c.config_set(agent, k, v) for k, v in agent_settings(self._host)},
         }.get(name, name)
 
     def feed(self, records: list[StepRecord]) -> None:
@@ -229,6 +238,8 @@ _AGENT_VERSION = re.compile(r'"agentVersion"\s*:\s*"([^"]*)"', re.IGNORECASE)
 
 def script_stage(name: str) -> str:
     """The transcript stage of a script step (as the step-by-step path named them)."""
+    if is_setting_step(name):
+        return "connect"
     return {
         "config": "connect",
         "connect": "connect",

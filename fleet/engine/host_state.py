@@ -134,16 +134,37 @@ def no_private_dir(stderr: str) -> Diagnosis:
     )
 
 
-def preflight_ready(agent_version: str | None) -> Diagnosis:
-    """Every preflight check passed and the agent is not connected: onboard would connect it."""
+def preflight_ready(
+    agent_version: str | None, proxy_note: str = "", proxy_fields: dict[str, str] | None = None
+) -> Diagnosis:
+    """Every preflight check passed and the agent is not connected: onboard would connect it.
+    ``proxy_note``/``proxy_fields``: the agent's proxy against the inventory's
+    (:func:`fleet.azcm.agent_config.proxy_report`)."""
+    proxy = f"; {proxy_note}" if proxy_note else ""
     return Diagnosis(
         category=Category.READY,
         action=Action(ActionKind.NONE),
         name="ready",
-        cause=f"ready: reachable, elevated, agent {agent_version or 'present'}, not connected; "
-        "onboard would connect it (nothing was changed)",
+        cause=f"ready: reachable, elevated, agent {agent_version or 'present'}, not connected"
+        f"{proxy}; onboard would connect it (nothing was changed)",
         fix="arcfleet onboard --limit @ready connects the hosts this preflight found ready",
         rule="preflight:ready",
+        extra={"onboard_would": "connect", **(proxy_fields or {})},
+    )
+
+
+def installed(result: str, agent_version: str | None) -> Diagnosis:
+    """The install playbook's end: the agent is there (installed now or before); no connect."""
+    done = {"installed": "installed", "upgraded": "upgraded"}.get(result)
+    cause = (f"agent {agent_version or ''} {done} by this run" if done
+             else f"agent {agent_version or ''} already present; nothing installed")
+    return Diagnosis(
+        category=Category.READY,
+        action=Action(ActionKind.NONE),
+        name="agent installed",
+        cause=" ".join(cause.split()),
+        fix="arcfleet onboard connects these hosts",
+        rule="install",
         extra={"onboard_would": "connect"},
     )
 

@@ -72,6 +72,11 @@ class HostOutcome:
     exit_code: int | None = None  # of the last azcmagent command
     transcript_file: str = ""
     steps: tuple[Attempt, ...] = field(default=(), repr=False)
+    # The install stage: the agent version preflight found and the one the host ended with,
+    # and what the stage did (installed, upgraded, failed, would_install, uninstalled, "").
+    agent_version_before: str | None = None
+    agent_version_after: str | None = None
+    install: str = ""
 
     @property
     def category(self) -> Category:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fleet.azcm.diagnosis import Remediation
+from fleet.engine.install_policy import InstallPolicy
 from fleet.errors import PlaybookError, Problem
 from fleet.inventory.yamlio import describe_yaml_error
 
@@ -23,6 +24,10 @@ class Mode(StrEnum):
     ONBOARD = "onboard"  # preflight, connect, verify
     PREFLIGHT = "preflight"  # checks only, changes nothing
     OFFBOARD = "offboard"  # disconnect
+    INSTALL = "install"  # preflight and the install stage only (image pipelines)
+
+
+_VERSION_PATTERN = r"^\d{1,4}(\.\d{1,6}){1,3}$"
 
 
 class _Strict(BaseModel):
@@ -80,12 +85,29 @@ class Playbook(_Strict):
     log_tail_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
     breaker: Breaker = Breaker()
     pacing: Pacing = Pacing()
+    # The install stage (docs/install.md). A version goes into the install script's argv on
+    # the host: digits and dots only.
+    install: InstallPolicy = InstallPolicy.MISSING
+    desired_version: str | None = Field(None, pattern=_VERSION_PATTERN)
+    minimum_version: str | None = Field(None, pattern=_VERSION_PATTERN)
+    # Offline: a directory on the jump host (see `arcfleet agent bundle`); None = hosts
+    # download from Microsoft.
+    agent_bundle: str | None = None
+    # Refuse a bundle whose MSI's Authenticode signature did not verify (osslsigncode).
+    agent_bundle_require_signed: bool = False
+    # A transient install failure (package lock, download, msiexec 1618) is retried, with
+    # backoff, until this much time has passed since the first try.
+    install_retry_s: float = Field(600.0, ge=0, le=7200)
+    install_s: float = Field(900.0, gt=0)  # one run of the install script or msiexec
+    install_tempdir: str | None = Field(None, pattern=r"^/[A-Za-z0-9._/-]{0,200}$")
+    # Offboard: after disconnecting, remove the agent package.
+    uninstall: bool = False
 
     def allows(self, remediation: Remediation) -> bool:
         return remediation in self.remediations
 
 
-BUILTIN = ("onboard", "preflight", "offboard", "reconnect")
+BUILTIN = ("onboard", "preflight", "offboard", "reconnect", "install")
 
 
 def _builtin_text(name: str) -> str:

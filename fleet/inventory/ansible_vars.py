@@ -238,6 +238,7 @@ ARC_VARS: dict[str, Callable[[Conversion, str, Any], None]] = {
     "arc_private_link_scope": _setter("azure.private_link_scope"),
     "arc_gateway_id": _setter("azure.gateway_id"),
     "arc_proxy_url": _setter("azure.proxy_url"),
+    "arc_proxy_bypass": _setter("azure.proxy_bypass"),
     "arc_auth": _setter("azure.auth"),
     "arc_create_resource_group": _setter("azure.create_resource_group"),
     "arc_sp_client_id": _sp_field("client_id"),

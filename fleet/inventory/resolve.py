@@ -331,6 +331,9 @@ class Resolver:
             problem("azure.service_principal", "required: client_id plus secret {env|file} or "
                     "certificate_file (or AZURE_CLIENT_ID + AZURE_CLIENT_SECRET in the "
                     "environment when no inventory names one)")
+        if azure.get("proxy_bypass") and not azure.get("proxy_url"):
+            problem("azure.proxy_bypass", "is set but proxy_url is not: a bypass list only "
+                    "applies to a proxy; set proxy_url too, or remove proxy_bypass")
         location = azure.get("location")
         cloud = Cloud(azure.get("cloud", Cloud.AZURE))
         if location and cloud_of(location) is not cloud:

@@ -107,10 +107,32 @@ def check_arm_id(value: str, kind: str) -> str | None:
     )
 
 
+#: azcmagent's proxy.bypass names (reference 5.5)
+PROXY_BYPASS_NAMES = ("AAD", "ARM", "AMA", "Arc", "ArcData")
+PROXY_AUTH_REFUSED = (
+    "holds a user name or password, and the Connected Machine agent does not support proxy "
+    "authentication (https://learn.microsoft.com/azure/azure-arc/servers/"
+    "manage-agent-proxy-settings); use a proxy that allows the host without credentials"
+)
+
+
 def check_proxy_url(value: str) -> str | None:
+    # The text after "://" and before the next "/": user:password@ would sit there. The value is
+    # never echoed: it may hold a password.
+    authority = value.partition("://")[2].partition("/")[0]
+    if "@" in authority:
+        return PROXY_AUTH_REFUSED
     if _PROXY_RE.match(value):
         return None
-    return "must be http://host:port or https://host:port (no credentials, no path)"
+    return "must be http://host:port or https://host:port (no path)"
+
+
+def proxy_bypass_name(value: str) -> str | None:
+    """The canonical spelling of a proxy.bypass name, or None when it is not one."""
+    for name in PROXY_BYPASS_NAMES:
+        if value.strip().lower() == name.lower():
+            return name
+    return None
 
 
 # https://NAME.vault.azure.net/secrets/NAME[/VERSION] (and the sovereign clouds' vault domains);

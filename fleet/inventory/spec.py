@@ -44,6 +44,15 @@ def resolve_path(value: Path, info: ValidationInfo) -> Path:
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        # YAML `key: null` (or `key:` with nothing after it) means "not set here", as a key that
+        # is absent: the layers below it still apply. (The field validators expect values.)
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
 
 class SecretRefSpec(_Spec):
     env: str | None = None
@@ -183,6 +192,7 @@ class AzureSpec(_Spec):
     private_link_scope: str | None = None
     gateway_id: str | None = None
     proxy_url: str | None = None
+    proxy_bypass: list[str] | None = None
     service_principal: ServicePrincipalSpec | None = None
     auth: Literal["service_principal", "token"] | None = None
     create_resource_group: bool | None = None
@@ -266,6 +276,25 @@ class AzureSpec(_Spec):
     @classmethod
     def _proxy(cls, value: str) -> str:
         return _check(value, rules.check_proxy_url)
+
+    @field_validator("proxy_bypass", mode="before")
+    @classmethod
+    def _bypass(cls, value: Any) -> Any:
+        # "ARM,AAD" as azcmagent writes it, or a YAML list.
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return value
+        names: list[str] = []
+        for item in items:
+            name = rules.proxy_bypass_name(item) if isinstance(item, str) else None
+            if name is None:
+                raise ValueError(
+                    f"{str(item)[:40]!r} is not a proxy bypass name; use any of "
+                    + ", ".join(rules.PROXY_BYPASS_NAMES)
+                )
+            if name not in names:
+                names.append(name)
+        return names
 
 
 class SettingsSpec(_Spec):

@@ -164,6 +164,11 @@ class LabHost:
     himds_ready_at: float = 0.0
     agent_config: dict[str, str] = field(default_factory=dict)  # ``azcmagent config set``
     connect_attempts: int = 0  # drives fail-N-times-then-succeed scenarios
+    installed: bool = True  # the agent is installed (install scenarios start without it)
+    install_attempts: int = 0  # runs of the install script / msiexec (fail-N-times scenarios)
+    #: loop time until which the dpkg lock is held (``install_lock``)
+    lock_until: float = 0.0
+    package_family: str = "deb"  # deb: dpkg/apt-get; rpm: rpm/dnf
     # Records for tests (append-only):
     commands: list[str] = field(default_factory=list)
     scripts: list[str] = field(default_factory=list)  # arcfleet host scripts, whole
@@ -201,6 +206,10 @@ class LabHost:
         self.himds_ready_at = (time.monotonic() + scenario.himds_after_s
                                if scenario.kind is ScenarioKind.HIMDS_STARTING else 0.0)
         self.state = AgentState()
+        self.installed = not scenario.starts_without_agent
+        self.install_attempts = 0
+        self.lock_until = (time.monotonic() + scenario.lock_s
+                           if scenario.kind is ScenarioKind.INSTALL_LOCK else 0.0)
         if scenario.kind is ScenarioKind.ALREADY_CONNECTED:
             self._preconnect(self.target.subscription_id, self.target.resource_group,
                              self.target.tenant_id, self.target.location)
@@ -229,7 +238,7 @@ class LabHost:
 
     @property
     def agent_installed(self) -> bool:
-        return self.scenario.kind is not ScenarioKind.AGENT_MISSING
+        return self.installed
 
     @property
     def agent_path(self) -> str:
@@ -311,6 +320,7 @@ class LabHost:
             "service_running": self.service_running,
             "connect_attempts": self.connect_attempts,
             "agent_config": self.agent_config,
+            "installed": self.installed,
             "scenario": self.scenario.describe(),
         }
         tmp = self.state_file.with_suffix(".tmp")
@@ -329,6 +339,7 @@ class LabHost:
             self.service_running = bool(body["service_running"])
             self.connect_attempts = int(body["connect_attempts"])
             self.agent_config = dict(body.get("agent_config", {}))
+            self.installed = bool(body.get("installed", self.installed))
         except (OSError, ValueError, KeyError, TypeError):
             return False
         return True

@@ -25,6 +25,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from fleet.azcm.agent_config import PROXY_GET_STEP, PROXY_URL, setting_step
 from fleet.lab.host import LabHost, SftpWrite
 from fleet.lab.scenario import ScenarioKind
 
@@ -119,8 +120,16 @@ async def run_host_script(script: str, host: LabHost, *, elevated: bool) -> Any:
         if located.exit_status != 0 or not agent:
             return ShellResult(0, await report.end())
         show = await step("show", f"{shlex.quote(agent)} show --json", [agent, "show", "--json"])
-        if mode == "preflight" or (mode != "force" and not _should_connect(show)):
+        if mode == "preflight":
+            get = [agent, "config", "get", PROXY_URL]
+            await step(PROXY_GET_STEP, shlex.join(get), get)
             return ShellResult(0, await report.end())
+        if mode != "force" and not _should_connect(show):
+            return ShellResult(0, await report.end())
+        for key, value in params.get("settings", []):
+            argv = [agent, "config", "set", key, value]
+            if (await step(setting_step(key), shlex.join(argv), argv)).exit_status != 0:
+                return ShellResult(0, await report.end())
         config = f"{private_dir}/connect.json"
         started = time.monotonic()
         mode_bits = 0o600 if "\numask 077\n" in script else 0o644

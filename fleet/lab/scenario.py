@@ -51,13 +51,27 @@ class ScenarioKind(StrEnum):
     # the agent is Expired but still holds its resource id: connect answers AZCM0067
     EXPIRED_AGENT = "expired_agent"
     NOT_ROOT = "not_root"  # sudo does not elevate: the agent answers AZCM0018
-    AGENT_MISSING = "agent_missing"  # azcmagent not installed: command not found, 127
+    # azcmagent not installed: command not found, 127 (the install stage installs it)
+    AGENT_MISSING = "agent_missing"
+    # Install failures (the host starts without an agent; the install script or msiexec fails
+    # as documented, reference section 7.2):
+    INSTALL_LOCK = "install_lock"  # dpkg lock held ``lock_s`` (AZCM0145), then released
+    INSTALL_DOWNLOAD = "install_download"  # packages-microsoft-prod download fails (AZCM0146)
+    INSTALL_UNSUPPORTED = "install_unsupported"  # unsupported distribution (AZCM0133)
+    INSTALL_AZURE_VM = "install_azure_vm"  # an Azure VM (AZCM0141 Linux, AZCM0147 Windows)
+    INSTALL_NO_VERSION = "install_no_version"  # --desiredversion not found (AZCM0147 Linux)
+    INSTALL_FATAL = "install_fatal"  # msiexec 1603 (AZCM0156); Linux: the package fails (0143)
+    INSTALL_BUSY = "install_busy"  # msiexec 1618 ``fail_times`` times (AZCM0159), then success
+    INSTALL_NO_DISK = "install_no_disk"  # msiexec 112 (AZCM0158); Linux: dpkg ENOSPC (0143)
     SUDO_PASSWORD = "sudo_password"  # sudo: a password is required, exit 1
     SLOW = "slow"  # succeeds after ``latency_s``
     HANG = "hang"  # connect never returns
     HUGE_OUTPUT = "huge_output"  # ``output_bytes`` of verbose output, then success
     CONNECTION_DROP = "connection_drop"  # the server cuts the connection once connect runs
     UNREACHABLE = "unreachable"  # LabFleet serves nothing at the host's address
+    # Azure is reachable only through ``proxy_url``: connect fails with AZCM0026 unless the
+    # agent's proxy.url is that proxy (fleet/lab/agent/proxy.py)
+    BEHIND_PROXY = "behind_proxy"
 
 
 # What each AZCM code means to arcfleet when a host fails with it (the generic ``azcm`` scenario).
@@ -107,7 +121,16 @@ _KIND_CATEGORIES: dict[ScenarioKind, Category] = {
     # under the default onboard playbook; connected where disconnect_force_local_only is allowed
     ScenarioKind.EXPIRED_AGENT: Category.STALE_RESOURCE,
     ScenarioKind.NOT_ROOT: Category.ELEVATION,
-    ScenarioKind.AGENT_MISSING: Category.AGENT_MISSING,
+    # with the onboard default `install: missing`, the install stage installs it
+    ScenarioKind.AGENT_MISSING: Category.CONNECTED,
+    ScenarioKind.INSTALL_LOCK: Category.CONNECTED,  # after retries
+    ScenarioKind.INSTALL_DOWNLOAD: Category.NETWORK,
+    ScenarioKind.INSTALL_UNSUPPORTED: Category.HOST_PREREQUISITE,
+    ScenarioKind.INSTALL_AZURE_VM: Category.HOST_PREREQUISITE,
+    ScenarioKind.INSTALL_NO_VERSION: Category.INVALID_INPUT,
+    ScenarioKind.INSTALL_FATAL: Category.HOST_PREREQUISITE,
+    ScenarioKind.INSTALL_BUSY: Category.CONNECTED,  # after retries
+    ScenarioKind.INSTALL_NO_DISK: Category.HOST_PREREQUISITE,
     ScenarioKind.SUDO_PASSWORD: Category.ELEVATION,
     ScenarioKind.SLOW: Category.CONNECTED,
     ScenarioKind.HANG: Category.TIMEOUT,
@@ -115,6 +138,8 @@ _KIND_CATEGORIES: dict[ScenarioKind, Category] = {
     # The engine cannot know what the agent did: a lost session ends the host as unreachable.
     ScenarioKind.CONNECTION_DROP: Category.UNREACHABLE,
     ScenarioKind.UNREACHABLE: Category.UNREACHABLE,
+    # with the lab's own inventory, which sets no proxy; connected with arc_proxy_url set
+    ScenarioKind.BEHIND_PROXY: Category.NETWORK,
 }
 
 # The category of the first failed attempt, for scenarios that end connected after a retry or a
@@ -125,7 +150,13 @@ _FIRST_ATTEMPT: dict[ScenarioKind, Category] = {
     ScenarioKind.SERVICE_STOPPED: Category.AGENT_SERVICE,
     ScenarioKind.HIMDS_STARTING: Category.AGENT_SERVICE,
     ScenarioKind.EXPIRED_AGENT: Category.RESOURCE_CONFLICT,  # AZCM0067 as the agent says it
+    ScenarioKind.INSTALL_LOCK: Category.HOST_PREREQUISITE,
+    ScenarioKind.INSTALL_BUSY: Category.HOST_PREREQUISITE,
 }
+
+#: scenarios whose host starts without the agent
+NO_AGENT_KINDS = frozenset(k for k in ScenarioKind if k.value.startswith("install_")) | {
+    ScenarioKind.AGENT_MISSING}
 
 _CODE_RE = re.compile(r"^AZCM\d{4}$")
 
@@ -140,12 +171,19 @@ class Scenario:
     output_bytes: int = 4 * 1024 * 1024  # for ``huge_output``
     message: str | None = None  # for ``azcm``: override the failure message
     himds_after_s: float = 30.0  # for ``himds_starting``
+    proxy_url: str = "http://proxy.lab.test:3128"  # for ``behind_proxy``
+    no_agent: bool = False  # any scenario: the host starts without the agent
+    lock_s: float = 20.0  # for ``install_lock``: how long the dpkg lock stays held
 
     def expected_category(self) -> Category:
         """The category arcfleet should end this host with."""
         if self.kind is ScenarioKind.AZCM:
             return CODE_CATEGORIES.get(self.code or "", Category.UNKNOWN)
         return _KIND_CATEGORIES[self.kind]
+
+    @property
+    def starts_without_agent(self) -> bool:
+        return self.no_agent or self.kind in NO_AGENT_KINDS
 
     def first_attempt_category(self) -> Category:
         """The category of the first attempt (differs from the final one for retried or
@@ -198,19 +236,21 @@ def parse_scenario(value: object, *, file: str = "<scenario>", host: str | None 
     values: dict[str, Any] = {}
     types: dict[str, type | tuple[type, ...]] = {
         "code": str, "fail_times": int, "retry_after_s": int, "latency_s": (int, float),
-        "output_bytes": int, "message": str, "himds_after_s": (int, float)}
+        "output_bytes": int, "message": str, "himds_after_s": (int, float),
+        "proxy_url": str, "no_agent": bool,
+        "lock_s": (int, float)}
     for key, raw in body.items():
         if key not in types:
             raise bad(f"unknown key {key!r}", f"{field_name}.{key}")
-        if not isinstance(raw, types[key]) or isinstance(raw, bool):
+        if not isinstance(raw, types[key]) or (isinstance(raw, bool) and types[key] is not bool):
             raise bad(f"invalid value {raw!r}", f"{field_name}.{key}")
-        values[key] = (float(raw) if key in ("latency_s", "himds_after_s")
+        values[key] = (float(raw) if key in ("latency_s", "himds_after_s", "lock_s")
                        and isinstance(raw, int | float) else raw)
     scenario = Scenario(kind, **values)
     if kind is ScenarioKind.AZCM and (scenario.code is None or not _CODE_RE.match(scenario.code)):
         raise bad("scenario 'azcm' needs code: AZCMnnnn", f"{field_name}.code")
     if (scenario.fail_times < 0 or scenario.latency_s < 0 or scenario.output_bytes < 0
-            or scenario.himds_after_s < 0):
+            or scenario.himds_after_s < 0 or scenario.lock_s < 0):
         raise bad("values must not be negative")
     return scenario
 

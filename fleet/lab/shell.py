@@ -15,6 +15,7 @@ import string
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from fleet.lab import install as lab_install
 from fleet.lab.agent import run_agent
 from fleet.lab.host import LINUX_AGENT_ALT_PATH, LINUX_AGENT_PATH, LINUX_SERVICE, LabHost
 from fleet.lab.host_script import is_host_script, run_host_script
@@ -27,6 +28,8 @@ AGENT_NAMES = {"azcmagent", LINUX_AGENT_PATH, LINUX_AGENT_ALT_PATH}
 _KNOWN = {"sh", "bash", "sudo", "id", "mktemp", "rm", "tail", "cat", "systemctl", "true",
           "false", "echo", "hostname", "test", "command"}
 _OPERATORS = {"&&", "||", ";"}
+# Package tools per family (the install stage picks .deb or .rpm by `command -v dpkg`).
+_PACKAGING = {"deb": {"dpkg", "apt-get"}, "rpm": {"rpm", "dnf"}, "suse": {"rpm", "zypper"}}
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,9 @@ async def _sudo(argv: list[str], host: LabHost, elevated: bool) -> ShellResult:
 
 
 async def _sh(argv: list[str], host: LabHost, elevated: bool) -> ShellResult:
+    if len(argv) >= 2 and argv[1].rsplit("/", 1)[-1] == lab_install.LINUX_SCRIPT:
+        done = await lab_install.run_linux_script(argv, host, elevated)
+        return ShellResult(done.exit_status, done.stdout, done.stderr)
     if len(argv) >= 3 and argv[1] == "-c" and is_host_script(argv[2]):
         result: ShellResult = await run_host_script(argv[2], host, elevated=elevated)
         return result
@@ -144,7 +150,8 @@ async def _command(argv: list[str], host: LabHost, elevated: bool) -> ShellResul
         return ShellResult(0, f"{LINUX_AGENT_PATH}\n") if host.agent_installed else ShellResult(1)
     if name.startswith("/"):
         return ShellResult(0, f"{name}\n") if _agent_path_exists(name, host) else ShellResult(1)
-    return ShellResult(0, f"/usr/bin/{name}\n") if name in _KNOWN else ShellResult(1)
+    packaging = _PACKAGING.get(host.package_family, set())
+    return ShellResult(0, f"/usr/bin/{name}\n") if name in _KNOWN | packaging else ShellResult(1)
 
 
 async def _test(argv: list[str], host: LabHost, elevated: bool) -> ShellResult:
@@ -260,6 +267,8 @@ async def _tail(argv: list[str], host: LabHost, elevated: bool) -> ShellResult:
 async def _cat(argv: list[str], host: LabHost, elevated: bool) -> ShellResult:
     out: list[str] = []
     for path in argv[1:]:
+        if path == "--":
+            continue
         data = _read(host, path, "cat")
         if isinstance(data, ShellResult):
             return ShellResult(1, "".join(out), data.stderr)
@@ -292,6 +301,18 @@ async def _systemctl(argv: list[str], host: LabHost, elevated: bool) -> ShellRes
     return ShellResult(1, "", f"Unknown command verb {action}.\n")
 
 
+async def _curl(argv: list[str], host: LabHost, elevated: bool) -> ShellResult:
+    done = lab_install.curl_download(argv, host)
+    return ShellResult(done.exit_status, done.stdout, done.stderr)
+
+
+async def _package_remove(argv: list[str], host: LabHost, elevated: bool) -> ShellResult:
+    if argv[0] not in _PACKAGING.get(host.package_family, set()):
+        return ShellResult(127, "", f"sh: 1: {argv[0]}: not found\n")
+    done = lab_install.package_remove(argv, host, elevated)
+    return ShellResult(done.exit_status, done.stdout, done.stderr)
+
+
 async def _true(argv: list[str], host: LabHost, elevated: bool) -> ShellResult:
     return ShellResult(0)
 
@@ -312,5 +333,6 @@ _PROGRAMS: dict[str, Program] = {
     "sudo": _sudo, "sh": _sh, "bash": _sh, "/bin/sh": _sh, "id": _id, "command": _command,
     "test": _test, "mktemp": _mktemp, "rm": _rm, "tail": _tail, "cat": _cat,
     "systemctl": _systemctl, "true": _true, "false": _false, "echo": _echo,
-    "hostname": _hostname,
+    "hostname": _hostname, "curl": _curl, "apt-get": _package_remove,
+    "dnf": _package_remove, "zypper": _package_remove,
 }

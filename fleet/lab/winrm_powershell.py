@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
+from fleet.lab import install as lab_install
 from fleet.lab.agent import run_agent
 from fleet.lab.host import LabHost
 from fleet.lab.scenario import ScenarioKind
@@ -58,7 +59,7 @@ _INVOKE = re.compile(
     r"else \{ \[Console\]::Out\.WriteLine\(\$_\) \} \}\n"
     r"exit \$LASTEXITCODE\n?$"
 )
-_ARG_TOKEN = re.compile(rf"{_LITERAL}|--?[A-Za-z][A-Za-z0-9-]*|[A-Za-z][A-Za-z0-9-]*")
+_ARG_TOKEN = re.compile(rf"{_LITERAL}|--?[A-Za-z][A-Za-z0-9-]*|[A-Za-z][A-Za-z0-9.-]*")
 _MKDIR = re.compile(
     rf"^\$dir = Join-Path \$env:TEMP \((?P<prefix>{_LITERAL}) \+ "
     r"\[guid\]::NewGuid\(\)\.ToString\('N'\)\)\n"
@@ -95,6 +96,28 @@ _ACL = re.compile(
     r".*\}\nSet-Acl -LiteralPath \$(?P<var>\w+) -AclObject \$acl\n$",
     re.DOTALL,
 )
+
+
+# The install stage's own scripts (fleet.azcm.install_windows).
+_MSIEXEC = re.compile(
+    rf"^\$p = Start-Process -FilePath 'msiexec\.exe' -ArgumentList (?P<args>{_LITERAL}) "
+    r"-Wait -PassThru -NoNewWindow\nexit \$p\.ExitCode\n$"
+)
+_MSI_ARGS = re.compile(r'^/i "(?P<msi>[^"]+)" /qn /l\*v "(?P<log>[^"]+)"$')
+_MSI_LOG_ERRORS = re.compile(
+    rf"^if \(Test-Path -LiteralPath (?P<log>{_LITERAL})\) \{{\n  Get-Content -LiteralPath "
+    rf"(?P<log2>{_LITERAL}) \| Select-String -Pattern 'error\|return value 3' \| "
+    r"Select-Object -Last (?P<n>\d+) \| ForEach-Object \{ \$_\.Line \}\n\}\n$"
+)
+_INSTALL_SCRIPT = re.compile(
+    rf"\n& (?P<script>{_LITERAL}) -OutFile (?P<out>{_LITERAL})[^\n]*\nexit 0\n$"
+)
+_READ_OUT = re.compile(
+    rf"^if \(Test-Path -LiteralPath (?P<path>{_LITERAL})\) \{{ Get-Content -Raw -LiteralPath "
+    rf"(?P<path2>{_LITERAL}) \}}\n$"
+)
+_UNINSTALL = re.compile(r"^\$key = Get-ChildItem 'HKLM:\\SOFTWARE\\Microsoft\\Windows\\"
+                        r"CurrentVersion\\Uninstall'")
 
 
 class CommandOutput:
@@ -207,6 +230,9 @@ async def _run_script(
         return 127
     if match := _INVOKE.match(body):
         return await _invoke(host, match, output, record, elevated=elevated)
+    installing = _install_script(host, body, output)
+    if installing is not None:
+        return installing
     if match := _MKDIR.match(body):
         return _make_dir(host, match, output, record)
     if match := _PUT.match(body):
@@ -260,6 +286,32 @@ async def _invoke(
     result = await run_agent(argv, host, elevated=elevated)
     output.write(stdout=_crlf(result.stdout), stderr=_crlf(result.stderr))
     return result.exit_status
+
+
+def _install_script(host: LabHost, body: str, output: CommandOutput) -> int | None:
+    """The install stage's scripts: msiexec, its log's errors, the install script, uninstall."""
+    if match := _MSIEXEC.match(body):
+        args = _MSI_ARGS.match(unquote(match.group("args")))
+        if args is None:
+            output.write(stderr="msiexec: invalid command line\r\n")
+            return 1639
+        return lab_install.msiexec(host, args.group("msi"), args.group("log"))
+    if match := _MSI_LOG_ERRORS.match(body):
+        output.write(stdout=lab_install.msi_log_errors(
+            host, unquote(match.group("log")), int(match.group("n"))))
+        return 0
+    if match := _INSTALL_SCRIPT.search(body):
+        return lab_install.windows_script(host, unquote(match.group("out")))
+    if match := _READ_OUT.match(body):
+        local = host.local_path(unquote(match.group("path")))
+        if local.is_file():
+            output.write(stdout=local.read_text(encoding="utf-8") + "\r\n")
+        return 0
+    if _UNINSTALL.match(body):
+        status, text = lab_install.windows_uninstall(host)
+        output.write(stderr=text)
+        return status
+    return None
 
 
 def _make_dir(

@@ -236,8 +236,9 @@ class PostgresRunStore(RunStore):
                 "INSERT INTO outcomes (run_id, host, address, transport, os, status,"
                 " category, azcm_code, exit_code, cause, fix, message, correlation_id,"
                 " resource_id, attempts, remediations, transcript_file, started_at, finished_at,"
-                " duration_s, rule, action)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " duration_s, rule, action, agent_version_before, agent_version_after, install)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " ?, ?, ?)",
                 (
                     run_id, host, redact(outcome.address), redact(outcome.transport),
                     redact(outcome.os), outcome.status.value, d.category.value, _opt(d.code),
@@ -246,6 +247,8 @@ class PostgresRunStore(RunStore):
                     _dumps(list(outcome.remediations)), redact(outcome.transcript_file),
                     utc_iso(outcome.started_at), utc_iso(outcome.finished_at),
                     outcome.duration_s, redact(d.rule), str(d.action),
+                    _opt(outcome.agent_version_before), _opt(outcome.agent_version_after),
+                    redact(outcome.install),
                 ),
             )
             updated = conn.execute(

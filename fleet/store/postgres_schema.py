@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from fleet.errors import StoreError
+from fleet.store.sqlite_schema import INSTALL_COLUMNS
 
 if TYPE_CHECKING:
     import psycopg
@@ -100,7 +101,10 @@ _V2: Final[tuple[str, ...]] = (
     "CREATE INDEX run_hosts_claim ON run_hosts(run_id, site, state, position)",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
+# v3: the install stage (agent version before/after, what the stage did), as in SQLite v2.
+_V3: Final[tuple[str, ...]] = INSTALL_COLUMNS
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

@@ -16,7 +16,9 @@ from fleet.redact import redact, redact_value
 
 RUNS_DIR: Final = "runs"
 
-RUN_KINDS: Final = frozenset({"onboard", "preflight", "offboard", "rerun", "resume"})
+RUN_KINDS: Final = frozenset(
+    {"onboard", "preflight", "offboard", "install", "rerun", "resume"}
+)
 RUN_STATUSES: Final = frozenset({"running", "finished", "interrupted", "crashed"})
 HOST_STATES: Final = ("pending", "in_flight", "done")
 
@@ -84,6 +86,9 @@ class OutcomeRow:
     run_id: str = ""
     site: str = ""  # the host's site (shared store; empty otherwise)
     worker: str = ""  # the worker that finished it (shared store; empty otherwise)
+    agent_version_before: str = ""  # what preflight found ("" = no agent or not read)
+    agent_version_after: str = ""
+    install: str = ""  # installed | upgraded | failed | would_install | uninstalled | ""
 
 
 @dataclass(frozen=True)

@@ -287,8 +287,9 @@ class RunStore:
                 "INSERT OR REPLACE INTO outcomes (run_id, host, address, transport, os, status,"
                 " category, azcm_code, exit_code, cause, fix, message, correlation_id,"
                 " resource_id, attempts, remediations, transcript_file, started_at, finished_at,"
-                " duration_s, rule, action)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " duration_s, rule, action, agent_version_before, agent_version_after, install)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " ?, ?, ?)",
                 (
                     run_id, host, redact(outcome.address), redact(outcome.transport),
                     redact(outcome.os), outcome.status.value, d.category.value, _opt(d.code),
@@ -297,6 +298,8 @@ class RunStore:
                     _dumps(list(outcome.remediations)), redact(outcome.transcript_file),
                     utc_iso(outcome.started_at), utc_iso(outcome.finished_at),
                     outcome.duration_s, redact(d.rule), str(d.action),
+                    _opt(outcome.agent_version_before), _opt(outcome.agent_version_after),
+                    redact(outcome.install),
                 ),
             )
             updated = conn.execute(
@@ -443,6 +446,9 @@ class RunStore:
             # on an sqlite3.Row searches its values.
             site=row["site"] or "" if "site" in row.keys() else "",  # noqa: SIM118
             worker=row["worker"] or "" if "worker" in row.keys() else "",  # noqa: SIM118
+            agent_version_before=row["agent_version_before"] or "",
+            agent_version_after=row["agent_version_after"] or "",
+            install=row["install"] or "",
         )
 
     def final_outcomes(self, root_run_id: str) -> dict[str, OutcomeRow]:

@@ -89,8 +89,21 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _migrate_v2(conn: sqlite3.Connection) -> None:
+    """The install stage: agent version before/after and what the stage did, per host."""
+    for statement in INSTALL_COLUMNS:
+        conn.execute(statement)
+
+
+#: v2 of the SQLite store and v3 of the PostgreSQL one (the same columns)
+INSTALL_COLUMNS: Final = (
+    "ALTER TABLE outcomes ADD COLUMN agent_version_before TEXT",
+    "ALTER TABLE outcomes ADD COLUMN agent_version_after TEXT",
+    "ALTER TABLE outcomes ADD COLUMN install TEXT NOT NULL DEFAULT ''",
+)
+
 Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: Final[tuple[Migration, ...]] = (_migrate_v1,)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_migrate_v1, _migrate_v2)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

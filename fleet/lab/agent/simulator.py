@@ -14,13 +14,25 @@ import json
 import time
 import uuid
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from fleet.lab.agent import arm_client
 from fleet.lab.agent.catalog import code_info
+from fleet.lab.agent.console import AgentConsole as _Console
+from fleet.lab.agent.console import AgentFailure as _Failure
+from fleet.lab.agent.console import AgentResult
+from fleet.lab.agent.credentials import (
+    aad_trace,
+    aad_unknown_app,
+    aad_unknown_tenant,
+    aad_wrong_secret,
+    check_credentials,
+    flag_text,
+)
+from fleet.lab.agent.proxy import proxy_column, proxy_failure
+from fleet.lab.agent.settings import config_command
 from fleet.lab.agent.tags import TagSyntaxError, parse_tags
 from fleet.lab.host import AgentState, ConnectCall, LabHost
 from fleet.lab.scenario import ScenarioKind
@@ -50,98 +62,7 @@ REGIONS = {
     "southeastasia", "eastasia", "japaneast", "australiaeast", "canadacentral", "brazilsouth",
 }
 CLOUDS = {"AzureCloud", "AzureUSGovernment", "AzureChinaCloud"}
-CONFIG_KEYS = {
-    "proxy.url", "proxy.bypass", "incomingconnections.enabled", "incomingconnections.ports",
-    "extensions.allowlist", "extensions.blocklist", "extensions.enabled",
-    "guestconfiguration.enabled", "config.mode", "automaticupgrade.enabled",
-}
 
-
-@dataclass(frozen=True)
-class AgentResult:
-    exit_status: int
-    stdout: str
-    stderr: str
-
-
-class _Failure(Exception):
-    def __init__(self, code: str, reason: str, stage: str = "") -> None:
-        super().__init__(code)
-        self.code = code
-        self.reason = reason
-        self.stage = stage
-
-
-@dataclass
-class _Console:
-    """Collects console output and the log lines of one invocation."""
-
-    verbose: bool = False
-    json_mode: bool = False
-    log_stderr: bool = False
-    out: list[str] = field(default_factory=list)
-    err: list[str] = field(default_factory=list)
-    log: list[str] = field(default_factory=list)
-
-    def _log(self, level: str, msg: str, extra: str = "") -> None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        escaped = msg.replace("\\", "\\\\").replace('"', '\\"')
-        self.log.append(f'time="{stamp}" level={level} msg="{escaped}"{extra}')
-
-    def _console(self, line: str, *, diagnostic: bool) -> None:
-        if self.json_mode and not diagnostic:
-            return
-        (self.err if diagnostic and self.log_stderr else self.out).append(line)
-
-    def info(self, msg: str, extra: str = "") -> None:
-        self._log("info", msg, extra)
-        if not self.json_mode:
-            self.out.append(f"INFO    {msg}{'  ' + extra if extra else ''}")
-
-    def debug(self, msg: str) -> None:
-        self._log("debug", msg)
-        if self.verbose:
-            self._console(f"DEBUG   {msg}", diagnostic=True)
-
-    def error(self, msg: str, detail: str) -> None:
-        self._log("error", msg, f' Error="{detail}"')
-        self._console(f"ERROR   {msg}: {detail}", diagnostic=True)
-
-    def progress(self, pct: int) -> None:
-        if self.json_mode:
-            return
-        width = 15
-        filled = pct * width // 100
-        bar = "=" * width if pct >= 100 else ("=" * max(filled - 1, 0) + ">").ljust(width)
-        self.out.append(f"{pct:>4}% [{bar}]")
-
-    def fail(self, failure: _Failure) -> int:
-        info = code_info(failure.code)
-        status = info.exit_status(failure.code)
-        if failure.stage:
-            self.error(failure.stage, failure.reason)
-        else:
-            self._log("error", failure.reason)
-            self._console(f"ERROR   {failure.reason}", diagnostic=True)
-        self._log("info", f"Exit Code:  {failure.code}: {info.name}")
-        self._log("info", "For troubleshooting, see https://aka.ms/arc/azcmerror")
-        self._log("fatal", failure.reason)
-        line = f"{failure.code}: {info.name}"
-        if self.json_mode:
-            body = {"status": "Failed", "error": {"code": failure.code, "name": info.name,
-                                                  "message": failure.reason}}
-            self.out.append(json.dumps(body))
-            self.err.append(f"FATAL   {line}")
-        else:
-            self._console(f"FATAL   {line}", diagnostic=True)
-        return status
-
-    def result(self, status: int) -> AgentResult:
-        return AgentResult(status, _join(self.out), _join(self.err))
-
-
-def _join(lines: list[str]) -> str:
-    return "".join(f"{line}\n" for line in lines)
 
 
 def _parse(argv: list[str]) -> tuple[list[str], dict[str, str | bool]]:
@@ -257,7 +178,7 @@ async def _dispatch(command: str, rest: list[str], flags: dict[str, str | bool],
     if command == "check":
         return _check(host, console)
     if command == "config":
-        return _config(host, console, rest, elevated)
+        return config_command(host, console, rest, elevated)
     if command == "logs":
         return _logs(host, console, elevated)
     if command == "connect":
@@ -328,36 +249,8 @@ def _check(host: LabHost, console: _Console) -> int:
                 "https://pas.windows.net", "https://westeurope-gas.guestconfiguration.azure.com"):
         down = any(word in url for word in blocked)
         reach, tls = ("false", "unknown") if down else ("true", "1.3")
-        console.out.append(f"{url:<54}|{reach:<11}|{'false':<9}|{tls:<9}|not set")
+        console.out.append(f"{url:<54}|{reach:<11}|{'false':<9}|{tls:<9}|{proxy_column(host)}")
     return 0
-
-
-def _config(host: LabHost, console: _Console, rest: list[str], elevated: bool) -> int:
-    action = rest[0] if rest else ""
-    if action == "list":
-        console.out.append("Local Configuration Settings")
-        for key in sorted(CONFIG_KEYS):
-            console.out.append(f"  {key:<36}: {host.agent_config.get(key, '')}".rstrip())
-        return 0
-    if action in ("get", "set", "clear") and len(rest) >= 2:
-        key = rest[1]
-        if key not in CONFIG_KEYS:
-            raise _Failure("AZCM0023", f"unknown configuration property {key!r}")
-        if action == "get":
-            console.out.append(host.agent_config.get(key, ""))
-            return 0
-        if not elevated:
-            raise _Failure("AZCM0018", code_info("AZCM0018").reason)
-        if action == "set":
-            if len(rest) < 3:
-                raise _Failure("AZCM0016", "config set needs a property and a value")
-            host.agent_config[key] = rest[2]
-        else:
-            host.agent_config.pop(key, None)
-        host.save()
-        console.info(f"Config property {key} updated")
-        return 0
-    raise _Failure("AZCM0016", "usage: azcmagent config get|set|clear|list [property] [value]")
 
 
 def _logs(host: LabHost, console: _Console, elevated: bool) -> int:
@@ -387,65 +280,15 @@ def _service_stopped() -> _Failure:
                     "Unable to communicate with the agent service (himds)")
 
 
-def _str(flags: dict[str, str | bool], name: str) -> str:
-    value = flags.get(name)
-    return value if isinstance(value, str) else ""
-
-
-def _check_credentials(host: LabHost, flags: dict[str, str | bool]) -> None:
-    target = host.target
-    tenant = _str(flags, "tenant-id")
-    client = _str(flags, "service-principal-id")
-    stage = "Failed to acquire authorization token from SPN"
-    if _str(flags, "access-token"):
-        return
-    if tenant != target.tenant_id:
-        raise _Failure("AZCM0041", _aad_unknown_tenant(tenant), stage)
-    if client != target.client_id:
-        raise _Failure("AZCM0041", _aad_unknown_app(client, tenant), stage)
-    cert = _str(flags, "service-principal-cert")
-    if cert:
-        if not host.local_path(cert).is_file():
-            raise _Failure("AZCM0023", f"open {cert}: no such file or directory")
-        return
-    if target.secret and _str(flags, "service-principal-secret") != target.secret:
-        raise _Failure("AZCM0041", _aad_wrong_secret(client), stage)
-
-
-def _aad_trace() -> str:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())
-    return f" Trace ID: {uuid.uuid4()} Correlation ID: {uuid.uuid4()} Timestamp: {stamp}"
-
-
-def _aad_wrong_secret(client: str) -> str:
-    return ("AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the "
-            "request is the client secret value, not the client secret ID, for a secret added "
-            f"to app '{client}'." + _aad_trace())
-
-
-def _aad_unknown_app(client: str, tenant: str) -> str:
-    return (f"AADSTS700016: Application with identifier '{client}' was not found in the "
-            f"directory '{tenant}'. This can happen if the application has not been installed "
-            "by the administrator of the tenant or consented to by any user in the tenant. You "
-            "may have sent your authentication request to the wrong tenant." + _aad_trace())
-
-
-def _aad_unknown_tenant(tenant: str) -> str:
-    return (f"AADSTS90002: Tenant '{tenant}' not found. Check to make sure you have the correct "
-            "tenant ID and are signing into the correct cloud. Check with your subscription "
-            "administrator, this may happen if there are no active subscriptions for the "
-            "tenant." + _aad_trace())
-
-
 def _scenario_failure(host: LabHost, flags: dict[str, str | bool], name: str,
                       stage: str) -> _Failure | None:
     """The failure the host's scenario injects at ``stage`` (network, token, arm, create)."""
     scenario = host.scenario
     kind = scenario.kind
-    tenant = _str(flags, "tenant-id") or host.target.tenant_id
-    client = _str(flags, "service-principal-id") or host.target.client_id
-    sub = _str(flags, "subscription-id") or host.target.subscription_id
-    group = _str(flags, "resource-group") or host.target.resource_group
+    tenant = flag_text(flags, "tenant-id") or host.target.tenant_id
+    client = flag_text(flags, "service-principal-id") or host.target.client_id
+    sub = flag_text(flags, "subscription-id") or host.target.subscription_id
+    group = flag_text(flags, "resource-group") or host.target.resource_group
     scope = (f"/subscriptions/{sub}/resourcegroups/{group}/providers/"
              f"Microsoft.HybridCompute/machines/{name}")
     corr = uuid.uuid4()
@@ -458,14 +301,14 @@ def _scenario_failure(host: LabHost, flags: dict[str, str | bool], name: str,
     if stage == "token":
         login = f"https://login.microsoftonline.com/{tenant}/oauth2/token?api-version=1.0"
         table = {
-            ScenarioKind.WRONG_SECRET: _aad_wrong_secret(client),
+            ScenarioKind.WRONG_SECRET: aad_wrong_secret(client),
             ScenarioKind.EXPIRED_SECRET: (
                 f"AADSTS7000222: The provided client secret keys for app '{client}' are "
                 "expired. Visit the Azure portal to create new keys for your app: "
                 "https://aka.ms/NewClientSecret, or consider using certificate credentials "
-                "for added security: https://aka.ms/certCreds." + _aad_trace()),
-            ScenarioKind.UNKNOWN_APP: _aad_unknown_app(client, tenant),
-            ScenarioKind.UNKNOWN_TENANT: _aad_unknown_tenant(tenant),
+                "for added security: https://aka.ms/certCreds." + aad_trace()),
+            ScenarioKind.UNKNOWN_APP: aad_unknown_app(client, tenant),
+            ScenarioKind.UNKNOWN_TENANT: aad_unknown_tenant(tenant),
             ScenarioKind.LOGIN_UNREACHABLE: (
                 f"Failed to execute the refresh request. Error = 'Post \\\"{login}\\\": dial "
                 "tcp 40.126.9.7:443: connect: network is unreachable'"),
@@ -519,33 +362,33 @@ async def _connect(host: LabHost, console: _Console, flags: dict[str, str | bool
         console.info("Connecting machine to Azure... This might take a few minutes.")
         await asyncio.Event().wait()  # never set: runs until cancelled
     missing = [name for name in ("subscription-id", "resource-group", "location")
-               if not _str(flags, name)]
-    has_sp = bool(_str(flags, "service-principal-id"))
-    if not has_sp and not _str(flags, "access-token"):
+               if not flag_text(flags, name)]
+    has_sp = bool(flag_text(flags, "service-principal-id"))
+    if not has_sp and not flag_text(flags, "access-token"):
         missing.append("service-principal-id")
-    if has_sp and not _str(flags, "tenant-id"):
+    if has_sp and not flag_text(flags, "tenant-id"):
         missing.append("tenant-id")
-    if has_sp and not (_str(flags, "service-principal-secret")
-                       or _str(flags, "service-principal-cert")):
+    if has_sp and not (flag_text(flags, "service-principal-secret")
+                       or flag_text(flags, "service-principal-cert")):
         missing.append("service-principal-secret")
     if missing:
         quoted = '", "'.join(missing)
         raise _Failure("AZCM0016", f'required flag(s) "{quoted}" not set')
-    location = _str(flags, "location")
+    location = flag_text(flags, "location")
     if location.lower() not in REGIONS:
         raise _Failure("AZCM0020", f"location '{location}' is not a supported region")
-    cloud = _str(flags, "cloud") or "AzureCloud"
+    cloud = flag_text(flags, "cloud") or "AzureCloud"
     if cloud not in CLOUDS:
         raise _Failure("AZCM0023", f"invalid cloud '{cloud}'")
-    tags = _str(flags, "tags")
+    tags = flag_text(flags, "tags")
     try:
         parse_tags(tags) if tags else None
     except TagSyntaxError as exc:
         raise _Failure("AZCM0023", f"invalid tags '{tags}': {exc}") from None
     host.connect_attempts += 1
     host.save()
-    name = _str(flags, "resource-name") or host.name
-    correlation = _str(flags, "correlation-id") or str(uuid.uuid4())
+    name = flag_text(flags, "resource-name") or host.name
+    correlation = flag_text(flags, "correlation-id") or str(uuid.uuid4())
 
     console.info(f"Cloud: {cloud}")
     console.info("Connecting machine to Azure... This might take a few minutes.")
@@ -555,10 +398,12 @@ async def _connect(host: LabHost, console: _Console, flags: dict[str, str | bool
     if latency > 0:
         await asyncio.sleep(latency)
     _raise_if(_scenario_failure(host, flags, name, "network"))
+    _raise_if(proxy_failure(host, location=location, tenant=flag_text(flags, "tenant-id"),
+                            subscription=flag_text(flags, "subscription-id")))
     console.debug("All endpoints are available... continue onboarding")
     console.progress(20)
     _raise_if(_scenario_failure(host, flags, name, "token"))
-    _check_credentials(host, flags)
+    check_credentials(host, flags)
     console.debug("Acquired access token from SPN")
     console.progress(30)
     _raise_if(_scenario_failure(host, flags, name, "arm"))
@@ -566,8 +411,8 @@ async def _connect(host: LabHost, console: _Console, flags: dict[str, str | bool
         await _through_arm(arm_client.on_connect(host.arm, flags, host.target.tenant_id, name))
     if host.scenario.kind is ScenarioKind.HUGE_OUTPUT:
         _huge(console, host.scenario.output_bytes)
-    sub = _str(flags, "subscription-id")
-    group = _str(flags, "resource-group")
+    sub = flag_text(flags, "subscription-id")
+    group = flag_text(flags, "resource-group")
     resource_id = (f"/subscriptions/{sub}/resourceGroups/{group}/providers/"
                    f"Microsoft.HybridCompute/machines/{name}")
     console.info("Creating resource in Azure...",
@@ -578,7 +423,7 @@ async def _connect(host: LabHost, console: _Console, flags: dict[str, str | bool
     console.progress(100)
     host.state = AgentState(
         status="Connected", resource_name=name, resource_group=group, subscription_id=sub,
-        tenant_id=_str(flags, "tenant-id"), location=location, cloud=cloud,
+        tenant_id=flag_text(flags, "tenant-id"), location=location, cloud=cloud,
         correlation_id=correlation, vm_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, host.name)),
         connected_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), tags=tags)
     host.save()
@@ -627,10 +472,10 @@ async def _disconnect(host: LabHost, console: _Console, flags: dict[str, str | b
     if not host.state.connected:
         raise _Failure("AZCM0063", "the machine is not connected to Azure",
                        "Failed to disconnect the machine")
-    if not _str(flags, "access-token"):
-        if not _str(flags, "service-principal-id"):
+    if not flag_text(flags, "access-token"):
+        if not flag_text(flags, "service-principal-id"):
             raise _Failure("AZCM0016", 'required flag(s) "service-principal-id" not set')
-        _check_credentials(host, {**flags, "tenant-id": _str(flags, "tenant-id")
+        check_credentials(host, {**flags, "tenant-id": flag_text(flags, "tenant-id")
                                   or host.state.tenant_id})
     console.info("Deleting resource from Azure...", f"Resource ID={host.state.resource_id}")
     if host.arm is not None:
