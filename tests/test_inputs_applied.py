@@ -7,6 +7,7 @@ what the inventory says.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -17,11 +18,23 @@ from typing import Any
 
 import pytest
 
-from fleet.azcm.agent_config import agent_settings, connect_config, shown_config
+from fleet.azcm import script_linux
+from fleet.azcm.agent_config import (
+    CERT_PATH_MARK,
+    agent_settings,
+    connect_config,
+    script_stdin,
+    shown_config,
+)
+from fleet.azcm.commands import ScriptMode, ScriptParams
+from fleet.engine import frames
 from fleet.inventory.model import AzureTarget, OsFamily, ResolvedHost, ServicePrincipal, Transport
 from fleet.lab.fleet import LabFleet
 from fleet.lab.scenario import Scenario, ScenarioKind
+from fleet.lab.sp_certificate import make_sp_certificate
 from tests.engine_support import connect_calls, edit_inventory, plan, run_cli, write_playbook
+from tests.test_host_script_linux import _agent as host_script_agent
+from tests.test_secrets_sentinel import leaks
 
 
 def _arm_id(sub: str, rg: str, child: str) -> str:
@@ -34,7 +47,8 @@ PLS = _arm_id(SUB, "rg-net", "privateLinkScopes/pls-1")
 GATEWAY = _arm_id(SUB, "rg-net", "gateways/gw")
 CORRELATION = "478b97c2-9310-465a-87df-f21e66c2b248"
 # A trailing backslash once made azcmagent.exe (Go, Windows rules) swallow every later option.
-TRICKY_TAGS = {"share": "\\\\fs01\\builds\\", "owner": "Zoë Ångström", "site": "Bldg 4 Floor 2"}
+# The value ends the tags text, which has spaces: PowerShell would quote it as "...\".
+TRICKY_TAGS = {"owner": "Zoë Ångström", "site": "Bldg 4 Floor 2", "share": "\\\\fs01\\builds\\"}
 
 
 def mixed_lab(tmp_path: Path, **kwargs: Any) -> AbstractContextManager[LabFleet]:
@@ -62,7 +76,7 @@ def test_every_target_option_is_in_the_config_file() -> None:
         "service-principal-cert": "/tmp/arcfleet.abcdefgh/sp.pem",  # the host's path
         "tenant-id": SUB, "subscription-id": SUB, "resource-group": "rg",
         "location": "westeurope", "cloud": "AzureCloud", "resource-name": "web-01",
-        "tags": "share=\\\\fs01\\builds\\,owner='Zoë Ångström',site='Bldg 4 Floor 2'",
+        "tags": "owner='Zoë Ångström',site='Bldg 4 Floor 2',share=\\\\fs01\\builds\\",
         "correlation-id": CORRELATION, "private-link-scope": PLS, "gateway-id": GATEWAY,
     }
     token = json.loads(connect_config(host, None, access_token="tok-123456"))
@@ -105,7 +119,7 @@ def test_tricky_values_reach_the_agent_through_the_config_file(tmp_path: Path) -
         assert result.returncode == 0, result.describe()
         calls = {name: connect_calls(lab, name) for name in ("lab-0001", "lab-0002")}
         secret = lab.secret
-    wanted_tags = "share=\\\\fs01\\builds\\,owner='Zoë Ångström',site='Bldg 4 Floor 2'"
+    wanted_tags = "owner='Zoë Ångström',site='Bldg 4 Floor 2',share=\\\\fs01\\builds\\"
     for name, resource in (("lab-0001", "lin-1"), ("lab-0002", "win-1")):
         (call,) = calls[name]
         assert call.argv[-4:] == ("connect", "--config", call.config_path, "--verbose"), call
@@ -255,3 +269,132 @@ def run_validate(inventory: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "fleet", "inventory", "validate", "-i",
                            str(inventory)], capture_output=True, text=True, env=env,
                           check=False, timeout=60)
+
+
+# ---- service-principal certificate ------------------------------------------------------------
+
+
+def _use_certificate(path: Path, client_id: str) -> Any:
+    def edit(body: dict[str, Any]) -> None:
+        body["defaults"]["azure"]["service_principal"] = {
+            "client_id": client_id, "certificate_file": str(path)}
+
+    return edit
+
+
+@pytest.mark.parametrize("pfx", [False, True], ids=["pem", "pfx"])
+def test_certificate_auth_connects_and_leaves_no_key_material(tmp_path: Path, pfx: bool) -> None:
+    """The certificate is read on the jump host and sent like the secret: Linux (script stdin)
+    and Windows (upload into the private directory) hosts connect with it, the agent's config
+    names the host-side copy, and afterwards the key is nowhere: not on the hosts' disks, not in
+    anything they received, not in the state directory or the CLI's output."""
+    with mixed_lab(tmp_path) as lab:
+        made = lab.call(lambda: lab.add_sp_certificate(pfx=pfx))
+        inventory = edit_inventory(lab, "cert.yaml",
+                                   _use_certificate(made.path, lab.target.client_id))
+        result = run_cli(lab, tmp_path, inventory=inventory,
+                         playbook=write_playbook(tmp_path / "pb.yaml"))
+        assert result.returncode == 0, result.describe()
+        calls = {name: connect_calls(lab, name) for name in ("lab-0001", "lab-0002")}
+        remote = lab.call(lambda: "\n".join(
+            [c for h in lab.hosts.values() for c in (*h.commands, *h.scripts)]
+            + [" ".join(c.argv) for h in lab.hosts.values() for c in h.connect_calls]))
+        host_roots = [h.fs_root for h in lab.hosts.values()]
+        writes = {name: lab.call(lambda h=h: list(h.sftp_writes)) for name, h in lab.hosts.items()}
+    suffix = "pfx" if pfx else "pem"
+    for (call,) in calls.values():
+        cert_path = call.option("service-principal-cert")
+        assert isinstance(cert_path, str) and cert_path.endswith(f"sp-cert.{suffix}"), call
+        # the host-side copy, in the same private directory as the config
+        assert call.config_path is not None
+        assert cert_path[: -len(f"sp-cert.{suffix}")] == call.config_path[: -len(
+            call.config_path.replace("\\", "/").rsplit("/", 1)[1])], (cert_path, call.config_path)
+        assert call.option("service-principal-secret") is None
+    linux_cert = [w for w in writes["lab-0001"] if w.path.endswith(f"sp-cert.{suffix}")]
+    assert linux_cert and all(w.mode & 0o777 == 0o600 for w in linux_cert), linux_cert
+    sentinels = key_sentinels(made.key_der, made.path.read_bytes())
+    # The check can fail: the certificate file itself is full of them.
+    assert leaks(made.path.read_bytes(), sentinels) or made.key_der[16:48] in made.path.read_bytes()
+    problems: list[str] = []
+    for path in (p for root in [result.state_dir, *host_roots] for p in root.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            problems += [f"{path}: {hit}" for hit in leaks(data, sentinels)]
+            if made.key_der[16:48] in data:
+                problems.append(f"{path}: raw key bytes")
+            if path.name.startswith("sp-cert"):
+                problems.append(f"{path}: certificate left on a host")
+    for label, text in (("cli", result.stdout + result.stderr), ("remote", remote)):
+        problems += [f"{label}: {hit}" for hit in leaks(text.encode(), sentinels)]
+    assert problems == []
+
+
+def key_sentinels(key_der: bytes, file: bytes) -> dict[str, str]:
+    """The key as base64 in one piece, a full line of its PEM form (64 characters), and a line
+    of the certificate file as it travels base64-encoded (script stdin, WinRM upload)."""
+    encoded = base64.b64encode(key_der).decode("ascii")
+    in_transit = base64.encodebytes(file).decode("ascii").splitlines()
+    return {"key base64": encoded, "key PEM line": encoded[64:128],
+            "file base64 line": in_transit[len(in_transit) // 2]}
+
+
+def test_a_certificate_the_app_does_not_know_fails_as_credentials(tmp_path: Path) -> None:
+    with mixed_lab(tmp_path) as lab:
+        lab.call(lambda: lab.add_sp_certificate())
+        other = make_sp_certificate(tmp_path / "other")  # not registered anywhere
+        inventory = edit_inventory(lab, "cert.yaml",
+                                   _use_certificate(other.path, lab.target.client_id))
+        result = run_cli(lab, tmp_path, "--no-azure-check", inventory=inventory,
+                         playbook=write_playbook(tmp_path / "pb.yaml", attempts=1))
+    assert result.returncode == 1, result.describe()
+    for line in result.outcomes.values():
+        assert line["category"] == "credentials", line
+    transcript = (result.run_folder() / "transcripts" / "lab-0001.log").read_text("utf-8")
+    assert "AADSTS700027" in transcript and other.thumbprint in transcript
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", "holds no private key"),
+    (b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+     "encrypted"),
+    (b"\x30\x82\x01\x00 not a pfx", "password-protected PFX"),
+])
+def test_a_certificate_the_agent_cannot_use_is_bad_input(tmp_path: Path, content: bytes,
+                                                         reason: str) -> None:
+    with mixed_lab(tmp_path) as lab:
+        bad = tmp_path / "bad-cert"
+        bad.write_bytes(content)
+        bad.chmod(0o600)
+        inventory = edit_inventory(lab, "cert.yaml", _use_certificate(bad, lab.target.client_id))
+        result = run_cli(lab, tmp_path, inventory=inventory)
+        contacted = lab.call(lambda: [c for h in lab.hosts.values() for c in h.commands])
+    assert result.returncode == 2, result.describe()
+    assert reason in result.stderr and "certificate_file" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and contacted == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the script's elevation check wants root")
+def test_the_real_shell_writes_the_certificate_and_names_it_in_the_config(tmp_path: Path) -> None:
+    """The host script under a real ``sh``: the config line and the base64 certificate from
+    stdin become two 0600 files in the private directory, the config names the certificate's
+    path there, and both are gone when the script ends."""
+    seen = tmp_path / "seen"
+    env = host_script_agent(tmp_path, f'cp -rp "$(dirname "$3")" {seen}')
+    made = make_sp_certificate(tmp_path / "cert", pfx=True)
+    host = _host(tags=TRICKY_TAGS)
+    config = connect_config(host, None, f"{CERT_PATH_MARK}/sp-cert.pfx")
+    boundary = frames.new_boundary()
+    params = ScriptParams(boundary, ScriptMode.CONNECT, 65536, 65536, cleanup_after_s=60)
+    done = subprocess.run(["sh", "-c", script_linux.build(params, host)],
+                          input=script_stdin(config, made.path.read_bytes()),
+                          capture_output=True, env=env, timeout=30, check=True)
+    report = frames.parse(done.stdout, boundary)
+    assert report.complete
+    assert [r.name for r in report.steps][-3:] == ["connect", "cleanup", "verify"]
+    private_dir = report.step("workdir").stdout.strip()  # type: ignore[union-attr]
+    body = json.loads((seen / "connect.json").read_text())
+    assert body["service-principal-cert"] == f"{private_dir}/sp-cert.pfx"
+    assert body["tags"] == json.loads(config)["tags"]  # backslashes and non-ASCII intact
+    assert (seen / "sp-cert.pfx").read_bytes() == made.path.read_bytes()
+    assert {p.stat().st_mode & 0o777 for p in seen.iterdir()} == {0o600}
+    assert not Path(private_dir).exists()

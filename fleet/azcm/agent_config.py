@@ -17,11 +17,16 @@ service restart needed): the proxy and its bypass list.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fleet.inventory.model import ResolvedHost
+
+#: In a config sent to a host script, the certificate's path is this mark: only the script
+#: knows its private directory, and puts the path there (see :func:`script_stdin`).
+CERT_PATH_MARK = "@ARCFLEET_CERT_PATH@"
 
 #: keys whose values are credentials: masked in :func:`shown_config`
 SECRET_KEYS = frozenset({"service-principal-secret", "access-token"})
@@ -124,6 +129,17 @@ def shown_config(config: bytes) -> str:
         return "<unreadable config>"
     masked = {k: (SHOWN_MASK if k in SECRET_KEYS else v) for k, v in body.items()}
     return _dump(masked, ascii_only=False).decode("utf-8")
+
+
+def script_stdin(config: bytes, certificate: bytes | None = None) -> bytes:
+    """What a host script reads on stdin: the config as one line of JSON, then (when the service
+    principal uses a certificate) the certificate file base64-encoded. The script reads the line
+    with its shell's ``read`` (which stops at the newline), writes the certificate from the rest
+    (``base64 -d``) next to the config, and replaces :data:`CERT_PATH_MARK` with its path."""
+    line = json.dumps(json.loads(config), separators=(",", ":")).encode("ascii")
+    if certificate is None:
+        return line + b"\n"
+    return line + b"\n" + base64.encodebytes(certificate)
 
 
 def agent_settings(host: ResolvedHost) -> list[tuple[str, str]]:

@@ -42,6 +42,9 @@ class AgentCommands(Protocol):
 
     def config_path(self, private_dir: str) -> str: ...
 
+    def private_file(self, private_dir: str, name: str) -> str:
+        """The path of file ``name`` in the private directory (the certificate's)."""
+
     def config_set(self, agent: str, key: str, value: str) -> str:
         """``azcmagent config set KEY VALUE`` (elevated): an agent setting such as proxy.url."""
 

@@ -53,7 +53,10 @@ class LinuxAgentCommands:
         return "mktemp -d /tmp/arcfleet.XXXXXXXX"
 
     def config_path(self, private_dir: str) -> str:
-        return f"{private_dir.rstrip('/')}/connect.json"
+        return self.private_file(private_dir, "connect.json")
+
+    def private_file(self, private_dir: str, name: str) -> str:
+        return f"{private_dir.rstrip('/')}/{name}"
 
     def config_set(self, agent: str, key: str, value: str) -> str:
         return self.elevated(f"{shlex.quote(agent)} config set {shlex.quote(key)} "

@@ -66,7 +66,10 @@ class WindowsAgentCommands:
         )
 
     def config_path(self, private_dir: str) -> str:
-        return private_dir.rstrip("\\") + "\\" + CONFIG_NAME
+        return self.private_file(private_dir, CONFIG_NAME)
+
+    def private_file(self, private_dir: str, name: str) -> str:
+        return private_dir.rstrip("\\") + "\\" + name
 
     def config_set(self, agent: str, key: str, value: str) -> str:
         # Validation keeps these to a URL without quotes or spaces and fixed bypass names, so

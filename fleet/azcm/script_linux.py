@@ -24,7 +24,13 @@ import json
 import shlex
 from dataclasses import asdict
 
-from fleet.azcm.agent_config import PROXY_GET_STEP, PROXY_URL, agent_settings, setting_step
+from fleet.azcm.agent_config import (
+    CERT_PATH_MARK,
+    PROXY_GET_STEP,
+    PROXY_URL,
+    agent_settings,
+    setting_step,
+)
 from fleet.azcm.commands import ScriptParams
 from fleet.azcm.commands_linux import AGENT_FALLBACK, AGENT_NAME, LOG_PATH
 from fleet.inventory.model import ResolvedHost
@@ -33,6 +39,9 @@ SCRIPT_MARK = "# arcfleet host script 1 "
 PRIVATE_PREFIX = "/tmp/arcfleet."
 PRIVATE_TEMPLATE = PRIVATE_PREFIX + "XXXXXXXX"
 CONFIG_NAME = "connect.json"
+# The service principal's certificate, by format (fleet.engine.sp_certificate names it so).
+CERT_FILES = ("sp-cert.pem", "sp-cert.pfx")
+CERT_NAMES = "|".join(CERT_FILES)
 
 
 def is_private_dir(path: str) -> bool:
@@ -152,8 +161,21 @@ private_ok() {{
 locate() {{
   command -v {AGENT_NAME} || command -v "$FALLBACK"
 }}
+# stdin: the config as one JSON line, then the certificate in base64 when it has the mark
+# (agent_config.script_stdin). `read` stops at the newline, so base64 -d gets the rest.
 write_config() {{
-  cat >"$D/{CONFIG_NAME}" && chmod 600 "$D/{CONFIG_NAME}"
+  # (read fails at an end of input without a newline, yet has the text: keep it)
+  IFS= read -r cfg || [ -n "$cfg" ] || return 1
+  case $cfg in
+    *{q(CERT_PATH_MARK)}/*)
+      rest=${{cfg#*{q(CERT_PATH_MARK)}/}}
+      name=${{rest%%'"'*}}
+      case $name in {CERT_NAMES}) ;; *) echo "unexpected certificate name" >&2; return 1 ;; esac
+      base64 -d >"$D/$name" || return 1
+      cfg=${{cfg%%{q(CERT_PATH_MARK)}*}}$D${{cfg#*{q(CERT_PATH_MARK)}}}
+      ;;
+  esac
+  printf '%s\\n' "$cfg" >"$D/{CONFIG_NAME}" && chmod 600 "$D/{CONFIG_NAME}"
 }}
 printf '%s arcfleet-report 1\\n' "$B"
 umask 077
@@ -212,7 +234,7 @@ now; send config $r $((T - s))
 if [ $r -ne 0 ]; then finish; fi
 step connect "$A" connect --config "$D/{CONFIG_NAME}" --verbose
 connected=$?
-step cleanup rm -f -- "$D/{CONFIG_NAME}"
+step cleanup rm -f -- "$D/{CONFIG_NAME}" {" ".join(f'"$D/{n}"' for n in CERT_FILES)}
 if [ $connected -eq 0 ]; then
   step verify "$A" show --json
 else

@@ -406,8 +406,15 @@ class HostRun(ScriptedPath, InstallStage):
         token = await self.ctx.access_token() if self.ctx.access_token else None
         private_dir = await self._make_private_dir(stage)
         config = self.commands.config_path(private_dir)
-        content = connect_config(self.host, self.ctx.sp_secret, access_token=token)
+        certificate = self.ctx.sp_certificate
+        cert_path = (
+            self.commands.private_file(private_dir, certificate.file_name) if certificate else None
+        )
+        content = connect_config(self.host, self.ctx.sp_secret, cert_path, access_token=token)
         try:
+            if certificate is not None and cert_path is not None:
+                # Into the same private directory, so it goes with it in every outcome.
+                await self.transport.put_file(cert_path, certificate.data, private=True)
             await self.transport.put_file(config, content, private=True)
             async with self.ctx.agent_slots or contextlib.nullcontext():
                 # Checked with the slot in hand: the breaker may have opened while we waited.

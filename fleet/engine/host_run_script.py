@@ -13,7 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from fleet.azcm import findings
-from fleet.azcm.agent_config import PROXY_GET_STEP, agent_settings, setting_step, shown_config
+from fleet.azcm.agent_config import (
+    CERT_PATH_MARK,
+    PROXY_GET_STEP,
+    agent_settings,
+    script_stdin,
+    setting_step,
+    shown_config,
+)
 from fleet.azcm.classifier import classify
 from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, connect_config
 from fleet.azcm.diagnosis import Action, ActionKind, Diagnosis, Evidence, Remediation
@@ -97,8 +104,13 @@ class ScriptedPath:
         # The config travels on the script's stdin; it reaches the disk only if connect runs.
         token = (await self.ctx.access_token()
                  if self.ctx.access_token and not preflight else None)
-        stdin = b"" if preflight else connect_config(self.host, self.ctx.sp_secret,
-                                                     access_token=token)
+        # With a certificate, the script writes it into its private directory and puts that
+        # path where the mark is (agent_config.script_stdin).
+        certificate = self.ctx.sp_certificate
+        cert_path = f"{CERT_PATH_MARK}/{certificate.file_name}" if certificate else None
+        config = connect_config(self.host, self.ctx.sp_secret, cert_path, access_token=token)
+        cert_data = certificate.data if certificate else None
+        stdin = b"" if preflight else script_stdin(config, cert_data)
 
         # Log lines older than this script are another run's history (the classifier cuts the
         # log there, allowing for the host's clock skew).
@@ -122,7 +134,7 @@ class ScriptedPath:
                 transport, commands, params, self.host, stdin,
                 timeout_s=host_script.deadline_s(self.playbook, mode),
                 record=self._record, diagnose=diagnose, connect_done=release,
-                config_shown=shown_config(stdin) if stdin else "",
+                config_shown=shown_config(config) if stdin else "",
             )
 
         if preflight:

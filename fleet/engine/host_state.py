@@ -13,6 +13,7 @@ from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis
 from fleet.engine.outcome import Attempt, OutcomeSink
 from fleet.engine.pacing import TokenBucket
 from fleet.engine.playbook import Playbook
+from fleet.engine.sp_certificate import SpCertificate
 from fleet.inventory.model import ResolvedHost
 from fleet.transport.base import CommandResult
 
@@ -191,6 +192,8 @@ class HostContext:
     # Token mode: mints or reuses an ARM access token for the host's service principal, which
     # then goes into the --config file instead of the secret (sp_secret is None).
     access_token: Callable[[], Awaitable[str]] | None = None
+    # The service principal's certificate (file bytes) when it authenticates with one.
+    sp_certificate: SpCertificate | None = None
     # Steps an interrupted run recorded for this host (resume only), oldest first.
     earlier_steps: tuple[Attempt, ...] = ()
     # At most ``forks`` agent operations (connect, disconnect) run at once; hosts beyond that

@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
+from pathlib import Path
 
+from fleet.engine.sp_certificate import SpCertificate, read_certificate
 from fleet.errors import Problem, SecretUnavailable, UsageError
 from fleet.inventory.model import ResolvedHost, SecretRef, Transport
 from fleet.redact import register_secret
@@ -56,7 +58,17 @@ def reference_problem(ref: SecretRef, allowed_env: Iterable[str] = ()) -> str | 
 class SecretBook:
     def __init__(self, *, allowed_env: Iterable[str] = ()) -> None:
         self._values: dict[SecretRef, str] = {}
+        self._certificates: dict[Path, SpCertificate] = {}
         self._allowed_env = frozenset(allowed_env)
+
+    def _certificate(self, path: Path) -> SpCertificate:
+        if path not in self._certificates:
+            # A key file is held to the rules of a secret file (owner-only).
+            problem = reference_problem(SecretRef(file=path), self._allowed_env)
+            if problem is not None:
+                raise SecretUnavailable(f"file:{path}", problem)
+            self._certificates[path] = read_certificate(path)
+        return self._certificates[path]
 
     def _resolve(self, ref: SecretRef, host: ResolvedHost | None = None) -> str:
         if ref not in self._values:
@@ -87,6 +99,12 @@ class SecretBook:
             for field, ref in refs:
                 if ref is None:
                     if field.startswith("azure") and sp is not None and sp.certificate_file:
+                        try:
+                            self._certificate(sp.certificate_file)
+                        except SecretUnavailable as exc:
+                            problems.append(Problem(host.source, host.name,
+                                                    "azure.service_principal.certificate_file",
+                                                    str(exc)))
                         continue
                     problems.append(Problem(host.source, host.name, field, "no reference given"))
                     continue
@@ -104,6 +122,13 @@ class SecretBook:
         if sp is None or sp.secret is None:
             return None
         return self._resolve(sp.secret, host)
+
+    def sp_certificate(self, host: ResolvedHost) -> SpCertificate | None:
+        """The certificate the host's agent authenticates with (when it has no secret)."""
+        sp = host.azure.service_principal
+        if sp is None or sp.secret is not None or sp.certificate_file is None:
+            return None
+        return self._certificate(sp.certificate_file)
 
     def winrm_password(self, host: ResolvedHost) -> str:
         if host.winrm.password is None:

@@ -16,6 +16,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
@@ -34,6 +35,7 @@ from fleet.lab.host import (
 )
 from fleet.lab.scenario import Scenario, ScenarioKind, ScenarioPlan
 from fleet.lab.shell import LOGIN_USER
+from fleet.lab.sp_certificate import SpCertificateFile, make_sp_certificate
 from fleet.lab.ssh_server import LabSshServer
 
 T = TypeVar("T")
@@ -240,6 +242,18 @@ class LabFleet:
     @property
     def secret_file(self) -> Path:
         return self.work_dir / "sp_secret"
+
+    def add_sp_certificate(self, *, pfx: bool = False) -> SpCertificateFile:
+        """Register a new certificate on the lab's service principal (Entra ID and every host's
+        agent accept it from now on; the secret stays valid too) and write it, 0600, into the
+        lab folder. Call it on the lab's loop (``lab.call``)."""
+        made = make_sp_certificate(self.work_dir, pfx=pfx)
+        self.target = replace(self.target, certificate_thumbprint=made.thumbprint)
+        for host in self.hosts.values():
+            host.target = self.target
+        self.azure.state.add_app(self.target.tenant_id, self.target.client_id, self.secret,
+                                 certificate_pem=made.certificate_pem)
+        return made
 
     @property
     def winrm_password_file(self) -> Path:

@@ -51,6 +51,8 @@ class LabTarget:
     cloud: str = "AzureCloud"
     client_id: str = LAB_CLIENT_ID
     secret: str = ""  # "" = any secret is accepted (a shim without a target file)
+    # SHA-1 thumbprint of the certificate registered on the app ("" = none registered)
+    certificate_thumbprint: str = ""
 
 
 @dataclass

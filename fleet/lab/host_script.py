@@ -14,6 +14,7 @@ script sets ``umask 077`` (a script that forgets it writes 0644, and the lab rec
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import secrets
 import shlex
@@ -25,7 +26,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from fleet.azcm.agent_config import PROXY_GET_STEP, PROXY_URL, setting_step
+from fleet.azcm.agent_config import CERT_PATH_MARK, PROXY_GET_STEP, PROXY_URL, setting_step
+from fleet.azcm.script_linux import CERT_FILES
 from fleet.lab.host import LabHost, SftpWrite
 from fleet.lab.scenario import ScenarioKind
 
@@ -133,8 +135,19 @@ async def run_host_script(script: str, host: LabHost, *, elevated: bool) -> Any:
         config = f"{private_dir}/connect.json"
         started = time.monotonic()
         mode_bits = 0o600 if "\numask 077\n" in script else 0o644
+        # As write_config: the config line; with the certificate mark, the rest is the
+        # certificate in base64, written next to it, and the mark becomes the directory.
+        line, _newline, rest = STDIN.get().partition("\n")
+        if f"{CERT_PATH_MARK}/" in line:
+            name = line.split(f"{CERT_PATH_MARK}/", 1)[1].split('"', 1)[0]
+            cert = f"{private_dir}/{name}"
+            cert_local = host.local_path(cert)
+            cert_local.write_bytes(base64.b64decode(rest))
+            cert_local.chmod(mode_bits)
+            host.sftp_writes.append(SftpWrite(cert, 0o100000 | mode_bits, op="script"))
+            line = line.replace(CERT_PATH_MARK, private_dir)
         local = host.local_path(config)
-        local.write_text(STDIN.get(), encoding="utf-8")
+        local.write_text(line + "\n", encoding="utf-8")
         local.chmod(mode_bits)
         host.sftp_writes.append(SftpWrite(config, 0o100000 | mode_bits, op="script"))
         report.step("config", 0, started, "", "")
@@ -147,7 +160,7 @@ async def run_host_script(script: str, host: LabHost, *, elevated: bool) -> Any:
             abort()
             raise asyncio.CancelledError
         connected = await step("connect", shlex.join(argv), argv)
-        rm = ["rm", "-f", "--", config]
+        rm = ["rm", "-f", "--", config, *(f"{private_dir}/{n}" for n in CERT_FILES)]
         await step("cleanup", shlex.join(rm), rm)
         if connected.exit_status == 0:
             await step("verify", f"{shlex.quote(agent)} show --json", [agent, "show", "--json"])

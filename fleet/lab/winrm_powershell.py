@@ -25,6 +25,7 @@ from fleet.lab import install as lab_install
 from fleet.lab.agent import run_agent
 from fleet.lab.host import LabHost
 from fleet.lab.scenario import ScenarioKind
+from fleet.lab.winargv import windows_argv
 
 ENVIRONMENT = {
     "programdata": r"C:\ProgramData",
@@ -282,6 +283,9 @@ async def _invoke(
             f"The term '{exe}' is not recognized as the name of a cmdlet, function, script file,"
             " or operable program."))
         return 127  # $LASTEXITCODE keeps the 127 the script set before the call
+    # The agent sees its arguments as azcmagent.exe would: PowerShell 5.1 joins them into one
+    # command line, and the Go program splits it by the Windows rules (fleet/lab/winargv.py).
+    argv = windows_argv(exe, argv)
     record.agent_argv.append(argv)
     result = await run_agent(argv, host, elevated=elevated)
     output.write(stdout=_crlf(result.stdout), stderr=_crlf(result.stderr))

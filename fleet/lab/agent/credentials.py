@@ -8,11 +8,13 @@ import uuid
 
 from fleet.lab.agent.console import AgentFailure
 from fleet.lab.host import LabHost
+from fleet.lab.sp_certificate import thumbprint_of
 
 
 def flag_text(flags: dict[str, str | bool], name: str) -> str:
     value = flags.get(name)
     return value if isinstance(value, str) else ""
+
 
 def check_credentials(host: LabHost, flags: dict[str, str | bool]) -> None:
     target = host.target
@@ -27,11 +29,26 @@ def check_credentials(host: LabHost, flags: dict[str, str | bool]) -> None:
         raise AgentFailure("AZCM0041", aad_unknown_app(client, tenant), stage)
     cert = flag_text(flags, "service-principal-cert")
     if cert:
-        if not host.local_path(cert).is_file():
+        local = host.local_path(cert)
+        if not local.is_file():
             raise AgentFailure("AZCM0023", f"open {cert}: no such file or directory")
+        thumbprint = thumbprint_of(local.read_bytes())
+        if thumbprint is None:
+            raise AgentFailure("AZCM0023", f"unable to read the certificate and private key in "
+                               f"{cert}: the file must be PEM with a key or PFX without password")
+        if thumbprint != target.certificate_thumbprint:
+            raise AgentFailure("AZCM0041", aad_unknown_certificate(client, thumbprint), stage)
         return
     if target.secret and flag_text(flags, "service-principal-secret") != target.secret:
         raise AgentFailure("AZCM0041", aad_wrong_secret(client), stage)
+
+
+def aad_unknown_certificate(client: str, thumbprint: str) -> str:
+    return ("AADSTS700027: The certificate with identifier used to sign the client assertion is "
+            "not registered on application. [Reason - The key was not found., Thumbprint of key "
+            f"used by client: '{thumbprint}', Please visit the Azure Portal, Graph Explorer or "
+            f"directly use MS Graph to see configured keys for app Id '{client}'.]"
+            + aad_trace())
 
 
 def aad_trace() -> str:

@@ -7,8 +7,8 @@ sshd. Per invocation it picks the simulated host by the address the client diall
 - ``ARCFLEET_LAB_ROOT``      state and simulated filesystem root (default ``/tmp/arcfleet-lab``)
 - ``ARCFLEET_LAB_SCENARIO``  scenario file (hosts keyed by address); default: all succeed
 - ``$ARCFLEET_LAB_ROOT/target.json`` (optional) ``tenant_id``, ``subscription_id``,
-  ``resource_group``, ``location``, ``client_id``, ``secret``: the target the lab accepts; without
-  it any service-principal secret is accepted.
+  ``resource_group``, ``location``, ``client_id``, ``secret``, ``certificate_thumbprint``: the
+  target the lab accepts; without it any service-principal secret is accepted.
 
 Files under /tmp, /var/tmp and /home are the real ones (arcfleet's ``--config`` file); the agent's
 log is kept in the simulated filesystem. Elevated when running as root.
@@ -42,7 +42,7 @@ def _target(root: Path) -> LabTarget:
     if path.exists():
         body = {str(k): str(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
     known = {"tenant_id", "subscription_id", "resource_group", "location", "cloud",
-             "client_id", "secret"}
+             "client_id", "secret", "certificate_thumbprint"}
     return LabTarget(**{k: v for k, v in body.items() if k in known})
 
 
