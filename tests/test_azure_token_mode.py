@@ -9,6 +9,7 @@ expired before a host used it would fail that host (AZCM0012).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fleet.lab.azure import Machine
 from fleet.lab.fleet import LabFleet
@@ -18,6 +19,7 @@ from tests.engine_support import (
     assert_no_secret_in_files,
     assert_no_secret_on_hosts,
     connect_calls,
+    edit_inventory,
     run_cli,
     write_playbook,
 )
@@ -119,3 +121,32 @@ def test_windows_hosts_in_token_mode_get_a_token_and_offboard_with_one(tmp_path:
         assert len(deletes) == 2 and all(r.user_agent.startswith("azcmagent-lab/")
                                          and r.token for r in deletes)
         assert_no_secret_on_hosts(lab)
+
+
+def test_token_mode_with_a_certificate_sends_no_key_material(tmp_path: Path) -> None:
+    # The jump host signs its token request with the certificate (a client assertion the fake
+    # Entra ID verifies); the hosts get the token, neither the certificate nor a path to it.
+    with LabFleet.in_thread(tmp_path / "lab", hosts=2, subnet=SSH_SUBNET,
+                            simulate_arm=True) as lab:
+        made = lab.call(lambda: lab.add_sp_certificate())
+
+        def certificate(body: dict[str, Any]) -> None:
+            body["defaults"]["azure"]["service_principal"] = {
+                "client_id": lab.target.client_id, "certificate_file": str(made.path)}
+
+        inventory = edit_inventory(lab, "cert.yaml", certificate)
+        result = run_cli(lab, tmp_path, "--auth", "token", inventory=inventory,
+                         playbook=write_playbook(tmp_path / "pb.yaml"), timeout=300)
+        assert {o["category"] for o in result.outcomes.values()} == {"connected"}, \
+            result.describe()
+        for name in lab.hosts:
+            [call] = connect_calls(lab, name)
+            assert call.credentials == ("access-token", "config"), call.credentials
+            assert call.option("service-principal-cert") is None
+            writes = lab.call(lambda n=name: list(lab.hosts[n].sftp_writes))
+            assert not [w for w in writes if "sp-cert" in w.path], writes
+            scripts = lab.call(lambda n=name: "\n".join(lab.hosts[n].scripts))
+            assert "BEGIN" not in scripts and made.thumbprint not in scripts
+        puts = [r for r in lab.azure.state.requests
+                if r.user_agent.startswith("azcmagent-lab/") and r.method == "PUT"]
+        assert len(puts) == 2 and all(r.token and r.status == 200 for r in puts)
