@@ -87,6 +87,15 @@ def test_arm_state_decides_conflicts_and_denials_in_token_mode(tmp_path: Path) -
         assert outcomes["lab-0001"]["category"] == "connected", result.describe()
         assert outcomes["lab-0003"]["category"] == "connected", result.describe()
         assert outcomes["lab-0002"]["azcm_code"] == "AZCM0044", outcomes["lab-0002"]
+        # The role removed from the group: ARM refuses the agent's read (AuthorizationFailed).
+        scope = f"/subscriptions/{target.subscription_id}/resourceGroups/{target.resource_group}"
+        lab.azure.state.remove_roles(target.client_id, scope)
+        denied = run_cli(lab, tmp_path, "--auth", "token", "--no-azure-check", "--limit",
+                         "lab-0002", playbook=pb, state_dir=tmp_path / "state-denied",
+                         timeout=300)
+        assert denied.outcomes["lab-0002"]["category"] == "permissions", denied.describe()
+        assert "rg-arclab" in denied.outcomes["lab-0002"]["fix"], denied.outcomes
+        lab.azure.state.assign_role(target.client_id, scope, "Azure Connected Machine Onboarding")
         # The onboarding role may not delete machines: ARM refuses the disconnect's DELETE.
         offboard = run_cli(lab, tmp_path, "--auth", "token", command="offboard",
                            state_dir=tmp_path / "state-off", timeout=300)
