@@ -159,3 +159,27 @@ def test_token_mode_with_a_certificate_sends_no_key_material(tmp_path: Path) -> 
         puts = [r for r in lab.azure.state.requests
                 if r.user_agent.startswith("azcmagent-lab/") and r.method == "PUT"]
         assert len(puts) == 2 and all(r.token and r.status == 200 for r in puts)
+
+
+def test_a_refresh_entra_refuses_fails_the_next_hosts_as_credentials(tmp_path: Path) -> None:
+    # The secret expires after the first token: the hosts served before the refresh connect,
+    # the refresh is refused, the next hosts end `credentials` without their agent running,
+    # and the breaker stops the rest of that service principal's hosts.
+    with LabFleet.in_thread(tmp_path / "lab", hosts=12, subnet=SSH_SUBNET, simulate_arm=True,
+                            latency_s=1.0) as lab:
+        state = lab.azure.state
+        state.token_lifetime_s = 4
+        state.apps[lab.target.client_id.lower()].tokens_before_expiry = 1
+        pb = write_playbook(tmp_path / "pb.yaml", pacing={"forks": 2})
+        result = run_cli(lab, tmp_path, "--auth", "token", "--no-azure-check", playbook=pb,
+                         timeout=300)
+        outcomes = result.outcomes
+        categories = [o["category"] for o in outcomes.values()]
+        assert len(categories) == 12, result.describe()
+        assert "connected" in categories and "skipped" in categories, categories
+        refused = [n for n, o in outcomes.items() if o["category"] == "credentials"]
+        assert refused, categories
+        for name in refused:
+            assert "AADSTS7000222" in str(outcomes[name]), outcomes[name]
+            assert not connect_calls(lab, name)  # the agent never ran without a token
+        assert lab.secret not in result.stdout + result.stderr
