@@ -107,8 +107,9 @@ def test_100_linux_20_windows_without_agent_installed_offline_and_connected(
                             plan=plan) as lab:
         without = {n for n, h in lab.hosts.items() if not h.installed}
         assert len(without) == 72  # 60% of 120
+        # Deadlines for a loaded 2-core machine: 120 hosts install and connect at once.
         pb = _playbook(tmp_path, agent_bundle=str(bundle), desired_version=DESIRED,
-                       install_retry_s=2)
+                       install_retry_s=2, deadlines={"command_s": 120, "host_s": 900})
         result = run_cli(lab, tmp_path, playbook=pb, timeout=600)
         assert result.returncode == 1, result.describe()
         outcomes = result.outcomes
@@ -116,6 +117,7 @@ def test_100_linux_20_windows_without_agent_installed_offline_and_connected(
         failures = {**LINUX_FAILURES, **WINDOWS_FAILURES}
         for name, (_scenario, category, code, message) in failures.items():
             line = outcomes[name]
+            assert line["category"] != "timeout", line["cause"]
             os_name = "windows" if name in WINDOWS_FAILURES else "linux"
             entry = lookup(code, platform=os_name)
             assert entry is not None
@@ -260,3 +262,24 @@ def test_a_bad_bundle_stops_the_run_before_any_host(tmp_path: Path) -> None:
         assert result.stderr.count("\n") == 1 and "agent_bundle" in result.stderr
         assert "install_linux_azcmagent.sh" in result.stderr
         assert lab.call(lambda: len(lab.hosts["lab-0001"].commands)) == 0
+
+
+def test_an_agent_older_than_minimum_version_is_upgraded_then_connected(tmp_path: Path) -> None:
+    old = "1.50.03000.1"
+    plan = ScenarioPlan(default=Scenario(), hosts=(("lab-0001", Scenario(agent_version=old)),))
+    bundle = _bundle(tmp_path / "bundle")
+    with LabFleet.in_thread(tmp_path / "lab", hosts=2, subnet=WINRM_SUBNET, plan=plan) as lab:
+        result = run_cli(lab, tmp_path, playbook=_playbook(
+            tmp_path, agent_bundle=str(bundle), minimum_version=DESIRED))
+        assert result.returncode == 0, result.describe()
+        upgraded, current = result.outcomes["lab-0001"], result.outcomes["lab-0002"]
+        assert upgraded["category"] == "connected"
+        assert (upgraded["agent_version_before"], upgraded["agent_version_after"],
+                upgraded["install"]) == (old, AGENT_VERSION, "upgraded")
+        assert (current["agent_version_before"], current["install"]) == (AGENT_VERSION, "")
+        assert _install_steps(result, "lab-0001") and not _install_steps(result, "lab-0002")
+        assert "agent upgraded: 1" in result.stderr
+        # The upgrade came before the connect: the agent that connected was the new one.
+        with RunStore.open(result.state_dir, create=False) as store:
+            stages = [r.stage for r in store.attempts_for(result.run_id(), "lab-0001")]
+        assert "connect" in stages and stages.index("install") < stages.index("connect")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -140,7 +141,11 @@ def test_bundle_check(tmp_path: Path) -> None:
     deb = bundle.first("deb")
     assert deb is not None and deb.sha256 == hashlib.sha256(b"d" * 10).hexdigest()
     msi = bundle.first("msi")
-    assert msi is not None and msi.signature != "signed"  # random bytes carry no signature
+    assert msi is not None
+    if shutil.which("osslsigncode"):  # .ci/run installs it: the real verifier reads the file
+        assert msi.signature == "unsigned"
+    else:
+        assert msi.signature.startswith("not checked")
     with pytest.raises(InputError, match="Authenticode signature required"):
         load_bundle(str(tmp_path), require_signed=True)
 

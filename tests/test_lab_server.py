@@ -147,8 +147,11 @@ async def test_interpreter(tmp_path: Path) -> None:
         for command, expected in cases.items():
             result = await conn.run(command)
             assert (result.exit_status, result.stdout) == expected, command
-        unknown = await conn.run("curl -s https://example.com")
-        assert (unknown.exit_status, unknown.stderr) == (127, "sh: 1: curl: not found\n")
+        # (curl is simulated since the install stage: it fetches only the install script.)
+        unknown = await conn.run("wget -q https://example.com")
+        assert (unknown.exit_status, unknown.stderr) == (127, "sh: 1: wget: not found\n")
+        fetch = await conn.run("curl -fsSL -o /tmp/x https://example.com")
+        assert fetch.exit_status == 22 and "404" in str(fetch.stderr)
         missing = await conn.run("sudo -n tail -c 100 -- /tmp/nothing")
         assert "tail: cannot open '/tmp/nothing' for reading" in str(missing.stderr)
     assert split_command("a 'x;y' && b || c ; d") == [

@@ -4,14 +4,22 @@ file upload reads its stdin without a cmdlet (issue 16 item 5)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import pytest
 
+from fleet.azcm import windows_private
+from fleet.azcm.commands import ScriptParams
 from fleet.azcm.commands_windows import WindowsAgentCommands
 from fleet.azcm.install_windows import WindowsInstall, uninstall_script
 from fleet.inventory.model import AzureTarget, OsFamily, ResolvedHost, Transport
-from fleet.transport.powershell import PRELUDE, put_file_script, read_tail_script
+from fleet.transport.powershell import (
+    PRELUDE,
+    put_file_script,
+    read_tail_script,
+    script_bootstrap,
+)
 
 tree_sitter = pytest.importorskip("tree_sitter")
 tree_sitter_powershell = pytest.importorskip("tree_sitter_powershell")
@@ -86,6 +94,30 @@ def _install(value: str) -> WindowsInstall:
 def test_every_script_parses_without_error(value: str) -> None:
     problems = {name: p for name, script in _scripts(value).items() if (p := _problems(script))}
     assert not problems
+
+
+def test_the_timed_cleanup_fragments_and_the_task_action_parse() -> None:
+    scripts = {
+        "timer": "$dir = 'C:\\x'\n" + windows_private.timed_cleanup_lines(900),
+        "sweep": windows_private.sweep_lines(900),
+        "cancel": "$dir = 'C:\\x'\n" + windows_private.cancel_lines(),
+    }
+    # The action the task runs, as the host builds it with -f (the path as base64).
+    for profile in ("Administrator", "O'Brien", "‘curly’"):
+        directory = f"C:\\Users\\{profile}\\AppData\\Local\\Temp\\arcfleet-{'0' * 32}"
+        encoded = base64.b64encode(directory.encode("utf-16-le")).decode("ascii")
+        scripts[profile] = windows_private._TASK_CLEANUP.format(encoded, "arcfleet-" + "0" * 32)
+    problems = {name: p for name, script in scripts.items() if (p := _problems(script))}
+    assert not problems
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_the_host_script_parses_with_hostile_values(value: str) -> None:
+    params = ScriptParams(boundary="arcfleet-" + "0" * 32, mode="connect", cap=65536,
+                          log_tail_bytes=65536, cleanup_after_s=840)
+    script = CMDS.script_command(params, _host(value))
+    assert not _problems(script)
+    assert script_bootstrap() and not _problems(script_bootstrap())
 
 
 def test_the_grammar_does_report_broken_scripts() -> None:

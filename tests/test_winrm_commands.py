@@ -168,3 +168,25 @@ async def test_agent_that_cannot_start_exits_127(tmp_path: Path) -> None:
         await transport.close()
     assert result.exit_status == 127
     assert "is not recognized" in result.stderr
+
+
+async def test_the_step_path_schedules_and_cancels_the_timed_cleanup(tmp_path: Path) -> None:
+    # Issue 16 item 11 on the step-by-step path (disconnect, offboard, remediation): making the
+    # private directory registers its scheduled removal; removing it unregisters the task.
+    commands = WindowsAgentCommands(cleanup_after_s=1234)
+    async with winrm_lab(tmp_path, [ScenarioKind.SUCCESS]) as lab:
+        transport = lab.transport(0)
+        tasks = lab.server.records[lab.host(0).address].tasks
+        assert tasks is not None
+        await transport.open()
+        try:
+            made = await transport.run(commands.make_private_dir(), timeout_s=10)
+            private_dir = made.stdout.strip()
+            name = private_dir.rsplit("\\", 1)[-1]
+            assert made.exit_status == 0 and commands.is_private_dir(private_dir)
+            assert [(t.name, t.after_s) for t in tasks.tasks.values()] == [(name, 1234)]
+            removed = await transport.run(commands.remove_dir(private_dir), timeout_s=10)
+            assert removed.exit_status == 0
+        finally:
+            await transport.close()
+        assert tasks.pending() == [] and tasks.deleted == [name] and not tasks.fired

@@ -3,13 +3,23 @@
 The transport sends each script with ``-EncodedCommand``; here every inventory value becomes a
 PowerShell single-quoted literal (:func:`fleet.transport.powershell.quote`). Native commands exit
 with the agent's own status (``exit $LASTEXITCODE``). The ``--config`` file lives in a directory
-under ``$env:TEMP`` whose ACL grants Administrators and SYSTEM only.
+under ``$env:TEMP`` whose ACL grants Administrators and SYSTEM only; making it also schedules its
+timed removal and sweeps old leftovers (:mod:`fleet.azcm.windows_private`, issue 16 item 11).
 """
 
 from __future__ import annotations
 
 import re
 
+from fleet.azcm.commands import ScriptParams
+from fleet.azcm.windows_private import (
+    PRIVATE_DIR_PREFIX,
+    STEP_CLEANUP_AFTER_S,
+    cancel_lines,
+    is_private_dir_name,
+    sweep_lines,
+    timed_cleanup_lines,
+)
 from fleet.inventory.model import ResolvedHost
 from fleet.transport.base import CommandResult
 from fleet.transport.powershell import acl_lines, quote
@@ -17,13 +27,20 @@ from fleet.transport.powershell import acl_lines, quote
 AGENT_RELATIVE = r"AzureConnectedMachineAgent\azcmagent.exe"
 LOG_PATH = r"%ProgramData%\AzureConnectedMachineAgent\Log\azcmagent.log"
 SERVICE = "himds"
-PRIVATE_DIR_PREFIX = "arcfleet-"
+__all__ = ["PRIVATE_DIR_PREFIX", "WindowsAgentCommands"]
 CONFIG_NAME = "config.json"
 
 class WindowsAgentCommands:
     """:class:`fleet.azcm.commands.AgentCommands` for Windows over WinRM."""
 
     log_path: str = LOG_PATH
+    #: a WinRS terminate kills the host script's process: no ``finally`` runs, so the engine
+    #: removes the private directory itself when it stops a script (and the task is the net)
+    script_cleans_up_when_stopped: bool = False
+
+    def __init__(self, *, cleanup_after_s: int = STEP_CLEANUP_AFTER_S) -> None:
+        #: seconds after which the private directory's scheduled task removes it
+        self.cleanup_after_s = int(cleanup_after_s)
 
     def check_elevation(self) -> str:
         return (
@@ -56,14 +73,32 @@ class WindowsAgentCommands:
         return _invoke(agent, ["show", "-j"])
 
     def make_private_dir(self) -> str:
+        # Leftovers first (older than their own timer), then the directory, its ACL, and its
+        # timed removal, all before anything is written into it.
         return (
+            f"{sweep_lines(self.cleanup_after_s)}"
             f"$dir = Join-Path $env:TEMP ({quote(PRIVATE_DIR_PREFIX)} + "
             "[guid]::NewGuid().ToString('N'))\n"
             "New-Item -ItemType Directory -Path $dir | Out-Null\n"
             f"{acl_lines('dir', directory=True)}"
+            f"{timed_cleanup_lines(self.cleanup_after_s)}"
             "Write-Output $dir\n"
             "exit 0\n"
         )
+
+    def is_private_dir(self, path: str) -> bool:
+        """A path whose last component is exactly what :meth:`make_private_dir` makes."""
+        return is_private_dir_name(path.rstrip("\\").rsplit("\\", 1)[-1])
+
+    def script_command(self, params: ScriptParams, host: ResolvedHost) -> str:
+        """The host script (:mod:`fleet.azcm.script_windows`); the WinRM transport sends it on
+        the stdin of one bootstrap command, the config after it."""
+        from fleet.azcm import script_windows
+
+        return script_windows.build(params, host, agent_relative=AGENT_RELATIVE, log_path=LOG_PATH)
+
+    def script_label(self) -> str:
+        return "powershell.exe <arcfleet host script v1>"
 
     def config_path(self, private_dir: str) -> str:
         return self.private_file(private_dir, CONFIG_NAME)
@@ -100,13 +135,13 @@ class WindowsAgentCommands:
         )
 
     def remove_dir(self, private_dir: str) -> str:
-        name = private_dir.rstrip("\\").rsplit("\\", 1)[-1]
-        if not name.startswith(PRIVATE_DIR_PREFIX):
+        if not self.is_private_dir(private_dir):
             # Only ever remove what make_private_dir created.
             raise ValueError(f"not an arcfleet private directory: {private_dir!r}")
         return (
             f"$dir = {quote(private_dir)}\n"
             "if (Test-Path -LiteralPath $dir) { Remove-Item -LiteralPath $dir -Recurse -Force }\n"
+            f"{cancel_lines()}"
             "exit 0\n"
         )
 

@@ -7,6 +7,7 @@ as they arrive, and stop the host where the step-by-step path would have stopped
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -64,6 +65,13 @@ class ScriptedPath:
     _clock_skew_s: float | None
     _settings_applied: bool
     _configured_proxy: str | None
+    _deferred_slot: asyncio.Semaphore | None = None
+
+    def release_deferred_slot(self) -> None:
+        """The runner has recorded this host's outcome: the slot it kept can go."""
+        slot, self._deferred_slot = self._deferred_slot, None
+        if slot is not None:
+            slot.release()
 
     def _record(self, attempt: Attempt) -> None:
         raise NotImplementedError
@@ -78,10 +86,14 @@ class ScriptedPath:
     async def _remediate(self, diagnosis: Diagnosis) -> bool:
         raise NotImplementedError
 
+    async def _remove_private_dir(self, private_dir: str) -> None:
+        raise NotImplementedError
+
     async def _scripted_start(self) -> tuple[str, AgentState | None]:
         """Preflight and state from the host script. On the common path the same script also
         connected; that result waits in ``_pending`` for :meth:`_connect_once`."""
-        preflight_only = self.playbook.mode in (Mode.PREFLIGHT, Mode.INSTALL)
+        preflight_only = self.playbook.mode in (Mode.PREFLIGHT, Mode.INSTALL) or getattr(
+            self, "_looking_before_upgrade", False)  # an upgrade must come before connect
         mode = ScriptMode.PREFLIGHT if preflight_only else ScriptMode.CONNECT
         for _ in range(2):
             agent, show = await self._script(mode)
@@ -123,19 +135,33 @@ class ScriptedPath:
         slots = None if preflight else self.ctx.agent_slots
         held = False
 
-        def release() -> None:
+        def release(diagnosis: Diagnosis | None = None) -> None:
             nonlocal held
             if slots is not None and held:
                 held = False
+                if diagnosis is not None and diagnosis.fail_run:
+                    # A cause that may stop the run: the slot goes only after the runner has
+                    # counted this host's outcome, so no waiting host starts before the
+                    # breaker could see it.
+                    self._deferred_slot = slots
+                    return
                 slots.release()
 
+        seen: list[ScriptSteps] = []
+
         async def run() -> ScriptSteps:
-            return await host_script.run(
-                transport, commands, params, self.host, stdin,
-                timeout_s=host_script.deadline_s(self.playbook, mode),
-                record=self._record, diagnose=diagnose, connect_done=release,
-                config_shown=shown_config(config) if stdin else "",
-            )
+            try:
+                return await host_script.run(
+                    transport, commands, params, self.host, stdin,
+                    timeout_s=host_script.deadline_s(self.playbook, mode),
+                    record=self._record, diagnose=diagnose, connect_done=release,
+                    started=seen.append,
+                    config_shown=shown_config(config) if stdin else "",
+                )
+            except asyncio.CancelledError:
+                if seen:
+                    await self._remove_after_stop(seen[0], commands)
+                raise
 
         if preflight:
             steps = await run()
@@ -162,6 +188,8 @@ class ScriptedPath:
         """Decide from a finished script run, as the step-by-step path decided per step."""
         report, raw = steps.report, steps.raw
         self._agent_version = steps.agent_version
+        if not report.complete:
+            await self._remove_after_stop(steps, commands)
         if not report.steps and not raw.timed_out and not raw.lost:
             self._script_never_ran(steps, commands)
         workdir = steps.get("workdir")
@@ -203,6 +231,19 @@ class ScriptedPath:
         show = steps.get("show")
         assert show is not None  # a complete report of a run that got this far has show
         return steps.agent, show
+
+    async def _remove_after_stop(self, steps: ScriptSteps, commands: ScriptCommands) -> None:
+        """A script stopped before its end (Ctrl-C, deadline, dropped session): where the host
+        script dies with its command (Windows: a terminated process runs no ``finally``),
+        remove its directory now, as the step-by-step path would (the scheduled task is the
+        net when this cannot run either)."""
+        private_dir = steps.private_dir
+        if (
+            private_dir
+            and not getattr(commands, "script_cleans_up_when_stopped", True)
+            and commands.is_private_dir(private_dir)
+        ):
+            await self._remove_private_dir(private_dir)
 
     def _read_settings(self, steps: ScriptSteps) -> None:
         """The script's agent-setting steps (config set proxy.*) and its preflight proxy read."""

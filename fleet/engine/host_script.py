@@ -98,7 +98,7 @@ class ScriptRecorder:
         host: ResolvedHost,
         record: Callable[[Attempt], None],
         diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
-        connect_done: Callable[[], None] = lambda: None,
+        connect_done: Callable[[Diagnosis | None], None] = lambda _d: None,
         config_shown: str = "",
     ) -> None:
         self.steps = steps
@@ -172,7 +172,6 @@ class ScriptRecorder:
         )
         if name == "connect":
             attempt = replace(attempt, config=self._config_shown)
-            self._connect_done()  # the agent operation is over: its slot can go
             self._held = (result, attempt)
             if result.exit_status == 0:
                 self._release("")
@@ -188,6 +187,9 @@ class ScriptRecorder:
             diagnosis = self._diagnose(result, log_tail, self.steps.agent_version)
             self.steps.connect = (result, diagnosis)
             self._record(replace(attempt, diagnosis=diagnosis))
+            # The agent operation is over and diagnosed: its slot can go (the caller keeps it
+            # for a cause that may stop the run, until the breaker has counted it).
+            self._connect_done(diagnosis)
         for attempt in self._after_held:
             self._record(attempt)
         self._after_held = []
@@ -207,12 +209,16 @@ async def run(
     timeout_s: float,
     record: Callable[[Attempt], None],
     diagnose: Callable[[CommandResult, str, str | None], Diagnosis],
-    connect_done: Callable[[], None] = lambda: None,
+    connect_done: Callable[[Diagnosis | None], None] = lambda _d: None,
+    started: Callable[[ScriptSteps], None] = lambda _s: None,
     config_shown: str = "",
 ) -> ScriptSteps:
+    """Run the script; ``started`` gets the steps being read (the private directory is known
+    there the moment its record arrives, even if this call is cancelled)."""
     command = commands.script_command(params, host)
     parser = frames.FrameParser(params.boundary)
     steps = ScriptSteps(report=parser.report, raw=_NOT_RUN, started_at=datetime.now(UTC))
+    started(steps)
     recorder = ScriptRecorder(
         steps, commands, host, record, diagnose, connect_done, config_shown=config_shown
     )

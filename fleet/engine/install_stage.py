@@ -42,9 +42,9 @@ from fleet.azcm.install_windows import (
     uninstall_script,
 )
 from fleet.engine import remediation
-from fleet.engine.host_state import AgentState, HostContext, HostFinished
+from fleet.engine.host_state import AgentState, HostContext, HostFinished, preflight_ready
 from fleet.engine.install_bundle import AgentBundle, BundleFile, load_bundle
-from fleet.engine.install_policy import InstallAction, InstallDecision, decide
+from fleet.engine.install_policy import InstallAction, InstallDecision, InstallPolicy, decide
 from fleet.engine.outcome import Attempt
 from fleet.engine.playbook import Mode, Playbook
 from fleet.inventory.model import OsFamily, ResolvedHost
@@ -81,6 +81,9 @@ class InstallStage:
     _version_before: str | None = None
     _version_after: str | None = None
     _install_result: str = ""
+    # The first look of a run whose policy may upgrade a present agent only looks (the
+    # one-session script would otherwise connect the old agent before the upgrade).
+    _looking_before_upgrade: bool = False
 
     def _record(self, attempt: Attempt) -> None:
         raise NotImplementedError
@@ -119,6 +122,11 @@ class InstallStage:
     async def _look_and_install(self) -> tuple[str, AgentState | None]:
         """Preflight, with the install stage where the policy wants it; then preflight again."""
         mode = self.playbook.mode
+        playbook = self.playbook
+        self._looking_before_upgrade = mode is Mode.ONBOARD and (
+            playbook.install is InstallPolicy.ALWAYS_LATEST
+            or (playbook.install is InstallPolicy.MISSING and playbook.minimum_version is not None)
+        )
         try:
             agent, state = await self._look()
         except HostFinished as finished:
@@ -131,9 +139,12 @@ class InstallStage:
                 self._install_result = WOULD_INSTALL
                 raise HostFinished(_would(decision)) from None
             await self._install(decision)
+            self._looking_before_upgrade = False
             agent, state = await self._look()
             self._version_after = self._agent_version
             return agent, state
+        finally:
+            self._looking_before_upgrade = False
         self._version_before = self._version_after = self._agent_version
         decision = self._decide(found=True)
         if not decision.touches_host or mode is Mode.OFFBOARD:
@@ -142,7 +153,7 @@ class InstallStage:
             self._install_result = WOULD_UPGRADE
             return agent, state
         await self._install(decision)
-        if getattr(self, "_pending", None) is None:
+        if getattr(self, "_pending", None) is None:  # (the first look only looked, see above)
             agent, state = await self._look()  # the upgraded agent, as connect will see it
         self._version_after = self._agent_version
         return agent, state
@@ -353,8 +364,6 @@ def _missing_not_installed(found: Diagnosis) -> Diagnosis:
 
 
 def _would(decision: InstallDecision) -> Diagnosis:
-    from fleet.engine.host_state import preflight_ready
-
     ready = preflight_ready(None)
     return replace(
         ready,

@@ -18,6 +18,7 @@ import structlog
 
 from fleet.azcm import findings
 from fleet.azcm.diagnosis import Diagnosis
+from fleet.azcm.windows_private import step_cleanup_after_s
 from fleet.engine.breaker import CircuitBreaker, Confirmer, ScopeTarget
 from fleet.engine.host_run import HostContext, HostRun
 from fleet.engine.outcome import Attempt, HostOutcome, OutcomeSink
@@ -161,7 +162,13 @@ class FleetRun:
         playbook = self.options.playbook
         password = self.secrets.winrm_password(host) if host.transport.value == "winrm" else None
         transport = self.factory.transport_for(host, winrm_password=password)
-        commands = commands_for(host)
+        deadlines = playbook.deadlines
+        commands = commands_for(
+            host,
+            cleanup_after_s=step_cleanup_after_s(
+                deadlines.agent_connect_s, deadlines.command_s, deadlines.host_s
+            ),
+        )
         escalate = (
             commands_for(host, elevated=True)
             if host.os is OsFamily.LINUX and not host.ssh.become
@@ -197,8 +204,11 @@ class FleetRun:
                 continue
             self.breaker.started(_scope_target(host))
 
-            async def work(host: ResolvedHost = host) -> HostOutcome:
-                return await self._host_run(host).execute()
+            runs: list[HostRun] = []
+
+            async def work(host: ResolvedHost = host, runs: list[HostRun] = runs) -> HostOutcome:
+                runs.append(self._host_run(host))
+                return await runs[0].execute()
 
             task = asyncio.create_task(work(), name=host.name)
             self.in_flight[host.name] = task
@@ -215,7 +225,11 @@ class FleetRun:
                 )
             finally:
                 self.in_flight.pop(host.name, None)
-            self._record(outcome, host)
+            try:
+                self._record(outcome, host)
+            finally:
+                for run in runs:  # a slot kept for the breaker's sake
+                    run.release_deferred_slot()
 
     async def run(self) -> list[HostOutcome]:
         for host in self.hosts:

@@ -171,6 +171,7 @@ class LabHost:
     #: loop time until which the dpkg lock is held (``install_lock``)
     lock_until: float = 0.0
     package_family: str = "deb"  # deb: dpkg/apt-get; rpm: rpm/dnf
+    agent_version: str = ""  # "" = the simulator's own AGENT_VERSION; installs reset it
     # Records for tests (append-only):
     commands: list[str] = field(default_factory=list)
     scripts: list[str] = field(default_factory=list)  # arcfleet host scripts, whole
@@ -209,6 +210,7 @@ class LabHost:
                                if scenario.kind is ScenarioKind.HIMDS_STARTING else 0.0)
         self.state = AgentState()
         self.installed = not scenario.starts_without_agent
+        self.agent_version = scenario.agent_version
         self.install_attempts = 0
         self.lock_until = (time.monotonic() + scenario.lock_s
                            if scenario.kind is ScenarioKind.INSTALL_LOCK else 0.0)
@@ -323,6 +325,7 @@ class LabHost:
             "connect_attempts": self.connect_attempts,
             "agent_config": self.agent_config,
             "installed": self.installed,
+            "agent_version": self.agent_version,
             "scenario": self.scenario.describe(),
         }
         tmp = self.state_file.with_suffix(".tmp")
@@ -342,6 +345,7 @@ class LabHost:
             self.connect_attempts = int(body["connect_attempts"])
             self.agent_config = dict(body.get("agent_config", {}))
             self.installed = bool(body.get("installed", self.installed))
+            self.agent_version = str(body.get("agent_version", self.agent_version))
         except (OSError, ValueError, KeyError, TypeError):
             return False
         return True

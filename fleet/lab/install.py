@@ -39,6 +39,7 @@ class Outcome:
 
 def _install_agent(host: LabHost) -> None:
     host.installed = True
+    host.agent_version = ""  # the repository's (and the MSI's) version: the simulator's own
     host.service_running = True
     host.himds_ready_at = time.monotonic() + HIMDS_START_S
     host.save()

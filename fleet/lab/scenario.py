@@ -174,6 +174,7 @@ class Scenario:
     proxy_url: str = "http://proxy.lab.test:3128"  # for ``behind_proxy``
     no_agent: bool = False  # any scenario: the host starts without the agent
     lock_s: float = 20.0  # for ``install_lock``: how long the dpkg lock stays held
+    agent_version: str = ""  # any scenario: the installed agent's version (default: current)
 
     def expected_category(self) -> Category:
         """The category arcfleet should end this host with."""
@@ -238,7 +239,7 @@ def parse_scenario(value: object, *, file: str = "<scenario>", host: str | None 
         "code": str, "fail_times": int, "retry_after_s": int, "latency_s": (int, float),
         "output_bytes": int, "message": str, "himds_after_s": (int, float),
         "proxy_url": str, "no_agent": bool,
-        "lock_s": (int, float)}
+        "lock_s": (int, float), "agent_version": str}
     for key, raw in body.items():
         if key not in types:
             raise bad(f"unknown key {key!r}", f"{field_name}.{key}")

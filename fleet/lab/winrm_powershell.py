@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
 from fleet.lab import install as lab_install
+from fleet.lab import winrm_script
 from fleet.lab.agent import run_agent
 from fleet.lab.host import LabHost
 from fleet.lab.scenario import ScenarioKind
 from fleet.lab.winargv import windows_argv
+from fleet.lab.winrm_tasks import TaskScheduler, is_cancel, parse_sweep, parse_timer
 
 ENVIRONMENT = {
     "programdata": r"C:\ProgramData",
@@ -62,10 +64,12 @@ _INVOKE = re.compile(
 )
 _ARG_TOKEN = re.compile(rf"{_LITERAL}|--?[A-Za-z][A-Za-z0-9-]*|[A-Za-z][A-Za-z0-9.-]*")
 _MKDIR = re.compile(
-    rf"^\$dir = Join-Path \$env:TEMP \((?P<prefix>{_LITERAL}) \+ "
+    r"^(?P<sweep>\$cutoff = .*?\n\}\n)?"
+    rf"\$dir = Join-Path \$env:TEMP \((?P<prefix>{_LITERAL}) \+ "
     r"\[guid\]::NewGuid\(\)\.ToString\('N'\)\)\n"
     r"New-Item -ItemType Directory -Path \$dir \| Out-Null\n"
-    r"(?P<acl>.*)Write-Output \$dir\nexit 0\n$",
+    r"(?P<acl>(?:\$acl = .*?Set-Acl -LiteralPath \$dir -AclObject \$acl\n)?)"
+    r"(?P<timer>(?:try \{\n    \$leaf = .*)?)Write-Output \$dir\nexit 0\n$",
     re.DOTALL,
 )
 _PUT = re.compile(
@@ -84,7 +88,12 @@ _TAIL = re.compile(
 _RMDIR = re.compile(
     rf"^\$dir = (?P<dir>{_LITERAL})\n"
     r"if \(Test-Path -LiteralPath \$dir\) \{ Remove-Item -LiteralPath \$dir -Recurse -Force \}\n"
-    r"exit 0\n$"
+    r"(?P<cancel>(?:try \{ .*\n)?)exit 0\n$"
+)
+_BOOTSTRAP = re.compile(
+    r"^\$text = \[Text\.Encoding\]::UTF8\.GetString\("
+    r"\[Convert\]::FromBase64String\(\[Console\]::In\.ReadLine\(\)\)\)\n"
+    r"& \(\[ScriptBlock\]::Create\(\$text\)\)\nexit \$LASTEXITCODE\n$"
 )
 _RESTART = re.compile(
     rf"^Restart-Service -Name (?P<name>{_LITERAL}) -Force\n"
@@ -132,7 +141,13 @@ class CommandOutput:
         self.changed = asyncio.Event()
         self.done = False
         self.status: int | None = None
+        #: the host script started the agent's connect (the connection_drop scenario cuts here)
+        self.connect_started = False
         self._done_reported = False
+
+    def write_bytes(self, stdout: bytes) -> None:
+        self.stdout += stdout
+        self.changed.set()
 
     def write(self, stdout: str = "", stderr: str = "") -> None:
         self.stdout += stdout.encode("utf-8")
@@ -181,6 +196,8 @@ class WindowsRecord:
     acls: dict[str, tuple[str, ...]] = field(default_factory=dict)  # path -> principals
     removed: list[str] = field(default_factory=list)
     agent_argv: list[list[str]] = field(default_factory=list)
+    #: the host's scheduled tasks (the private directory's timed cleanup)
+    tasks: TaskScheduler | None = None
 
 
 async def interpret(
@@ -234,8 +251,10 @@ async def _run_script(
     installing = _install_script(host, body, output)
     if installing is not None:
         return installing
+    if _BOOTSTRAP.match(body):
+        return await _host_script(host, output, record, elevated=elevated)
     if match := _MKDIR.match(body):
-        return _make_dir(host, match, output, record)
+        return _make_dir(host, match, output, record, elevated=elevated)
     if match := _PUT.match(body):
         return await _put_file(host, match, output, record)
     if match := _TAIL.match(body):
@@ -318,15 +337,51 @@ def _install_script(host: LabHost, body: str, output: CommandOutput) -> int | No
     return None
 
 
-def _make_dir(
-    host: LabHost, match: re.Match[str], output: CommandOutput, record: WindowsRecord
+async def _host_script(
+    host: LabHost, output: CommandOutput, record: WindowsRecord, *, elevated: bool
 ) -> int:
-    name = unquote(match.group("prefix")) + _hex_id()
+    """The bootstrap: the script is the first stdin line (base64 of UTF-8), the rest is its
+    data (base64)."""
+    await output.stdin_closed.wait()
+    first, _, rest = bytes(output.stdin).partition(b"\n")
+    try:
+        script = base64.b64decode(first.strip(), validate=True).decode("utf-8")
+        data = base64.b64decode(rest.strip(), validate=True)
+    except (binascii.Error, UnicodeDecodeError):
+        output.write(stderr=_error_record("Exception calling \"FromBase64String\": invalid"))
+        return 1
+    host.commands.append(script)
+    if not winrm_script.is_host_script(script):
+        first_line = script.strip().splitlines()[0] if script.strip() else ""
+        output.write(stderr=_error_record(
+            f"arcfleet lab: this PowerShell is not understood by the lab host: {first_line[:120]}"))
+        return 1
+    return await winrm_script.run_host_script(
+        host, script, data, output, record, elevated=elevated)
+
+
+def _make_dir(
+    host: LabHost, match: re.Match[str], output: CommandOutput, record: WindowsRecord,
+    *, elevated: bool,
+) -> int:
+    tasks = record.tasks
+    sweep_after = parse_sweep(match.group("sweep")) if match.group("sweep") else None
+    timer_after = parse_timer(match.group("timer")) if match.group("timer") else None
+    if (match.group("sweep") and sweep_after is None) or (
+        match.group("timer") and timer_after is None
+    ):
+        output.write(stderr=_error_record("arcfleet lab: cleanup fragment not understood"))
+        return 1
+    if sweep_after is not None and tasks is not None:
+        tasks.sweep(ENVIRONMENT["temp"], sweep_after)
+    name = unquote(match.group("prefix")) + hex_id()
     path = ENVIRONMENT["temp"] + "\\" + name
     host.local_path(path).mkdir(parents=True, exist_ok=False)
     acl = _parse_acl(match.group("acl"), "dir")
     if acl is not None:
         record.acls[path] = acl
+    if timer_after is not None and tasks is not None:
+        tasks.register(path, timer_after, elevated=elevated)
     output.write(stdout=path + "\r\n")
     return 0
 
@@ -371,6 +426,12 @@ def _remove_dir(
     host: LabHost, match: re.Match[str], output: CommandOutput, record: WindowsRecord
 ) -> int:
     path = unquote(match.group("dir"))
+    cancel = match.group("cancel")
+    if cancel and not is_cancel(cancel):
+        output.write(stderr=_error_record("arcfleet lab: cleanup fragment not understood"))
+        return 1
+    if cancel and record.tasks is not None:
+        record.tasks.delete(path.rstrip("\\").rsplit("\\", 1)[-1])
     local = host.local_path(path)
     if local.exists():
         if local == host.fs_root or host.fs_root not in local.parents:
@@ -425,5 +486,5 @@ def _crlf(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\n", "\r\n")
 
 
-def _hex_id() -> str:
+def hex_id() -> str:
     return uuid.uuid4().hex

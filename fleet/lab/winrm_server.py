@@ -18,7 +18,6 @@ import base64
 import binascii
 import contextlib
 import functools
-import re
 import ssl
 import uuid
 import xml.etree.ElementTree as ET
@@ -27,39 +26,22 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
+from fleet.lab import winrm_soap as soap
 from fleet.lab.host import LabHost
 from fleet.lab.scenario import ScenarioKind
 from fleet.lab.winrm_ntlm import CONTENT_TYPE as ntlm_content_type
 from fleet.lab.winrm_ntlm import NtlmConnection, NtlmError, restore_user_file, use_user_file
 from fleet.lab.winrm_powershell import CommandOutput, WindowsRecord, _decoded_script, interpret
-
-_NS_SOAP = "http://www.w3.org/2003/05/soap-envelope"
-_NS_ADDR = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
-_NS_WSMAN = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
-_NS_SHELL = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
-_NS_FAULT = "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault"
-_NS_TRANSFER = "http://schemas.xmlsoap.org/ws/2004/09/transfer"
-
-_ACTION_CREATE = f"{_NS_TRANSFER}/Create"
-_ACTION_DELETE = f"{_NS_TRANSFER}/Delete"
-_ACTION_COMMAND = f"{_NS_SHELL}/Command"
-_ACTION_RECEIVE = f"{_NS_SHELL}/Receive"
-_ACTION_SIGNAL = f"{_NS_SHELL}/Signal"
-_ACTION_SEND = f"{_NS_SHELL}/Send"
-_STATE_DONE = f"{_NS_SHELL}/CommandState/Done"
-_STATE_RUNNING = f"{_NS_SHELL}/CommandState/Running"
-
-# WinRM's "operation timed out" fault (0x80338029): the client retries Receive on it.
-OPERATION_TIMEOUT_FAULT = 2150858793
-# A generic fault code for the injected non-timeout fault (0x803381A6, "shell not found").
-INJECTED_FAULT = 2150859174
+from fleet.lab.winrm_tasks import TaskScheduler
 
 _MAX_HEADER_BYTES = 64 * 1024
 _MAX_BODY_BYTES = 4 * 1024 * 1024
-_DEFAULT_OPERATION_TIMEOUT_S = 20.0
-_DEFAULT_MAX_ENVELOPE = 512_000  # WinRM's MaxEnvelopeSizekb default is 500
+
+
+# Re-exported: tests import these from here.
+OPERATION_TIMEOUT_FAULT = soap.OPERATION_TIMEOUT_FAULT
+INJECTED_FAULT = soap.INJECTED_FAULT
 
 
 class FaultMode(StrEnum):
@@ -157,7 +139,9 @@ class LabWinrmServer:
         self.faults: dict[str, FaultMode] = {}
         self.shell_records: dict[str, ShellRecord] = {}
         #: per host address: files written, ACLs set, directories removed, agent argv
-        self.records: dict[str, WindowsRecord] = {h.address: WindowsRecord() for h in self._hosts}
+        self.records: dict[str, WindowsRecord] = {
+            h.address: WindowsRecord(tasks=TaskScheduler(h)) for h in self._hosts
+        }
 
     def url(self, address: str) -> str:
         scheme = "https" if self._ssl is not None else "http"
@@ -331,46 +315,46 @@ class LabWinrmServer:
     # --- WS-Man ---------------------------------------------------------------------------
 
     async def _dispatch(self, host: LabHost, user: str, env: ET.Element) -> tuple[int, bytes]:
-        action = _header_text(env, _NS_ADDR, "Action")
-        message_id = _header_text(env, _NS_ADDR, "MessageID")
-        shell_id = _shell_id(env)
+        action = soap.header_text(env, soap.NS_ADDR, "Action")
+        message_id = soap.header_text(env, soap.NS_ADDR, "MessageID")
+        shell_id = soap.shell_id(env)
         shells = self._shells[host.address]
-        if action == _ACTION_CREATE:
+        if action == soap.ACTION_CREATE:
             shell = _Shell(shell_id=str(uuid.uuid4()).upper(), user=user)
             shells[shell.shell_id] = shell
             self.shell_records[shell.shell_id] = ShellRecord(shell.shell_id, host.address, user)
-            return 200, _created_response(message_id, shell.shell_id)
+            return 200, soap.created_response(message_id, shell.shell_id)
         shell_or_none = shells.get(shell_id or "")
         if shell_or_none is None:
-            return 500, _fault_response(
+            return 500, soap.fault_response(
                 message_id, INJECTED_FAULT, "The request for the Windows Remote Shell with "
                 f"ShellId {shell_id} failed because the shell was not found on the server."
             )
         shell = shell_or_none
-        if action == _ACTION_COMMAND:
+        if action == soap.ACTION_COMMAND:
             return 200, self._start_command(host, shell, env, message_id)
-        if action == _ACTION_RECEIVE:
+        if action == soap.ACTION_RECEIVE:
             return await self._receive(host, shell, env, message_id)
-        if action == _ACTION_SEND:
+        if action == soap.ACTION_SEND:
             return self._send(shell, message_id, env)
-        if action == _ACTION_SIGNAL:
-            signal = env.find(f".//{{{_NS_SHELL}}}Signal")
+        if action == soap.ACTION_SIGNAL:
+            signal = env.find(f".//{{{soap.NS_SHELL}}}Signal")
             command_id = signal.get("CommandId", "") if signal is not None else ""
             command = shell.commands.get(command_id)
             if command is not None:
                 await _cancel(command)
                 self.shell_records[shell.shell_id].signalled.append(command_id)
-            return 200, _signal_response(message_id)
-        if action == _ACTION_DELETE:
+            return 200, soap.signal_response(message_id)
+        if action == soap.ACTION_DELETE:
             await self._delete_shell(host.address, shell)
-            return 200, _deleted_response(message_id)
-        return 500, _fault_response(message_id, INJECTED_FAULT, f"unsupported action {action}")
+            return 200, soap.deleted_response(message_id)
+        return 500, soap.fault_response(message_id, INJECTED_FAULT, f"unsupported action {action}")
 
     def _start_command(
         self, host: LabHost, shell: _Shell, env: ET.Element, message_id: str
     ) -> bytes:
-        command_el = env.find(f".//{{{_NS_SHELL}}}Command")
-        args_el = env.find(f".//{{{_NS_SHELL}}}Arguments")
+        command_el = env.find(f".//{{{soap.NS_SHELL}}}Command")
+        args_el = env.find(f".//{{{soap.NS_SHELL}}}Arguments")
         program = (command_el.text or "") if command_el is not None else ""
         arguments = (args_el.text or "") if args_el is not None else ""
         command_line = f"{program} {arguments}".strip()
@@ -378,19 +362,21 @@ class LabWinrmServer:
         shell.commands[command.command_id] = command
         self.shell_records[shell.shell_id].command_ids.append(command.command_id)
         command.task = host.spawn(command_line, self._run(host, command)).task
-        return _command_response(message_id, command.command_id)
+        return soap.command_response(message_id, command.command_id)
 
     def _send(self, shell: _Shell, message_id: str, env: ET.Element) -> tuple[int, bytes]:
-        for stream in env.iter(f"{{{_NS_SHELL}}}Stream"):
+        for stream in env.iter(f"{{{soap.NS_SHELL}}}Stream"):
             command = shell.commands.get(stream.get("CommandId", ""))
             if command is None or stream.get("Name") != "stdin":
-                return 500, _fault_response(message_id, INJECTED_FAULT, "unknown CommandId")
+                return 500, soap.fault_response(message_id, INJECTED_FAULT, "unknown CommandId")
             try:
                 data = base64.b64decode((stream.text or "").strip(), validate=True)
             except binascii.Error:
-                return 500, _fault_response(message_id, INJECTED_FAULT, "stdin is not base64")
+                return 500, soap.fault_response(message_id, INJECTED_FAULT, "stdin is not base64")
             command.output.feed_stdin(data, end=stream.get("End", "").lower() == "true")
-        return 200, _envelope(f"{_NS_SHELL}/SendResponse", message_id, "<rsp:SendResponse/>")
+        return 200, soap.envelope(
+            f"{soap.NS_SHELL}/SendResponse", message_id, "<rsp:SendResponse/>"
+        )
 
     async def _run(self, host: LabHost, command: _Command) -> None:
         record = self.records[host.address]
@@ -410,7 +396,7 @@ class LabWinrmServer:
     ) -> tuple[int, bytes]:
         mode = self.faults.get(host.address, FaultMode.NONE)
         if mode is FaultMode.FAULT:
-            return 500, _fault_response(
+            return 500, soap.fault_response(
                 message_id, INJECTED_FAULT, "The WS-Management service cannot process the "
                 "request (lab fault injection)."
             )
@@ -418,27 +404,27 @@ class LabWinrmServer:
             return 200, b"<s:Envelope><s:Body><rsp:ReceiveResponse>not xml at all"
         if mode is FaultMode.DRIP:
             raise _Drip
-        stream = env.find(f".//{{{_NS_SHELL}}}DesiredStream")
+        stream = env.find(f".//{{{soap.NS_SHELL}}}DesiredStream")
         command_id = stream.get("CommandId", "") if stream is not None else ""
         command = shell.commands.get(command_id)
         if command is None:
-            return 500, _fault_response(message_id, INJECTED_FAULT, "unknown CommandId")
-        if host.scenario.kind is ScenarioKind.CONNECTION_DROP and _runs_agent_connect(
-                command.command_line):
+            return 500, soap.fault_response(message_id, INJECTED_FAULT, "unknown CommandId")
+        if host.scenario.kind is ScenarioKind.CONNECTION_DROP and (
+                command.output.connect_started or _runs_agent_connect(command.command_line)):
             raise _DropConnection
-        timeout_s = _operation_timeout_s(env)
+        timeout_s = soap.operation_timeout_s(env)
         output = command.output
         if not output.has_news():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(output.changed.wait(), timeout_s)
         if not output.has_news():
-            return 500, _fault_response(
+            return 500, soap.fault_response(
                 message_id, OPERATION_TIMEOUT_FAULT, "The WS-Management service cannot complete "
                 "the operation within the time specified in OperationTimeout."
             )
         # Like Windows, never answer more than the client's MaxEnvelopeSize: the rest of the
         # output waits for the next Receive, and Done comes with the last of it.
-        room = _stream_room(env)
+        room = soap.stream_room(env)
         stdout = bytes(output.stdout[:room])
         del output.stdout[: len(stdout)]
         stderr = bytes(output.stderr[: room - len(stdout)])
@@ -446,7 +432,7 @@ class LabWinrmServer:
         done, status = False, None
         if not output.stdout and not output.stderr:
             _, _, done, status = output.take()
-        return 200, _receive_response(message_id, command_id, stdout, stderr, done, status)
+        return 200, soap.receive_response(message_id, command_id, stdout, stderr, done, status)
 
     async def _delete_shell(self, address: str, shell: _Shell) -> None:
         for command in shell.commands.values():
@@ -522,120 +508,3 @@ def _write_response(
     lines.append(f"Content-Length: {len(body)}")
     lines.append("Connection: " + ("keep-alive" if keep_alive else "close"))
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-
-
-# --- SOAP envelopes -------------------------------------------------------------------------
-
-
-def _header_text(env: ET.Element, ns: str, name: str) -> str:
-    el = env.find(f"{{{_NS_SOAP}}}Header/{{{ns}}}{name}")
-    return (el.text or "").strip() if el is not None else ""
-
-
-def _shell_id(env: ET.Element) -> str | None:
-    for el in env.iter(f"{{{_NS_WSMAN}}}Selector"):
-        if el.get("Name") == "ShellId":
-            return (el.text or "").strip()
-    return None
-
-
-_DURATION = re.compile(r"^PT(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?$")
-
-
-def _operation_timeout_s(env: ET.Element) -> float:
-    match = _DURATION.match(_header_text(env, _NS_WSMAN, "OperationTimeout"))
-    if not match or not any(match.groups()):
-        return _DEFAULT_OPERATION_TIMEOUT_S
-    minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return minutes * 60 + seconds
-
-
-def _stream_room(env: ET.Element) -> int:
-    """Raw output bytes that fit a Receive answer within the request's MaxEnvelopeSize
-    (base64 grows them by 4/3; the envelope around them takes about 1 KiB)."""
-    text = _header_text(env, _NS_WSMAN, "MaxEnvelopeSize")
-    size = int(text) if text.isdigit() else _DEFAULT_MAX_ENVELOPE
-    return max(1024, (size - 2048) * 3 // 4)
-
-
-def _envelope(action: str, relates_to: str, body: str) -> bytes:
-    text = (
-        f'<s:Envelope xmlns:s="{_NS_SOAP}" xmlns:a="{_NS_ADDR}" xmlns:x="{_NS_TRANSFER}" '
-        f'xmlns:w="{_NS_WSMAN}" xmlns:rsp="{_NS_SHELL}" xmlns:f="{_NS_FAULT}">'
-        "<s:Header>"
-        f"<a:Action>{escape(action)}</a:Action>"
-        f"<a:MessageID>uuid:{uuid.uuid4()}</a:MessageID>"
-        "<a:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:To>"
-        f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo>"
-        "</s:Header>"
-        f"<s:Body>{body}</s:Body></s:Envelope>"
-    )
-    return text.encode("utf-8")
-
-
-def _created_response(relates_to: str, shell_id: str) -> bytes:
-    body = (
-        "<x:ResourceCreated>"
-        "<a:Address>http://localhost/wsman</a:Address>"
-        "<a:ReferenceParameters>"
-        "<w:ResourceURI>http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd</w:ResourceURI>"
-        f'<w:SelectorSet><w:Selector Name="ShellId">{shell_id}</w:Selector></w:SelectorSet>'
-        "</a:ReferenceParameters></x:ResourceCreated>"
-        f"<rsp:Shell><rsp:ShellId>{shell_id}</rsp:ShellId></rsp:Shell>"
-    )
-    return _envelope(f"{_NS_TRANSFER}/CreateResponse", relates_to, body)
-
-
-def _command_response(relates_to: str, command_id: str) -> bytes:
-    body = f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>"
-    return _envelope(f"{_NS_SHELL}/CommandResponse", relates_to, body)
-
-
-def _signal_response(relates_to: str) -> bytes:
-    return _envelope(f"{_NS_SHELL}/SignalResponse", relates_to, "<rsp:SignalResponse/>")
-
-
-def _deleted_response(relates_to: str) -> bytes:
-    return _envelope(f"{_NS_TRANSFER}/DeleteResponse", relates_to, "")
-
-
-def _receive_response(
-    relates_to: str, command_id: str, stdout: bytes, stderr: bytes, done: bool,
-    status: int | None,
-) -> bytes:
-    cid = quoteattr(command_id)
-    parts = ["<rsp:ReceiveResponse>"]
-    for name, data in (("stdout", stdout), ("stderr", stderr)):
-        if data:
-            parts.append(
-                f'<rsp:Stream Name="{name}" CommandId={cid}>'
-                f"{base64.b64encode(data).decode('ascii')}</rsp:Stream>"
-            )
-    if done:
-        parts.append(f'<rsp:Stream Name="stdout" CommandId={cid} End="true"/>')
-        parts.append(f'<rsp:Stream Name="stderr" CommandId={cid} End="true"/>')
-        # A terminated command has no exit code of its own; Windows reports 0xC000013A-ish
-        # values, the lab says -1.
-        code = -1 if status is None else status
-        parts.append(
-            f'<rsp:CommandState CommandId={cid} State="{_STATE_DONE}">'
-            f"<rsp:ExitCode>{code}</rsp:ExitCode></rsp:CommandState>"
-        )
-    else:
-        parts.append(f'<rsp:CommandState CommandId={cid} State="{_STATE_RUNNING}"/>')
-    parts.append("</rsp:ReceiveResponse>")
-    return _envelope(f"{_NS_SHELL}/ReceiveResponse", relates_to, "".join(parts))
-
-
-def _fault_response(relates_to: str, code: int, message: str) -> bytes:
-    subcode = "w:TimedOut" if code == OPERATION_TIMEOUT_FAULT else "w:InternalError"
-    body = (
-        "<s:Fault>"
-        f"<s:Code><s:Value>s:Receiver</s:Value><s:Subcode><s:Value>{subcode}</s:Value>"
-        "</s:Subcode></s:Code>"
-        f'<s:Reason><s:Text xml:lang="en-US">{escape(message)}</s:Text></s:Reason>'
-        f'<s:Detail><f:WSManFault Code="{code}" Machine="lab">'
-        f"<f:Message>{escape(message)}</f:Message></f:WSManFault></s:Detail>"
-        "</s:Fault>"
-    )
-    return _envelope("http://schemas.dmtf.org/wbem/wsman/1/wsman/fault", relates_to, body)

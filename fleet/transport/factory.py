@@ -100,10 +100,15 @@ def _start_threads(executor: ThreadPoolExecutor, count: int) -> None:
     release.set()
 
 
-def commands_for(host: ResolvedHost, *, elevated: bool | None = None) -> AgentCommands:
-    """The command dialect for a host; ``elevated`` overrides the inventory's become."""
+def commands_for(
+    host: ResolvedHost, *, elevated: bool | None = None, cleanup_after_s: int | None = None
+) -> AgentCommands:
+    """The command dialect for a host; ``elevated`` overrides the inventory's become;
+    ``cleanup_after_s``: when the Windows private directory's scheduled task removes it."""
     if host.os is OsFamily.WINDOWS:
         from fleet.azcm.commands_windows import WindowsAgentCommands
 
-        return WindowsAgentCommands()
+        if cleanup_after_s is None:
+            return WindowsAgentCommands()
+        return WindowsAgentCommands(cleanup_after_s=cleanup_after_s)
     return LinuxAgentCommands(become=host.ssh.become if elevated is None else elevated)

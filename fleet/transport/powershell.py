@@ -126,6 +126,30 @@ def read_tail_script(path: str, max_bytes: int) -> str:
     )
 
 
+SCRIPT_BOOTSTRAP_LABEL = "powershell.exe -EncodedCommand <arcfleet script bootstrap>"
+
+
+def script_bootstrap() -> str:
+    """The one WinRS command of a host script: its first stdin line is the script (base64 of
+    UTF-8), run as a script block; the rest of stdin is the script's own (read by the script
+    with ``[Console]::In``). A script of many KB would not fit a command line; the script
+    holds no secret, but the data after it may."""
+    return (
+        "$text = [Text.Encoding]::UTF8.GetString("
+        "[Convert]::FromBase64String([Console]::In.ReadLine()))\n"
+        "& ([ScriptBlock]::Create($text))\n"
+        "exit $LASTEXITCODE\n"
+    )
+
+
+def script_stdin(script: str, data: bytes) -> bytes:
+    """The stdin of :func:`script_bootstrap`: the script's line, then ``data`` base64 (so any
+    byte survives the console's input encoding)."""
+    return (
+        base64.b64encode(script.encode("utf-8")) + b"\n" + base64.b64encode(data) + b"\n"
+    )
+
+
 _CLIXML_HEADER = "#< CLIXML"
 _CLIXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 

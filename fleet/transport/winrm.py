@@ -64,12 +64,15 @@ from fleet.errors import (
 from fleet.inventory.model import ResolvedHost
 from fleet.inventory.winrm_policy import winrm_settings_problem
 from fleet.redact import redact, register_secret
-from fleet.transport.base import OUTPUT_CAP_BYTES, CommandResult
+from fleet.transport.base import OUTPUT_CAP_BYTES, CommandResult, ScriptResult
 from fleet.transport.powershell import (
+    SCRIPT_BOOTSTRAP_LABEL,
     clixml_to_text,
     command_line,
     put_file_script,
     read_tail_script,
+    script_bootstrap,
+    script_stdin,
 )
 from fleet.transport.winrm_http import (
     AnswerRefused,
@@ -87,6 +90,9 @@ _ACCESS_DENIED = 5
 # pywinrm sends Send input in one envelope; stay well under WinRM's default MaxEnvelopeSize.
 _STDIN_CHUNK = 64 * 1024
 _FILE_TIMEOUT_S = 60.0
+# A large upload (the agent MSI, tens of MB, in 64 KiB Send chunks) gets more time: at least
+# this many bytes per second are assumed on top of the fixed budget.
+_UPLOAD_FLOOR_BPS = 256 * 1024
 # How long the best-effort Signal + Delete after a cancelled or timed-out command may take.
 _ABANDON_S = 5.0
 # What a Receive may take beyond its OperationTimeout before the exchange is cut.
@@ -158,7 +164,8 @@ class WinrmTransport:
     async def put_file(self, path: str, content: bytes, *, private: bool = True) -> None:
         script = put_file_script(path, private=private)
         async with self._lock:
-            result = await self._execute(script, timeout_s=_FILE_TIMEOUT_S, stdin=content)
+            timeout_s = _FILE_TIMEOUT_S + len(content) / _UPLOAD_FLOOR_BPS
+            result = await self._execute(script, timeout_s=timeout_s, stdin=content)
         if not result.ok:
             raise TransportError(
                 self.host_name,
@@ -193,11 +200,65 @@ class WinrmTransport:
 
     # --- the command loop --------------------------------------------------------------------
 
+    async def run_script(
+        self,
+        command: str,
+        stdin: bytes,
+        *,
+        timeout_s: float,
+        output_cap: int,
+        on_stdout: Callable[[bytes], None] | None = None,
+    ) -> ScriptResult:
+        """The one-session path (:class:`fleet.transport.base.ScriptTransport`): one WinRS
+        command, a short bootstrap (:func:`fleet.transport.powershell.script_bootstrap`) that
+        reads ``command`` (a PowerShell script) and then ``stdin`` from its standard input."""
+        payload = script_stdin(command, stdin)
+        started = time.monotonic()
+        stdout, stderr = _CappedBuffer(output_cap), _CappedBuffer()
+        lost = ""
+        async with self._lock:
+            try:
+                exit_status, timed_out = await self._exchange(
+                    script_bootstrap(), stdout, stderr, timeout_s=timeout_s, stdin=payload,
+                    encode_stdin=False, on_stdout=on_stdout,
+                )
+            except ConnectionDropped as exc:
+                exit_status, timed_out, lost = None, False, exc.reason
+        return ScriptResult(
+            command=SCRIPT_BOOTSTRAP_LABEL,
+            exit_status=exit_status,
+            stdout=stdout.data,
+            stderr=clixml_to_text(_text(stderr.data)),
+            duration_s=time.monotonic() - started,
+            timed_out=timed_out,
+            truncated_bytes=stdout.dropped + stderr.dropped,
+            lost=lost,
+        )
+
     async def _execute(
         self, script: str, *, timeout_s: float, stdin: bytes | None = None
     ) -> CommandResult:
         started = time.monotonic()
-        deadline = started + timeout_s
+        stdout, stderr = _CappedBuffer(), _CappedBuffer()
+        exit_status, timed_out = await self._exchange(
+            script, stdout, stderr, timeout_s=timeout_s, stdin=stdin
+        )
+        return self._result(script, exit_status, stdout, stderr, started, timed_out=timed_out)
+
+    async def _exchange(
+        self,
+        script: str,
+        stdout: _CappedBuffer,
+        stderr: _CappedBuffer,
+        *,
+        timeout_s: float,
+        stdin: bytes | None = None,
+        encode_stdin: bool = True,
+        on_stdout: Callable[[bytes], None] | None = None,
+    ) -> tuple[int | None, bool]:
+        """Run one WinRS command; its output goes into the buffers. Returns (exit status,
+        timed out)."""
+        deadline = time.monotonic() + timeout_s
         shell_id = await self._shell()
         program, args = command_line(script)
         try:
@@ -211,21 +272,23 @@ class WinrmTransport:
             )
         except Exception as exc:
             raise self._dropped(exc) from None
-        stdout, stderr = _CappedBuffer(), _CappedBuffer()
         try:
             if stdin is not None:
-                await self._send_stdin(shell_id, command_id, stdin, deadline)
-            exit_status: int | None = None
+                await self._send_stdin(
+                    shell_id, command_id, stdin, deadline, encode=encode_stdin
+                )
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     await self._abandon_shell(shell_id, command_id)
-                    return self._result(script, None, stdout, stderr, started, timed_out=True)
+                    return None, True
                 out, err, code, done = await self._receive(shell_id, command_id, remaining)
-                stdout.add(out)
+                kept = stdout.add(out)
+                if on_stdout is not None and kept:
+                    on_stdout(kept)
                 stderr.add(err)
                 if done:
-                    exit_status = code
+                    exit_status: int | None = code
                     break
         except asyncio.CancelledError:
             # The engine gave up on this host: stop the command without waiting for the answer
@@ -240,7 +303,7 @@ class WinrmTransport:
             if time.monotonic() < deadline:
                 raise self._dropped(exc) from None
             await self._abandon_shell(shell_id, command_id)
-            return self._result(script, None, stdout, stderr, started, timed_out=True)
+            return None, True
         except TransportError:
             raise
         except Exception as exc:
@@ -249,7 +312,7 @@ class WinrmTransport:
         with contextlib.suppress(Exception):
             await self._call(self._proto.cleanup_command, shell_id, command_id,
                              budget_s=_ABANDON_S)
-        return self._result(script, exit_status, stdout, stderr, started)
+        return exit_status, False
 
     def _budget(self, deadline: float) -> float:
         """An exchange's time: up to the HTTP read timeout, never past the command's deadline
@@ -275,9 +338,11 @@ class WinrmTransport:
         return result
 
     async def _send_stdin(
-        self, shell_id: str, command_id: str, data: bytes, deadline: float
+        self, shell_id: str, command_id: str, data: bytes, deadline: float, *, encode: bool = True
     ) -> None:
-        encoded = base64.b64encode(data)
+        # A file's bytes go base64 (the script decodes them); a host script's stdin is ASCII
+        # lines already (script_stdin).
+        encoded = base64.b64encode(data) if encode else data
         chunks = [encoded[i : i + _STDIN_CHUNK] for i in range(0, len(encoded), _STDIN_CHUNK)]
         chunks = chunks or [b""]
         for index, chunk in enumerate(chunks):
@@ -512,7 +577,8 @@ class _CappedBuffer:
         self._cap = cap
         self.dropped = 0
 
-    def add(self, data: bytes) -> None:
+    def add(self, data: bytes) -> bytes:
+        """Keep what fits; returns the part kept."""
         room = self._cap - self._kept
         if len(data) > room:
             self.dropped += len(data) - max(room, 0)
@@ -520,6 +586,7 @@ class _CappedBuffer:
         if data:
             self._chunks.append(data)
             self._kept += len(data)
+        return data
 
     @property
     def data(self) -> bytes:

@@ -171,7 +171,7 @@ async def _dispatch(command: str, rest: list[str], flags: dict[str, str | bool],
                            "version")
         return 0
     if command == "version":
-        console.out.append(f"azcmagent version {AGENT_VERSION}")
+        console.out.append(f"azcmagent version {host.agent_version or AGENT_VERSION}")
         return 0
     if command == "show":
         return _show(host, console, flags, rest)
@@ -198,7 +198,7 @@ def _show(host: LabHost, console: _Console, flags: dict[str, str | bool],
         "resourceNamespace": "Microsoft.HybridCompute", "resourceId": state.resource_id,
         "subscriptionId": state.subscription_id, "tenantId": state.tenant_id,
         "vmId": state.vm_id, "correlationId": state.correlation_id, "location": state.location,
-        "cloud": state.cloud, "agentVersion": AGENT_VERSION,
+        "cloud": state.cloud, "agentVersion": host.agent_version or AGENT_VERSION,
         "status": state.status, "lastHeartbeat": state.connected_at,
         "agentErrorCode": "", "agentErrorDetails": "", "agentErrorTimestamp": "",
         "httpsProxy": host.agent_config.get("proxy.url", ""),
@@ -216,7 +216,7 @@ def _show(host: LabHost, console: _Console, flags: dict[str, str | bool],
         ("Subscription ID", state.subscription_id), ("Tenant ID", state.tenant_id),
         ("VM ID", state.vm_id), ("Correlation ID", state.correlation_id),
         ("Location", state.location), ("Cloud", state.cloud),
-        ("Agent Version", AGENT_VERSION),
+        ("Agent Version", host.agent_version or AGENT_VERSION),
         ("Agent Logfile", host.log_path.replace("azcmagent.log", "himds.log")),
         ("Agent Status", state.status), ("Agent Last Heartbeat", state.connected_at),
         ("Agent Error Code", ""), ("Agent Error Details", ""), ("Agent Error Timestamp", ""),
