@@ -23,6 +23,7 @@ from fleet.azcm.agent_config import (
     CERT_PATH_MARK,
     agent_settings,
     connect_config,
+    disconnect_config,
     script_stdin,
     shown_config,
 )
@@ -83,6 +84,10 @@ def test_every_target_option_is_in_the_config_file() -> None:
     assert token["access-token"] == "tok-123456" and "service-principal-id" not in token
     shown = shown_config(connect_config(host, "s3cret-value"))
     assert "s3cret-value" not in shown and '"service-principal-secret": "<redacted>"' in shown
+    # disconnect gets the credentials and tenant, none of connect's target options
+    assert json.loads(disconnect_config(host, "s3cret-value")) == {
+        "verbose": True, "service-principal-id": SUB, "service-principal-secret": "s3cret-value",
+        "tenant-id": SUB}
     assert agent_settings(host) == []
     proxied = _host(proxy_url="http://proxy.corp:3128", proxy_bypass=("ARM", "AAD"))
     assert agent_settings(proxied) == [("proxy.url", "http://proxy.corp:3128"),
@@ -157,6 +162,7 @@ def test_a_host_behind_a_proxy_connects_only_with_the_proxy_set(tmp_path: Path) 
         for name in ("lab-0001", "lab-0002"):
             line = bare.outcomes[name]
             assert (line["category"], line["azcm_code"]) == ("network", "AZCM0026"), line
+            assert "arc_proxy_url" in line["fix"], line  # the fix names the inventory setting
         inventory = edit_inventory(lab, "proxied.yaml",
                                    _with_proxy(proxy_url=LAB_PROXY, proxy_bypass=["AMA"]))
         result = run_cli(lab, tmp_path, inventory=inventory, playbook=pb)
@@ -398,3 +404,18 @@ def test_the_real_shell_writes_the_certificate_and_names_it_in_the_config(tmp_pa
     assert (seen / "sp-cert.pfx").read_bytes() == made.path.read_bytes()
     assert {p.stat().st_mode & 0o777 for p in seen.iterdir()} == {0o600}
     assert not Path(private_dir).exists()
+
+
+@pytest.mark.parametrize("var", ["ansible_become_password", "ansible_become_pass",
+                                 "ansible_sudo_pass"])
+def test_a_become_password_is_refused_naming_the_variable_and_the_sudo_rule(
+        tmp_path: Path, var: str) -> None:
+    inventory = tmp_path / "hosts"
+    inventory.write_text(ANSIBLE_INVENTORY + f" ansible_become=true {var}=Sud0Passw0rd\n",
+                         encoding="utf-8")
+    result = run_validate(inventory)
+    assert result.returncode == 2, result
+    (line,) = result.stderr.strip().splitlines()
+    assert var in line and "h1" in line and str(inventory) in line, line
+    # the fix names what works: passwordless sudo for sh (the host script), not azcmagent alone
+    assert "passwordless sudo for `sh`" in line and "Sud0Passw0rd" not in line

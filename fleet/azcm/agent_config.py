@@ -118,6 +118,24 @@ def connect_config(
     return _dump(config_body(host, credential), ascii_only=True)
 
 
+def disconnect_config(
+    host: ResolvedHost,
+    secret: str | None,
+    cert_path: str | None = None,
+    *,
+    access_token: str | None = None,
+) -> bytes:
+    """The ``--config`` JSON for ``azcmagent disconnect``: the credentials, and the tenant the
+    service principal signs in to (as before: a reconnect disconnects from the inventory's
+    tenant). Its other flags are credential ones (reference 5.3); connect's target options
+    (tags, resource name, ...) are not among them and are left out."""
+    credential = Credential(secret=secret, cert_path=cert_path, access_token=access_token)
+    body = config_body(host, credential)
+    allowed = {"verbose", "access-token", "service-principal-id", "service-principal-secret",
+               "service-principal-cert", "tenant-id"}
+    return _dump({k: v for k, v in body.items() if k in allowed}, ascii_only=True)
+
+
 def shown_config(config: bytes) -> str:
     """``config`` (as :func:`connect_config` made it) with every credential value masked: what
     the transcript shows of the file."""

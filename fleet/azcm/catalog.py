@@ -235,7 +235,8 @@ _ENTRIES: tuple[CodeEntry, ...] = (
     _e(26, "Network Error", C.NETWORK, RETRY,
        "An Azure endpoint could not be reached (DNS, proxy, firewall) or an Azure service was "
        "briefly unavailable.",
-       "Run `azcmagent check --location <region>` on the host; behind Private Link, pass "
+       "Run `azcmagent check --location <region>` on the host; if it reaches Azure through a "
+       "proxy, set azure.proxy_url (arc_proxy_url) in the inventory; behind Private Link, pass "
        "--private-link-scope.", doc_url=NETWORK_URL),
     _e(27, "Configuration Conflict", C.INVALID_INPUT, FAIL_HOST,
        "Settings in the agent's local configuration contradict each other or the command.",

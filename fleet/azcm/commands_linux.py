@@ -20,6 +20,8 @@ SERVICE = "himdsd"
 
 class LinuxAgentCommands:
     log_path = LOG_PATH
+    # The host script reads the certificate after the config on stdin (script_stdin).
+    script_carries_certificate = True
 
     def __init__(self, *, become: bool) -> None:
         # sudo -n: never prompt; a sudo that wants a password fails at once, and we say so.

@@ -136,7 +136,9 @@ NETWORK: tuple[MessagePattern, ...] = (
        ("timeout", "deadline exceeded", "did not properly respond", "zeitüberschreitung",
         "zeitueberschreitung", "verbindungsversuch", "pas r", "timed out"), C.NETWORK, RETRY,
        "A request to Azure timed out.",
-       "Retry; if it persists check proxy/firewall latency to the Azure endpoints.",
+       "Retry; if it persists check proxy/firewall latency to the Azure endpoints. A host "
+       "that can reach Azure only through a proxy needs it set: azure.proxy_url "
+       "(arc_proxy_url) in the inventory.",
        "dial tcp 20.42.0.1:443: i/o timeout", doc_url=NETWORK_URL),
     _p("connection_closed",
        r"forcibly closed by the remote host|wsarecv|wsasend|broken pipe|unexpected EOF"

@@ -18,37 +18,44 @@ from fleet.inventory.model import ResolvedHost, Transport
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def engine_option_decorators() -> list[Callable[[F], F]]:
+    """--inventory-engine and the vault options (onboard, preflight, offboard and the inventory
+    commands); the command gets ``engine``, ``vault_password_files``, ``vault_ids`` and
+    ``ask_vault_pass``."""
+    passed = "Passed to ansible-inventory/ansible-vault (implies the ansible engine)."
+    return [
+        click.option(
+            "--inventory-engine", "engine", type=click.Choice(ENGINES), default=None,
+            help="native: arcfleet reads the files; ansible: run ansible-inventory (plugins, "
+            "vault, scripts); auto (default): ansible-inventory only when an inventory needs it.",
+        ),
+        click.option("--vault-password-file", "vault_password_files", multiple=True,
+                     metavar="FILE", help=passed),
+        click.option("--vault-id", "vault_ids", multiple=True, metavar="ID", help=passed),
+        click.option("--ask-vault-pass", "ask_vault_pass", is_flag=True, help=passed),
+    ]
+
+
+def vault_of(kwargs: dict[str, Any]) -> VaultOptions:
+    """The vault options a command was given (removed from ``kwargs``)."""
+    return VaultOptions(
+        password_files=tuple(kwargs.pop("vault_password_files", ()) or ()),
+        ids=tuple(kwargs.pop("vault_ids", ()) or ()),
+        ask=bool(kwargs.pop("ask_vault_pass", False)),
+    )
+
+
 def engine_options(func: F) -> F:
     """Adds --inventory-engine and the vault options; hands the command ``engine`` and
     ``vault`` (a :class:`VaultOptions`), ready for load_inventory."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        vault = VaultOptions(
-            password_files=tuple(kwargs.pop("vault_password_files", ()) or ()),
-            ids=tuple(kwargs.pop("vault_ids", ()) or ()),
-            ask=bool(kwargs.pop("ask_vault_pass", False)),
-        )
-        return func(*args, vault=vault, **kwargs)
+        return func(*args, vault=vault_of(kwargs), **kwargs)
 
     decorated: Callable[..., Any] = wrapper
-    decorated = click.option(
-        "--ask-vault-pass", "ask_vault_pass", is_flag=True,
-        help="Passed to ansible-inventory/ansible-vault (implies the ansible engine).",
-    )(decorated)
-    decorated = click.option(
-        "--vault-id", "vault_ids", multiple=True, metavar="ID",
-        help="Passed to ansible-inventory/ansible-vault (implies the ansible engine).",
-    )(decorated)
-    decorated = click.option(
-        "--vault-password-file", "vault_password_files", multiple=True, metavar="FILE",
-        help="Passed to ansible-inventory/ansible-vault (implies the ansible engine).",
-    )(decorated)
-    decorated = click.option(
-        "--inventory-engine", "engine", type=click.Choice(ENGINES), default=None,
-        help="native: arcfleet reads the files; ansible: run ansible-inventory (plugins, vault, "
-        "scripts); auto (default): ansible-inventory only when an inventory needs it.",
-    )(decorated)
+    for decorator in reversed(engine_option_decorators()):
+        decorated = decorator(decorated)
     return decorated  # type: ignore[return-value]
 
 

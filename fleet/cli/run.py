@@ -75,7 +75,8 @@ class _Executor:
                 )
             )
         inventory = load_inventory(
-            [Path(p) for p in request.inventories], azure_overrides=request.azure or None
+            [Path(p) for p in request.inventories], azure_overrides=request.azure or None,
+            engine=request.inventory_engine, vault=request.vault,
         )
         hosts = inventory.hosts
         if request.limit and request.limit not in RUN_SELECTIONS:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from fleet.cli.inventory import engine_option_decorators
 from fleet.cli.options import (
     allow_secret_env_option,
     azure_override_options,
@@ -18,6 +19,7 @@ from fleet.cli.options import (
 from fleet.cli.state_option import store_options
 from fleet.engine.playbook import BUILTIN, Playbook
 from fleet.errors import Problem
+from fleet.inventory.ansible_engine import VaultOptions
 from fleet.store import RunRecord
 from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS
 
@@ -75,11 +77,22 @@ class RunRequest:
     azure: dict[str, Any] = field(default_factory=dict)
     azure_check: bool = True  # --no-azure-check turns the Azure preflight off
     register_providers: bool = False
+    # How the inventory is read: --inventory-engine and the vault options (file paths and ids
+    # only, never a password); recalled by rerun and --resume, except --ask-vault-pass.
+    inventory_engine: str | None = None
+    vault_password_files: tuple[str, ...] = ()
+    vault_ids: tuple[str, ...] = ()
+    ask_vault_pass: bool = False
     # Security opt-ins hold for the command line that gives them: a rerun or resume does not
     # recall them (they are not in options()), the operator gives them again.
     allow_secret_env: tuple[str, ...] = ()
     # --delete-stale deletes Azure resources: like the opt-ins above, asked for each time.
     delete_stale: bool = False
+
+    @property
+    def vault(self) -> VaultOptions:
+        return VaultOptions(password_files=self.vault_password_files, ids=self.vault_ids,
+                            ask=self.ask_vault_pass)
 
     def options(self) -> dict[str, object]:
         return {
@@ -94,6 +107,9 @@ class RunRequest:
             "azure": self.azure,
             "azure_check": self.azure_check,
             "register_providers": self.register_providers,
+            "inventory_engine": self.inventory_engine,
+            "vault_password_files": list(self.vault_password_files),
+            "vault_ids": list(self.vault_ids),
         }
 
     @classmethod
@@ -111,6 +127,9 @@ class RunRequest:
             azure=dict(options.get("azure") or {}),
             azure_check=bool(options.get("azure_check", True)),
             register_providers=bool(options.get("register_providers")),
+            inventory_engine=options.get("inventory_engine"),
+            vault_password_files=tuple(options.get("vault_password_files") or ()),
+            vault_ids=tuple(options.get("vault_ids") or ()),
         )
 
 
@@ -157,6 +176,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "over to rerun or --resume: give it again.",
         ),
         allow_secret_env_option,
+        *engine_option_decorators(),
         azure_override_options,
         click.option(
             "--no-azure-check",
@@ -211,6 +231,12 @@ def given_request(
         azure=azure_overrides,
         azure_check=not flags.get("no_azure_check"),
         register_providers=bool(flags.get("register_providers")),
+        inventory_engine=flags.get("engine"),
+        vault_password_files=tuple(
+            str(Path(p).resolve()) for p in flags.get("vault_password_files") or ()
+        ),
+        vault_ids=tuple(flags.get("vault_ids") or ()),
+        ask_vault_pass=bool(flags.get("ask_vault_pass")),
         allow_secret_env=tuple(flags.get("allow_secret_env") or ()),
         delete_stale=bool(flags.get("delete_stale")),
     )
@@ -234,6 +260,12 @@ def override_request(request: RunRequest, given: RunRequest) -> None:
     for key in ("playbook", "forks", "connect_rate", "connect_burst", "known_hosts"):
         if getattr(given, key) is not None:
             setattr(request, key, getattr(given, key))
+    if given.inventory_engine is not None:
+        request.inventory_engine = given.inventory_engine
+    if given.vault.given:
+        request.vault_password_files = given.vault_password_files
+        request.vault_ids = given.vault_ids
+        request.ask_vault_pass = given.ask_vault_pass
     request.accept_new_host_keys = given.accept_new_host_keys
     request.allow_secret_env = given.allow_secret_env
     request.delete_stale = given.delete_stale

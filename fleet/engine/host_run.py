@@ -20,7 +20,13 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay
 
 from fleet.azcm import findings
-from fleet.azcm.agent_config import PROXY_URL, agent_settings, proxy_report, shown_config
+from fleet.azcm.agent_config import (
+    PROXY_URL,
+    agent_settings,
+    disconnect_config,
+    proxy_report,
+    shown_config,
+)
 from fleet.azcm.classifier import classify
 from fleet.azcm.commands import AgentCommands, ScriptCommands, ScriptMode, connect_config
 from fleet.azcm.diagnosis import Action, ActionKind, Category, Diagnosis, Evidence, Remediation
@@ -220,6 +226,12 @@ class HostRun(ScriptedPath, InstallStage):
 
     def _scripted(self) -> bool:
         """The one-session path: one script per host runs the whole common path."""
+        if self.ctx.sp_certificate is not None and not getattr(
+            self.commands, "script_carries_certificate", False
+        ):
+            # This OS's script takes only the config on stdin: the certificate needs the
+            # step-by-step path, which uploads it into the private directory.
+            return False
         return self.playbook.mode is not Mode.OFFBOARD and script_capable(
             self.transport, self.commands
         )
@@ -406,11 +418,12 @@ class HostRun(ScriptedPath, InstallStage):
         token = await self.ctx.access_token() if self.ctx.access_token else None
         private_dir = await self._make_private_dir(stage)
         config = self.commands.config_path(private_dir)
-        certificate = self.ctx.sp_certificate
+        certificate = None if token is not None else self.ctx.sp_certificate
         cert_path = (
             self.commands.private_file(private_dir, certificate.file_name) if certificate else None
         )
-        content = connect_config(self.host, self.ctx.sp_secret, cert_path, access_token=token)
+        make = disconnect_config if stage == "disconnect" else connect_config
+        content = make(self.host, self.ctx.sp_secret, cert_path, access_token=token)
         try:
             if certificate is not None and cert_path is not None:
                 # Into the same private directory, so it goes with it in every outcome.

@@ -118,7 +118,7 @@ class ScriptedPath:
                  if self.ctx.access_token and not preflight else None)
         # With a certificate, the script writes it into its private directory and puts that
         # path where the mark is (agent_config.script_stdin).
-        certificate = self.ctx.sp_certificate
+        certificate = None if token is not None else self.ctx.sp_certificate
         cert_path = f"{CERT_PATH_MARK}/{certificate.file_name}" if certificate else None
         config = connect_config(self.host, self.ctx.sp_secret, cert_path, access_token=token)
         cert_data = certificate.data if certificate else None

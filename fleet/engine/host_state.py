@@ -189,11 +189,11 @@ class HostContext:
     pacer: TokenBucket
     sp_secret: str | None
     transcript_file: str = ""
+    # The service principal's certificate (file bytes) when it authenticates with one.
+    sp_certificate: SpCertificate | None = None
     # Token mode: mints or reuses an ARM access token for the host's service principal, which
     # then goes into the --config file instead of the secret (sp_secret is None).
     access_token: Callable[[], Awaitable[str]] | None = None
-    # The service principal's certificate (file bytes) when it authenticates with one.
-    sp_certificate: SpCertificate | None = None
     # Steps an interrupted run recorded for this host (resume only), oldest first.
     earlier_steps: tuple[Attempt, ...] = ()
     # At most ``forks`` agent operations (connect, disconnect) run at once; hosts beyond that

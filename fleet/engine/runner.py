@@ -184,7 +184,6 @@ class FleetRun:
             agent_slots=self.agent_slots,
             stop_reason=lambda: self._stop_reason(host),
             agent_started=self._agent_started,
-            # Token mode: neither the secret nor the certificate goes to the host.
             sp_secret=None if token is not None else self.secrets.sp_secret(host),
             sp_certificate=None if token is not None else self.secrets.sp_certificate(host),
             access_token=token,

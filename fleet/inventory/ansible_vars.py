@@ -53,13 +53,17 @@ _ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
                  "winrm": ("ansible_password", "ansible_winrm_pass", "ansible_winrm_password"),
                  "psrp": ("ansible_password", "ansible_winrm_pass", "ansible_winrm_password")},
 }
+# arcfleet elevates with `sudo -n sh -c SCRIPT` (one session per host): sudo must not prompt.
+_NO_SUDO_PASSWORD = (
+    "sudo passwords are not supported (arcfleet runs `sudo -n`, which never prompts); give the "
+    "login user passwordless sudo for `sh` (NOPASSWD; a rule for azcmagent alone is not enough, "
+    "see docs/security.md) or log in as root"
+)
 # Variables Ansible would apply and arcfleet cannot: refused, never silently dropped.
 _REFUSED: dict[str, str] = {
-    "ansible_become_password": "sudo passwords are not supported (arcfleet runs `sudo -n`); "
-                               "allow the user passwordless sudo for azcmagent",
-    "ansible_become_pass": "sudo passwords are not supported (arcfleet runs `sudo -n`); "
-                           "allow the user passwordless sudo for azcmagent",
-    "ansible_sudo_pass": "sudo passwords are not supported (arcfleet runs `sudo -n`)",
+    "ansible_become_password": _NO_SUDO_PASSWORD,
+    "ansible_become_pass": _NO_SUDO_PASSWORD,
+    "ansible_sudo_pass": _NO_SUDO_PASSWORD,
     "ansible_become_exe": "arcfleet always runs sudo from the PATH; remove this variable",
     "ansible_private_key": "an inline private key is not supported; use "
                            "ansible_ssh_private_key_file",
