@@ -9,14 +9,17 @@ expired before a host used it would fail that host (AZCM0012).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fleet.lab.azure import Machine
 from fleet.lab.fleet import LabFleet
 from tests.engine_support import (
     SSH_SUBNET,
+    WINRM_SUBNET,
     assert_no_secret_in_files,
     assert_no_secret_on_hosts,
     connect_calls,
+    edit_inventory,
     run_cli,
     write_playbook,
 )
@@ -84,9 +87,99 @@ def test_arm_state_decides_conflicts_and_denials_in_token_mode(tmp_path: Path) -
         assert outcomes["lab-0001"]["category"] == "connected", result.describe()
         assert outcomes["lab-0003"]["category"] == "connected", result.describe()
         assert outcomes["lab-0002"]["azcm_code"] == "AZCM0044", outcomes["lab-0002"]
+        # The role removed from the group: ARM refuses the agent's read (AuthorizationFailed).
+        scope = f"/subscriptions/{target.subscription_id}/resourceGroups/{target.resource_group}"
+        lab.azure.state.remove_roles(target.client_id, scope)
+        denied = run_cli(lab, tmp_path, "--auth", "token", "--no-azure-check", "--limit",
+                         "lab-0002", playbook=pb, state_dir=tmp_path / "state-denied",
+                         timeout=300)
+        assert denied.outcomes["lab-0002"]["category"] == "permissions", denied.describe()
+        assert "rg-arclab" in denied.outcomes["lab-0002"]["fix"], denied.outcomes
+        lab.azure.state.assign_role(target.client_id, scope, "Azure Connected Machine Onboarding")
         # The onboarding role may not delete machines: ARM refuses the disconnect's DELETE.
         offboard = run_cli(lab, tmp_path, "--auth", "token", command="offboard",
                            state_dir=tmp_path / "state-off", timeout=300)
         off = offboard.outcomes
         assert off["lab-0001"]["category"] == "permissions", offboard.describe()
         assert len(lab.azure.state.machines) == 3  # nothing deleted without the role
+
+
+def test_windows_hosts_in_token_mode_get_a_token_and_offboard_with_one(tmp_path: Path) -> None:
+    # WinRM hosts take the step-by-step path (config file, then the agent), not the host script.
+    with LabFleet.in_thread(tmp_path / "lab", hosts=0, windows=2, subnet=WINRM_SUBNET,
+                            simulate_arm=True) as lab:
+        state, target = lab.azure.state, lab.target
+        state.assign_role(target.client_id, f"/subscriptions/{target.subscription_id}/"
+                          f"resourceGroups/{target.resource_group}",
+                          "Azure Connected Machine Resource Administrator")
+        pb = write_playbook(tmp_path / "pb.yaml")
+        result = run_cli(lab, tmp_path, "--auth", "token", playbook=pb, timeout=300)
+        assert {o["category"] for o in result.outcomes.values()} == {"connected"}, \
+            result.describe()
+        for name in lab.hosts:
+            [call] = connect_calls(lab, name)
+            assert "access-token" in call.credentials and \
+                "service-principal-secret" not in call.credentials, call.credentials
+        assert len(state.machines) == 2
+        off = run_cli(lab, tmp_path, "--auth", "token", command="offboard",
+                      state_dir=tmp_path / "state-off", timeout=300)
+        assert {o["category"] for o in off.outcomes.values()} == {"disconnected"}, \
+            off.describe()
+        assert not state.machines  # deleted through the fake ARM, with the hosts' tokens
+        deletes = [r for r in state.requests if r.method == "DELETE"]
+        assert len(deletes) == 2 and all(r.user_agent.startswith("azcmagent-lab/")
+                                         and r.token for r in deletes)
+        assert_no_secret_on_hosts(lab)
+
+
+def test_token_mode_with_a_certificate_sends_no_key_material(tmp_path: Path) -> None:
+    # The jump host signs its token request with the certificate (a client assertion the fake
+    # Entra ID verifies); the hosts get the token, neither the certificate nor a path to it.
+    with LabFleet.in_thread(tmp_path / "lab", hosts=2, subnet=SSH_SUBNET,
+                            simulate_arm=True) as lab:
+        made = lab.call(lambda: lab.add_sp_certificate())
+
+        def certificate(body: dict[str, Any]) -> None:
+            body["defaults"]["azure"]["service_principal"] = {
+                "client_id": lab.target.client_id, "certificate_file": str(made.path)}
+
+        inventory = edit_inventory(lab, "cert.yaml", certificate)
+        result = run_cli(lab, tmp_path, "--auth", "token", inventory=inventory,
+                         playbook=write_playbook(tmp_path / "pb.yaml"), timeout=300)
+        assert {o["category"] for o in result.outcomes.values()} == {"connected"}, \
+            result.describe()
+        for name in lab.hosts:
+            [call] = connect_calls(lab, name)
+            assert call.credentials == ("access-token", "config"), call.credentials
+            assert call.option("service-principal-cert") is None
+            writes = lab.call(lambda n=name: list(lab.hosts[n].sftp_writes))
+            assert not [w for w in writes if "sp-cert" in w.path], writes
+            scripts = lab.call(lambda n=name: "\n".join(lab.hosts[n].scripts))
+            assert "BEGIN" not in scripts and made.thumbprint not in scripts
+        puts = [r for r in lab.azure.state.requests
+                if r.user_agent.startswith("azcmagent-lab/") and r.method == "PUT"]
+        assert len(puts) == 2 and all(r.token and r.status == 200 for r in puts)
+
+
+def test_a_refresh_entra_refuses_fails_the_next_hosts_as_credentials(tmp_path: Path) -> None:
+    # The secret expires after the first token: the hosts served before the refresh connect,
+    # the refresh is refused, the next hosts end `credentials` without their agent running,
+    # and the breaker stops the rest of that service principal's hosts.
+    with LabFleet.in_thread(tmp_path / "lab", hosts=12, subnet=SSH_SUBNET, simulate_arm=True,
+                            latency_s=1.0) as lab:
+        state = lab.azure.state
+        state.token_lifetime_s = 4
+        state.apps[lab.target.client_id.lower()].tokens_before_expiry = 1
+        pb = write_playbook(tmp_path / "pb.yaml", pacing={"forks": 2})
+        result = run_cli(lab, tmp_path, "--auth", "token", "--no-azure-check", playbook=pb,
+                         timeout=300)
+        outcomes = result.outcomes
+        categories = [o["category"] for o in outcomes.values()]
+        assert len(categories) == 12, result.describe()
+        assert "connected" in categories and "skipped" in categories, categories
+        refused = [n for n, o in outcomes.items() if o["category"] == "credentials"]
+        assert refused, categories
+        for name in refused:
+            assert "AADSTS7000222" in str(outcomes[name]), outcomes[name]
+            assert not connect_calls(lab, name)  # the agent never ran without a token
+        assert lab.secret not in result.stdout + result.stderr

@@ -8,7 +8,8 @@ Statuses:
 ``warning``   the check ran and found something worth knowing that may or may not fail a host
               (a machine name already in use); hosts are still run.
 ``fixed``     the check found a problem and fixed it because the operator asked (a resource
-              provider registered with ``--register-providers``).
+              provider registered with ``--register-providers``, a resource group created for
+              ``create_resource_group``, a stale machine deleted with ``--delete-stale``).
 ``not_done``  the check could not run (Azure unreachable, throttled, no right to read); the run
               goes on as if it had not been asked.
 """
@@ -34,6 +35,10 @@ MACHINE_ACTIONS = (
     "Microsoft.HybridCompute/machines/write",
 )
 PRIVATE_LINK_ACTION = "Microsoft.HybridCompute/privateLinkScopes/read"
+DELETE_ACTION = "Microsoft.HybridCompute/machines/delete"
+RESOURCE_ADMINISTRATOR_ROLE = "Azure Connected Machine Resource Administrator"
+# Statuses of a machine the agent no longer holds: --delete-stale may delete these.
+STALE_STATUSES = ("disconnected", "expired")
 
 
 class CheckStatus(StrEnum):
@@ -53,6 +58,7 @@ class CheckName(StrEnum):
     MACHINE_NAME = "machine_name"
     PRIVATE_LINK_SCOPE = "private_link_scope"
     GATEWAY = "gateway"
+    STALE_MACHINE = "stale_machine"  # --delete-stale: a Disconnected/Expired machine deleted
 
 
 @dataclass(frozen=True)

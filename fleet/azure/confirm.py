@@ -30,15 +30,14 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import structlog
 
 from fleet.azcm.diagnosis import Category, Diagnosis
+from fleet.azure.calls import CallFailed, call
 from fleet.azure.checks import MACHINE_ACTIONS, action_allowed
 from fleet.azure.clouds import CloudEndpoints, endpoints_for
-from fleet.azure.preflight import _call, _CallFailed
 from fleet.azure.session import ArmSession, Identity
 from fleet.engine.breaker import RESOURCE_GROUP, SERVICE_PRINCIPAL, BreakerScope, ScopeTarget
 from fleet.engine.secrets import SecretBook
@@ -124,8 +123,8 @@ class AzureConfirmer:
         quiet.setLevel(logging.ERROR)  # azure-identity warns on every refused sign-in
         try:
             try:
-                _call(session.token)
-            except _CallFailed as failed:
+                call(session.token)
+            except CallFailed as failed:
                 return True if failed.kind == "sign_in" else None
             if scope.kind == SERVICE_PRINCIPAL:
                 return False
@@ -152,8 +151,8 @@ class AzureConfirmer:
         rg = str(host.azure.resource_group)
         client = session.authorization(subscription)
         try:
-            entries = _call(partial(lambda: list(client.permissions.list_for_resource_group(rg))))
-        except _CallFailed as failed:
+            entries = call(lambda: list(client.permissions.list_for_resource_group(rg)))
+        except CallFailed as failed:
             if failed.reached and (failed.code == "ResourceGroupNotFound"
                                    or failed.status == 404):
                 return True

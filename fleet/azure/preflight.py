@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -20,13 +20,16 @@ from typing import Any, TypeVar
 
 from fleet.azcm.catalog import PERMISSIONS_URL, PREREQ_URL, PRIVATE_LINK_URL, PROVIDERS_URL
 from fleet.azcm.diagnosis import Category, Diagnosis
-from fleet.azcm.patterns import PATTERNS, by_name
+from fleet.azure.calls import CallFailed as _CallFailed
+from fleet.azure.calls import call as _call
+from fleet.azure.calls import sign_in_result as _sign_in_result
 from fleet.azure.checks import (
     ARC_PROVIDERS,
     MACHINE_ACTIONS,
     ONBOARDING_ROLE,
     ONBOARDING_ROLE_ID,
     PRIVATE_LINK_ACTION,
+    STALE_STATUSES,
     CheckName,
     CheckResult,
     CheckStatus,
@@ -36,6 +39,7 @@ from fleet.azure.checks import (
 )
 from fleet.azure.clouds import endpoints_for
 from fleet.azure.session import ArmSession, Identity
+from fleet.azure.stale import OperatorSessions, can_delete, delete_stale_machine
 from fleet.engine.secrets import SecretBook
 from fleet.errors import SecretUnavailable, UsageError
 from fleet.inventory.model import ResolvedHost
@@ -64,84 +68,6 @@ class AzurePreflightResult:
         return [r for r in self.results if r.status is CheckStatus.NOT_DONE]
 
 
-class _CallFailed(Exception):
-    """An ARM or Entra call that did not give an answer the check can use."""
-
-    def __init__(self, kind: str, message: str, status: int | None = None,
-                 code: str | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind  # unreachable | refused | http | sign_in
-        self.status = status
-        self.code = code
-
-    @property
-    def reached(self) -> bool:
-        """Azure answered: the check ran (a 429 or 5xx past the retries did not)."""
-        return self.kind in ("sign_in", "http") and not (
-            self.status is not None and (self.status == 429 or self.status >= 500))
-
-
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:MAX_LINE]
-    return text[:MAX_LINE]
-
-
-def _call(fn: Callable[[], T]) -> T:
-    """Run one SDK call, turning its exceptions into :class:`_CallFailed`."""
-    from azure.core.exceptions import (
-        ClientAuthenticationError,
-        HttpResponseError,
-        ServiceRequestError,
-        ServiceResponseError,
-    )
-    from azure.identity import CredentialUnavailableError
-
-    try:
-        return fn()
-    except CredentialUnavailableError as exc:
-        raise _CallFailed("unavailable", _first_line(str(exc))) from None
-    except ClientAuthenticationError as exc:
-        # Entra refused the sign-in when it says so (AADSTS) or answered 400/401; a 5xx or a
-        # broken answer on the way is Entra not reached, and stops nobody.
-        text = _sign_in_text(exc)
-        if "AADSTS" in text or exc.status_code in (400, 401):
-            raise _CallFailed("sign_in", text, exc.status_code) from None
-        if exc.status_code is not None and exc.status_code < 500:
-            raise _CallFailed("http", _first_line(str(exc.message)), exc.status_code,
-                              exc.error.code if exc.error else None) from None
-        raise _CallFailed("unavailable", text, exc.status_code) from None
-    except HttpResponseError as exc:
-        raise _CallFailed("http", _first_line(str(exc.message)), exc.status_code,
-                          exc.error.code if exc.error else None) from None
-    except (ServiceRequestError, ServiceResponseError) as exc:
-        raise _CallFailed("unreachable", _first_line(str(exc))) from None
-
-
-def _sign_in_text(exc: BaseException) -> str:
-    """The Entra error in ``exc`` or its causes (MSAL hides a discovery 400 in a ValueError)."""
-    texts: list[str] = []
-    seen: BaseException | None = exc
-    while seen is not None and len(texts) < 5:
-        texts.append(str(seen))
-        seen = seen.__cause__ or seen.__context__
-    joined = " ".join(texts)
-    if "Unable to get authority configuration" in joined and "AADSTS" not in joined:
-        joined = "AADSTS90002: Tenant not found (OpenID discovery refused: " + _first_line(
-            joined) + ")"
-    return _first_line(joined)
-
-
-def _sign_in_result(text: str) -> tuple[str, str]:
-    """(cause, fix) of an Entra refusal from the catalog's message patterns."""
-    for pattern in PATTERNS:
-        if pattern.category is Category.CREDENTIALS and pattern.search(text[:MAX_LINE]):
-            return f"{pattern.cause} Entra ID said: {text}", pattern.fix
-    fallback = by_name("aad_error")
-    return f"Entra ID refused the sign-in: {text}", fallback.fix
-
-
 def _names(hosts: Iterable[ResolvedHost]) -> tuple[str, ...]:
     return tuple(h.name for h in hosts)
 
@@ -151,10 +77,15 @@ class AzurePreflight:
 
     def __init__(self, hosts: Sequence[ResolvedHost], secrets: SecretBook, *,
                  register_providers: bool = False,
-                 registration_wait_s: float = REGISTRATION_WAIT_S) -> None:
+                 registration_wait_s: float = REGISTRATION_WAIT_S,
+                 delete_stale: bool = False, create_resource_groups: bool = False) -> None:
         self.hosts = [h for h in hosts if h.azure.tenant_id and h.azure.subscription_id]
         self.secrets = secrets
         self.register_providers = register_providers
+        self.delete_stale = delete_stale  # --delete-stale (fleet/azure/stale.py)
+        # create_resource_group: true in the inventory is applied (onboard; preflight reports)
+        self.create_resource_groups = create_resource_groups
+        self.operator = OperatorSessions()
         self.registration_wait_s = registration_wait_s
         self.result = AzurePreflightResult()
 
@@ -179,6 +110,7 @@ class AzurePreflight:
                 list(pool.map(self._identity, groups, parts))
         finally:
             quiet.setLevel(level)
+            self.operator.close()
         for part in parts:
             for result in part.results:
                 self.result.add(result)
@@ -257,6 +189,8 @@ class _SubscriptionChecks:
         self.hosts = hosts
         self.subscription = str(hosts[0].azure.subscription_id)
         self.add = result.add
+        # lower resource group -> the identity's permission entries there (None: not read)
+        self.rg_entries: dict[str, list[Any] | None] = {}
 
     def not_done(self, check: CheckName, scope: str, hosts: Iterable[ResolvedHost],
                  failed: _CallFailed, what: str) -> None:
@@ -393,7 +327,7 @@ class _SubscriptionChecks:
 
     # ---- resource group and the identity's permissions there ------------------------------
 
-    def _resource_group(self, hosts: list[ResolvedHost]) -> None:
+    def _resource_group(self, hosts: list[ResolvedHost], created: bool = False) -> None:
         rg = str(hosts[0].azure.resource_group)
         scope = rg_scope(self.subscription, rg)
         names = _names(hosts)
@@ -403,6 +337,11 @@ class _SubscriptionChecks:
         except _CallFailed as failed:
             if failed.reached and (failed.code == "ResourceGroupNotFound"
                                    or failed.status == 404):
+                wanted = any(h.azure.create_resource_group for h in hosts)
+                if wanted and self.preflight.create_resource_groups and not created:
+                    if self._create_resource_group(hosts, rg, scope):
+                        self._resource_group(hosts, created=True)
+                    return
                 self.add(CheckResult(
                     CheckName.RESOURCE_GROUP, scope, CheckStatus.FAILED, Category.INVALID_INPUT,
                     f"resource group {rg} does not exist in subscription {self.subscription}",
@@ -413,8 +352,10 @@ class _SubscriptionChecks:
             self.not_done(CheckName.PERMISSIONS, scope, hosts, failed,
                           "the identity's permissions on the resource group")
             return
-        self.add(CheckResult(CheckName.RESOURCE_GROUP, scope, CheckStatus.PASSED,
-                             cause="the resource group exists", hosts=names))
+        self.rg_entries[rg.lower()] = entries
+        if not created:
+            self.add(CheckResult(CheckName.RESOURCE_GROUP, scope, CheckStatus.PASSED,
+                                 cause="the resource group exists", hosts=names))
         needed = list(MACHINE_ACTIONS)
         if any(h.azure.private_link_scope for h in hosts):
             needed.append(PRIVATE_LINK_ACTION)
@@ -436,6 +377,32 @@ class _SubscriptionChecks:
             f"\"{ONBOARDING_ROLE}\" --scope {scope}",
             PERMISSIONS_URL, hosts=names, detail={"missing_actions": ",".join(missing),
                                                   "role": ONBOARDING_ROLE}))
+
+    def _create_resource_group(self, hosts: list[ResolvedHost], rg: str, scope: str) -> bool:
+        """create_resource_group: true. Creates it in the first host's location; True when it
+        now exists (the permissions read follows)."""
+        location = str(hosts[0].azure.location or "")
+        client = self.session.resources(self.subscription)
+        try:
+            _call(partial(client.resource_groups.create_or_update, rg, {"location": location}))
+        except _CallFailed as failed:
+            if not failed.reached:
+                self.not_done(CheckName.RESOURCE_GROUP, scope, hosts, failed,
+                              "the creation of the resource group")
+                return False
+            self.add(CheckResult(
+                CheckName.RESOURCE_GROUP, scope, CheckStatus.FAILED, Category.PERMISSIONS,
+                f"resource group {rg} does not exist and creating it (create_resource_group) "
+                f"was refused: {failed}",
+                f"Create it (`az group create --name {rg} --location {location} "
+                f"--subscription {self.subscription}`), or give the identity "
+                "Microsoft.Resources/subscriptions/resourceGroups/write on the subscription "
+                "(e.g. Contributor).", PREREQ_URL, hosts=_names(hosts)))
+            return False
+        self.add(CheckResult(CheckName.RESOURCE_GROUP, scope, CheckStatus.FIXED,
+                             cause=f"created in {location} (create_resource_group)",
+                             hosts=_names(hosts), detail={"created": rg}))
+        return True
 
     # ---- machines that already exist with the inventory's names ---------------------------
 
@@ -465,6 +432,9 @@ class _SubscriptionChecks:
         raw_status = getattr(properties, "status", None) or getattr(machine, "status", None)
         status = str(getattr(raw_status, "value", raw_status) or "Unknown")
         same_rg = machine_rg.lower() == wanted_rg
+        if same_rg and self.preflight.delete_stale and status.lower() in STALE_STATUSES:
+            self._delete_stale(host, name, machine_id, machine_rg, status)
+            return
         if same_rg and status.lower() == "connected":
             cause = (f"{name} already exists in the target resource group and is Connected: "
                      "if this host is that machine nothing changes; another machine would fail "
@@ -490,6 +460,19 @@ class _SubscriptionChecks:
         self.add(CheckResult(CheckName.MACHINE_NAME, machine_id, CheckStatus.WARNING, category,
                              cause, fix, hosts=(host.name,),
                              detail={"status": status, "resource_group": machine_rg}))
+
+    def _delete_stale(self, host: ResolvedHost, name: str, machine_id: str, machine_rg: str,
+                      status: str) -> None:
+        sp = host.azure.service_principal
+        if can_delete(self.rg_entries.get(machine_rg.lower())):
+            session = self.session
+            label = (f"the onboarding service principal {sp.client_id}" if sp
+                     else "the onboarding identity")
+        else:
+            session = self.preflight.operator.session_for(self.session, host.azure.tenant_id)
+            label = "the operator's own Azure credential (DefaultAzureCredential)"
+        self.add(delete_stale_machine(host, machine_id, machine_rg, name, status, session,
+                                      label, _call))
 
     # ---- private link scope and gateway ----------------------------------------------------
 
@@ -534,9 +517,12 @@ class _SubscriptionChecks:
 
 
 def run_azure_preflight(hosts: Sequence[ResolvedHost], secrets: SecretBook, *,
-                        register_providers: bool = False) -> AzurePreflightResult:
+                        register_providers: bool = False, delete_stale: bool = False,
+                        create_resource_groups: bool = False) -> AzurePreflightResult:
     """Every check for ``hosts``, each distinct scope once (see the module docstring)."""
-    return AzurePreflight(hosts, secrets, register_providers=register_providers).run()
+    return AzurePreflight(hosts, secrets, register_providers=register_providers,
+                          delete_stale=delete_stale,
+                          create_resource_groups=create_resource_groups).run()
 
 
 def offline_location_results(hosts: Sequence[ResolvedHost]) -> list[CheckResult]:

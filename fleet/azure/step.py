@@ -27,6 +27,8 @@ def azure_preflight_step(
     *,
     check: bool,
     register_providers: bool,
+    delete_stale: bool = False,
+    create_resource_groups: bool = False,
     db_path: Path | None,
     run_id: str,
     console: Console,
@@ -41,7 +43,9 @@ def azure_preflight_step(
         return {}
     started = time.monotonic()
     try:
-        outcome = run_azure_preflight(hosts, secrets, register_providers=register_providers)
+        outcome = run_azure_preflight(hosts, secrets, register_providers=register_providers,
+                                      delete_stale=delete_stale,
+                                      create_resource_groups=create_resource_groups)
     except Exception as exc:  # a bug here must not cost the run: no check stops any host
         console.print(f"Azure preflight: internal error ({type(exc).__name__}: {exc}); the "
                       "checks were not done and the run goes on", markup=False,

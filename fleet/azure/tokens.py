@@ -26,8 +26,8 @@ from typing import Any
 import structlog
 
 from fleet.azcm.diagnosis import FAIL_HOST, FAIL_RUN, Category, Diagnosis
+from fleet.azure.calls import CallFailed, call, sign_in_result
 from fleet.azure.clouds import endpoints_for
-from fleet.azure.preflight import _call, _CallFailed, _sign_in_result
 from fleet.azure.session import ArmSession, Identity
 from fleet.engine.host_state import HostFinished
 from fleet.engine.secrets import SecretBook
@@ -102,8 +102,8 @@ class TokenMinter:
         try:
             # azure-identity (and MSAL under it) serve a cached token only while more than
             # 5 minutes of it remain: at our margin (at most 5 minutes) they ask Entra ID anew.
-            access = _call(lambda: session.credential.get_token(session.endpoints.arm_scope))
-        except _CallFailed as failed:
+            access = call(lambda: session.credential.get_token(session.endpoints.arm_scope))
+        except CallFailed as failed:
             raise HostFinished(_refused(host, failed)) from None
         finally:
             quiet.setLevel(level)
@@ -124,11 +124,11 @@ class TokenMinter:
                 minted.session.close()
 
 
-def _refused(host: ResolvedHost, failed: _CallFailed) -> Diagnosis:
+def _refused(host: ResolvedHost, failed: CallFailed) -> Diagnosis:
     sp = host.azure.service_principal
     who = f"service principal {sp.client_id if sp else '?'} in tenant {host.azure.tenant_id}"
     if failed.kind == "sign_in":
-        cause, fix = _sign_in_result(str(failed))
+        cause, fix = sign_in_result(str(failed))
         return Diagnosis(Category.CREDENTIALS, FAIL_RUN, name="token mode: sign-in refused",
                          cause=f"the jump host could not mint an access token for {who}: {cause}",
                          fix=fix, rule="azure:token", evidence_line=str(failed)[:300],

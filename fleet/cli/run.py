@@ -107,6 +107,7 @@ class _Executor:
             accept_new=request.accept_new_host_keys,
         )
         check_known_hosts(hosts, policy, flag="--known-hosts")
+        _check_azure_changes(request, playbook.mode, hosts)
         secrets = SecretBook(allowed_env=request.allow_secret_env)
         try:
             secrets.preload(hosts, need_sp=playbook.mode not in (Mode.PREFLIGHT, Mode.INSTALL))
@@ -151,6 +152,8 @@ class _Executor:
                     secrets,
                     check=request.azure_check,
                     register_providers=request.register_providers,
+                    delete_stale=request.delete_stale,
+                    create_resource_groups=playbook.mode is Mode.ONBOARD,
                     db_path=None if store.url else store.db_path,
                     run_id=record.id,
                     console=self.console,
@@ -160,8 +163,9 @@ class _Executor:
 
                     confirmer = AzureConfirmer(hosts, secrets)
             minter = None
-            if playbook.mode is not Mode.PREFLIGHT and any(h.azure.auth == "token"
-                                                           for h in hosts):
+            # Tokens for the modes that connect or disconnect.
+            if playbook.mode in (Mode.ONBOARD, Mode.OFFBOARD) and any(
+                    h.azure.auth == "token" for h in hosts):
                 from fleet.azure.tokens import TokenMinter
 
                 minter = TokenMinter(hosts, secrets)
@@ -218,6 +222,23 @@ class _Executor:
             return EXIT_INTERRUPTED
         # Every host settled: connected (disconnected for offboard), or ready after a preflight.
         return EXIT_OK if all(o.status.settled for o in outcomes) else EXIT_FAILED
+
+
+def _check_azure_changes(request: RunRequest, mode: Mode, hosts: Sequence[ResolvedHost]) -> None:
+    """--delete-stale and create_resource_group change Azure from the Azure preflight of an
+    onboard: refused where they would not be applied (bad input, nothing contacted)."""
+    problems: list[Problem] = []
+    if request.delete_stale and (mode is not Mode.ONBOARD or not request.azure_check):
+        problems.append(Problem("<command line>", None, "--delete-stale",
+                                "applies to onboard with the Azure preflight (without "
+                                "--no-azure-check)"))
+    if not request.azure_check:
+        problems += [Problem(h.source, h.name, "azure.create_resource_group",
+                             "needs the Azure preflight: drop --no-azure-check, or create the "
+                             "resource group and remove the setting")
+                     for h in hosts if h.azure.create_resource_group]
+    if problems:
+        raise UsageError(list(dict.fromkeys(problems)))
 
 
 def _agent_bundle(playbook: Playbook) -> AgentBundle | None:

@@ -86,6 +86,8 @@ class RunRequest:
     # Security opt-ins hold for the command line that gives them: a rerun or resume does not
     # recall them (they are not in options()), the operator gives them again.
     allow_secret_env: tuple[str, ...] = ()
+    # --delete-stale deletes Azure resources: like the opt-ins above, asked for each time.
+    delete_stale: bool = False
 
     @property
     def vault(self) -> VaultOptions:
@@ -189,6 +191,14 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "them unregistered (needs */register/action on the subscription).",
         ),
         click.option(
+            "--delete-stale",
+            is_flag=True,
+            help="onboard: delete the Disconnected or Expired Arc machines that have a host's "
+            "resource name in its target resource group, before the run (as the onboarding "
+            "identity if it may delete, else as the operator's own Azure credential). Not "
+            "carried over to rerun or --resume.",
+        ),
+        click.option(
             "--json", "json_lines", is_flag=True, help="One JSON object per host outcome on stdout."
         ),
         store_options,
@@ -228,6 +238,7 @@ def given_request(
         vault_ids=tuple(flags.get("vault_ids") or ()),
         ask_vault_pass=bool(flags.get("ask_vault_pass")),
         allow_secret_env=tuple(flags.get("allow_secret_env") or ()),
+        delete_stale=bool(flags.get("delete_stale")),
     )
 
 
@@ -257,6 +268,7 @@ def override_request(request: RunRequest, given: RunRequest) -> None:
         request.ask_vault_pass = given.ask_vault_pass
     request.accept_new_host_keys = given.accept_new_host_keys
     request.allow_secret_env = given.allow_secret_env
+    request.delete_stale = given.delete_stale
     if not given.azure_check:
         request.azure_check = False
     if given.register_providers:

@@ -26,11 +26,15 @@ from fleet.errors import Problem, StoreError, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from fleet.azcm.diagnosis import Diagnosis
+    from fleet.azure.tokens import TokenMinter
     from fleet.cli.run import _Executor
     from fleet.cli.run_request import RunRequest
+    from fleet.engine.breaker import Confirmer
     from fleet.engine.claims import ClaimLoop
     from fleet.engine.outcome import Attempt, HostOutcome
-    from fleet.engine.playbook import Mode
+    from fleet.engine.playbook import Mode, Playbook
+    from fleet.engine.secrets import SecretBook
     from fleet.inventory.model import ResolvedHost
     from fleet.store.sqlite import RunStore
 
@@ -101,6 +105,9 @@ def run_site_worker(
         accept_new=request.accept_new_host_keys,
     )
     check_known_hosts(mine, policy, flag="--known-hosts")
+    from fleet.cli.run import _check_azure_changes
+
+    _check_azure_changes(request, playbook.mode, mine)
     secrets = SecretBook(allowed_env=request.allow_secret_env)
     secrets.preload(mine, need_sp=playbook.mode.value != "preflight")
     forks = request.forks or playbook.pacing.forks
@@ -130,6 +137,10 @@ def run_site_worker(
         view: LiveDisplay | JsonLines = (
             JsonLines() if executor.json_lines else LiveDisplay(len(mine), console)
         )
+        # The Azure preflight for this site's hosts, as a single jump host's run does (the
+        # shared store keeps no check rows: the terminal and the run log are the record).
+        settled, confirmer, minter = _azure_for_site(executor, request, playbook, mine,
+                                                     secrets, record.id)
         claim_sink = ClaimSink(store, record.id, worker)
         # Host-derived text is cleaned once, before any sink stores or shows it.
         sink = SanitizingSink(FanoutSink([claim_sink, transcripts, view]))
@@ -141,7 +152,11 @@ def run_site_worker(
                 policy, connect_timeout_s=playbook.deadlines.connect_timeout_s
             )
             return FleetRun(batch, replace(base, earlier_steps=earlier), factory=factory,
-                            secrets=secrets, sink=sink)
+                            secrets=secrets, sink=sink,
+                            settled={h.name: settled[h.name] for h in batch
+                                     if h.name in settled},
+                            confirmer=confirmer,
+                            access_tokens=minter.token_for if minter is not None else None)
 
         loop = ClaimLoop(store, record.id, site=site, worker=worker,
                          hosts={h.name: h for h in mine}, make_fleet=make_fleet,
@@ -153,6 +168,8 @@ def run_site_worker(
             with view:
                 outcomes = asyncio.run(_loop_with_signals(loop))
         finally:
+            if minter is not None:
+                minter.close()
             close_run_log()
         root = record.root_run_id
         csv_path = write_failures_csv(store, root, run_id=record.id)
@@ -162,6 +179,31 @@ def run_site_worker(
     if loop.stopped:
         return 130
     return 0 if all(o.status.value == "success" for o in outcomes) else 1
+
+
+def _azure_for_site(executor: _Executor, request: RunRequest, playbook: Playbook,
+                    hosts: list[ResolvedHost], secrets: SecretBook, run_id: str,
+                    ) -> tuple[dict[str, Diagnosis], Confirmer | None, TokenMinter | None]:
+    """The Azure preflight's stopped hosts, the breaker's confirmer and token mode's minter."""
+    settled: dict[str, Diagnosis] = {}
+    confirmer: Confirmer | None = None
+    mode = playbook.mode.value
+    if mode in ("onboard", "preflight"):
+        from fleet.azure.confirm import AzureConfirmer
+        from fleet.azure.step import azure_preflight_step
+
+        settled = azure_preflight_step(
+            hosts, secrets, check=request.azure_check,
+            register_providers=request.register_providers, delete_stale=request.delete_stale,
+            create_resource_groups=mode == "onboard", db_path=None, run_id=run_id,
+            console=executor.console)
+        confirmer = AzureConfirmer(hosts, secrets) if request.azure_check else None
+    minter: TokenMinter | None = None
+    if mode in ("onboard", "offboard") and any(h.azure.auth == "token" for h in hosts):
+        from fleet.azure.tokens import TokenMinter
+
+        minter = TokenMinter(hosts, secrets)
+    return settled, confirmer, minter
 
 
 def hosts_of_site(store: RunStore, root_run_id: str, hosts: list[str], site: str) -> list[str]:

@@ -244,6 +244,7 @@ ARC_VARS: dict[str, Callable[[Conversion, str, Any], None]] = {
     "arc_proxy_url": _setter("azure.proxy_url"),
     "arc_proxy_bypass": _setter("azure.proxy_bypass"),
     "arc_auth": _setter("azure.auth"),
+    "arc_create_resource_group": _setter("azure.create_resource_group"),
     "arc_sp_client_id": _sp_field("client_id"),
     "arc_sp_secret_env": _sp_field("secret_env"),
     "arc_sp_secret_file": _sp_field("secret_file"),

@@ -142,6 +142,8 @@ class AzureTarget(_Frozen):
     # How the agent signs in: with the service principal's secret or certificate, or with an
     # ARM access token the jump host mints for it (the secret then stays on the jump host).
     auth: Literal["service_principal", "token"] = "service_principal"
+    # onboard creates the resource group (in ``location``) when the Azure preflight finds none.
+    create_resource_group: bool = False
     # The jump host's own Azure endpoints (authority, ARM, CA bundle) instead of the cloud's:
     # the lab's fake Azure. Only the Azure preflight reads it; hosts use ``cloud``.
     endpoints_file: Path | None = None

@@ -195,6 +195,7 @@ class AzureSpec(_Spec):
     proxy_bypass: list[str] | None = None
     service_principal: ServicePrincipalSpec | None = None
     auth: Literal["service_principal", "token"] | None = None
+    create_resource_group: bool | None = None
     endpoints_file: Path | None = None
 
     @field_validator("endpoints_file")

@@ -190,12 +190,18 @@ def credentials_of(flags: Mapping[str, str | bool], tenant_id: str) -> Credentia
 
 async def on_connect(link: ArmLink, flags: Mapping[str, str | bool], tenant_id: str,
                      name: str) -> None:
-    """``azcmagent connect``'s ARM part, with the credentials in ``flags``."""
-    await create_machine(link, credentials_of(flags, tenant_id), _text(flags, "subscription-id"),
+    """``azcmagent connect``'s ARM part, with the credentials in ``flags`` (a certificate is
+    not presented to the fake: such a host is checked by its scenario only)."""
+    creds = credentials_of(flags, tenant_id)
+    if not (creds.access_token or creds.secret):
+        return
+    await create_machine(link, creds, _text(flags, "subscription-id"),
                          _text(flags, "resource-group"), name, _text(flags, "location"))
 
 
 async def on_disconnect(link: ArmLink, flags: Mapping[str, str | bool], tenant_id: str,
                         sub: str, group: str, name: str) -> None:
     """``azcmagent disconnect``'s ARM part: delete the machine resource."""
-    await delete_machine(link, credentials_of(flags, tenant_id), sub, group, name)
+    creds = credentials_of(flags, tenant_id)
+    if creds.access_token or creds.secret:
+        await delete_machine(link, creds, sub, group, name)

@@ -10,7 +10,7 @@ Entra ID (what MSAL, under azure-identity, asks for):
 ARM (bearer token from the endpoint above; 401 without a valid one):
 
 - providers: ``GET /subscriptions/{s}/providers/{ns}``, ``POST .../providers/{ns}/register``;
-- resource groups: ``GET|HEAD /subscriptions/{s}/resourcegroups/{rg}``;
+- resource groups: ``GET|HEAD|PUT /subscriptions/{s}/resourcegroups/{rg}``;
 - permissions: ``GET .../resourcegroups/{rg}/providers/Microsoft.Authorization/permissions``;
 - machines: ``GET /subscriptions/{s}/providers/Microsoft.HybridCompute/machines``,
   ``GET|PUT|DELETE .../resourcegroups/{rg}/providers/Microsoft.HybridCompute/machines/{name}``
@@ -345,9 +345,13 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         sub = state.subscriptions[m["sub"].lower()]
         scope = f"/subscriptions/{m['sub']}/resourceGroups/{m['rg']}"
-        action = "Microsoft.Resources/subscriptions/resourceGroups/read"
+        verb = "write" if self.command == "PUT" else "read"
+        action = f"Microsoft.Resources/subscriptions/resourceGroups/{verb}"
         if not state.allowed(principal, scope, action):
             return self._denied(principal, action, scope)
+        if self.command == "PUT":
+            body = json.loads(raw or b"{}")
+            state.add_resource_group(m["sub"], m["rg"], str(body.get("location", "westeurope")))
         location = sub.resource_groups.get(m["rg"].lower())
         if location is None:
             return 404, _arm_error("ResourceGroupNotFound",
@@ -417,7 +421,8 @@ class _Handler(BaseHTTPRequestHandler):
             machine = state.machines.get(key)
             if self.command == "DELETE":
                 state.machines.pop(key, None)
-                return (200 if machine else 204), {}
+                # The current API's answer (the SDK's begin_delete accepts 202 or 204).
+                return 204, {}
             if self.command == "PUT":
                 body = json.loads(raw or b"{}")
                 machine = Machine(m["sub"], sub.rg_names[m["rg"].lower()], m["name"],
