@@ -92,21 +92,21 @@ MUTATIONS: list[Mutation] = [
     ),
     Mutation(
         "trust on first use with a known_hosts line asyncssh cannot parse",
-        "fleet/transport/ssh.py",
+        "fleet/transport/ssh_keys.py",
         "        if self.accept_new:\n            _strict_check(text, path)\n",
         "",
         ("tests/test_host_keys.py::test_a_host_the_file_speaks_for_is_never_learned",),
     ),
     Mutation(
         "a revoked [host]:port key dropped by asyncssh's port fallback",
-        "fleet/transport/ssh.py",
+        "fleet/transport/ssh_keys.py",
         "            entries = _KnownHosts(text)",
         "            entries = asyncssh.import_known_hosts(text)",
         ("tests/test_host_keys.py::test_a_host_the_file_speaks_for_is_never_learned",),
     ),
     Mutation(
         "/dev/null accepted as a known_hosts file",
-        "fleet/transport/ssh.py",
+        "fleet/transport/ssh_keys.py",
         "        if not S_ISREG(stat.st_mode):",
         "        if False:",
         ("tests/test_host_keys.py::test_a_known_hosts_path_that_is_not_a_readable_file_is_refused",
@@ -167,8 +167,8 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "the config file written without privacy (0644)",
         "fleet/azcm/script_linux.py",
-        'cat >"$D/{CONFIG_NAME}" && chmod 600 "$D/{CONFIG_NAME}"',
-        'cat >"$D/{CONFIG_NAME}" && chmod 644 "$D/{CONFIG_NAME}"',
+        r'''printf '%s\\n' "$cfg" >"$D/{CONFIG_NAME}"''',
+        r'''printf '%s\\n' "$cfg" >"$D/{CONFIG_NAME}" && chmod 644 "$D/{CONFIG_NAME}"''',
         ("tests/test_host_script_sshd.py::"
          "test_private_modes_and_one_session_per_host_on_real_sshd",),
     ),

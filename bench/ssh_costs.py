@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from onboard_scale import lab
 
 from fleet.inventory import load_inventory
-from fleet.transport.ssh import ClientKeys, HostKeyPolicy, SshTransport
+from fleet.transport.ssh import SshTransport
+from fleet.transport.ssh_keys import ClientKeys, HostKeyPolicy
 
 
 async def walk(inventory: Path, known_hosts: Path, commands: int,

@@ -20,7 +20,8 @@ from fleet.errors import HostAuthFailed
 from fleet.inventory import load_inventory
 from fleet.inventory.model import OsFamily, ResolvedHost, SshSettings, Transport
 from fleet.lab.fleet import LabFleet
-from fleet.transport.ssh import HostKeyPolicy, JumpPool, SshTransport
+from fleet.transport.ssh import JumpPool, SshTransport
+from fleet.transport.ssh_keys import HostKeyPolicy
 
 ADDRESS = "127.72.0.1"  # this file's loopback range: 127.72
 

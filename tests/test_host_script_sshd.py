@@ -20,7 +20,8 @@ import pytest
 import fleet
 from fleet.inventory.model import OsFamily, ResolvedHost, SshSettings, Transport
 from fleet.transport.base import StdinGate
-from fleet.transport.ssh import HostKeyPolicy, SshTransport
+from fleet.transport.ssh import SshTransport
+from fleet.transport.ssh_keys import HostKeyPolicy
 from tests import realsshd
 from tests.realsshd import SshdGroup, SshdLab
 

@@ -10,7 +10,8 @@ import pytest
 
 from fleet.errors import HostUnreachable
 from fleet.inventory.model import OsFamily, ResolvedHost, SshSettings, Transport
-from fleet.transport.ssh import HostKeyPolicy, SshTransport
+from fleet.transport.ssh import SshTransport
+from fleet.transport.ssh_keys import HostKeyPolicy
 from tests import netfaults, realsshd
 from tests.netfaults import FaultNamespace, NamespaceCallError, SilentListener
 from tests.realsshd import SshdLab

@@ -12,7 +12,8 @@ import pytest
 
 from fleet.errors import HostAuthFailed, HostUnreachable
 from fleet.inventory.model import OsFamily, ResolvedHost, SshSettings, Transport
-from fleet.transport.ssh import HostKeyPolicy, SshTransport
+from fleet.transport.ssh import SshTransport
+from fleet.transport.ssh_keys import HostKeyPolicy
 from tests import realsshd
 from tests.realsshd import SshdGroup, SshdLab
 

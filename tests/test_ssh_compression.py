@@ -25,7 +25,8 @@ import asyncio, json, sys
 from pathlib import Path
 from fleet.errors import ArcfleetError
 from fleet.inventory.model import OsFamily, ResolvedHost, SshSettings, Transport
-from fleet.transport.ssh import HostKeyPolicy, SshTransport
+from fleet.transport.ssh import SshTransport
+from fleet.transport.ssh_keys import HostKeyPolicy
 
 async def main() -> None:
     address, port, known, compression = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]

@@ -13,7 +13,8 @@ import pytest
 
 from fleet.inventory import load_inventory
 from fleet.lab.fleet import LabFleet
-from fleet.transport.ssh import ClientKeys, HostKeyPolicy, KnownHostsUnusable, SshTransport
+from fleet.transport.ssh import SshTransport
+from fleet.transport.ssh_keys import ClientKeys, HostKeyPolicy, KnownHostsUnusable
 
 SUBNET = "127.65"  # the benchmark helper's range, 127.64-69
 

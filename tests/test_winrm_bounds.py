@@ -75,7 +75,7 @@ async def test_the_pool_has_a_thread_for_every_winrm_session_of_the_run(tmp_path
 
     from fleet.inventory.model import Transport
     from fleet.transport.factory import TransportFactory
-    from fleet.transport.ssh import HostKeyPolicy
+    from fleet.transport.ssh_keys import HostKeyPolicy
 
     async with winrm_lab(tmp_path, [ScenarioKind.SUCCESS], base=64) as lab:
         windows = [lab.resolved(0).model_copy(update={"name": f"w{i}"}) for i in range(150)]

@@ -45,7 +45,7 @@ from fleet.store import RunRecord, RunStore, RunStoreSink
 from fleet.summary import GOALS, summary
 from fleet.text import SanitizingSink
 from fleet.transport.factory import TransportFactory
-from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS, HostKeyPolicy, check_known_hosts
+from fleet.transport.ssh_keys import DEFAULT_KNOWN_HOSTS, HostKeyPolicy, check_known_hosts
 
 if TYPE_CHECKING:
     from fleet.engine.install_bundle import AgentBundle

@@ -21,7 +21,7 @@ from fleet.engine.playbook import BUILTIN, Playbook
 from fleet.errors import Problem
 from fleet.inventory.ansible_engine import VaultOptions
 from fleet.store import RunRecord
-from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS
+from fleet.transport.ssh_keys import DEFAULT_KNOWN_HOSTS
 
 # --limit values that select hosts from the run store rather than from the inventory.
 RUN_SELECTIONS = ("@failed", "@ready")

@@ -83,7 +83,7 @@ def run_site_worker(
     from fleet.summary import summary
     from fleet.text import SanitizingSink
     from fleet.transport.factory import TransportFactory
-    from fleet.transport.ssh import DEFAULT_KNOWN_HOSTS, HostKeyPolicy, check_known_hosts
+    from fleet.transport.ssh_keys import DEFAULT_KNOWN_HOSTS, HostKeyPolicy, check_known_hosts
 
     location = store_location(executor.state_dir)
     if not location.shared:

@@ -14,7 +14,8 @@ from fleet.azcm.commands_linux import LinuxAgentCommands
 from fleet.inventory.model import OsFamily, ResolvedHost
 from fleet.inventory.model import Transport as TransportKind
 from fleet.transport.base import Transport
-from fleet.transport.ssh import ClientKeys, HostKeyPolicy, JumpPool, SshTransport
+from fleet.transport.ssh import JumpPool, SshTransport
+from fleet.transport.ssh_keys import ClientKeys, HostKeyPolicy
 
 log = structlog.get_logger(__name__)
 
