@@ -78,7 +78,7 @@ from fleet.transport.winrm_http import (
     AnswerRefused,
     BoundedAdapter,
     ExchangeDeadline,
-    bind_channel_from_stored_certificate,
+    bound_transport,
     call_deadline,
     trust_context,
 )
@@ -473,7 +473,7 @@ class WinrmTransport:
             # Never route WinRM through an environment proxy (and never proxy loopback).
             proxy=None,
         )
-        _bound_transport(protocol.transport, self._mount)
+        bound_transport(protocol.transport, self._mount)
         return protocol
 
     def _abandon_sync(self, shell_id: str, command_id: str) -> None:
@@ -542,30 +542,6 @@ class WinrmTransport:
         else:
             text = f"{type(exc).__name__}: {exc}"
         return redact(f"{text} [{self.endpoint}]")
-
-
-def _bound_transport(transport: winrm.transport.Transport,
-                     mount: Callable[[requests.Session], None]) -> None:
-    """Make pywinrm's transport mount the bounded adapter on the session it builds.
-
-    ``build_session`` may send the first message itself (NTLM/CredSSP message encryption), so
-    the adapter goes in from ``setup_encryption`` too, before that message."""
-    build_session = transport.build_session
-    setup_encryption = transport.setup_encryption
-
-    def bounded_build_session() -> requests.Session:
-        session: requests.Session = build_session()
-        mount(session)
-        bind_channel_from_stored_certificate(session.auth)
-        return session
-
-    def bounded_setup_encryption(session: requests.Session) -> None:
-        mount(session)
-        bind_channel_from_stored_certificate(session.auth)
-        setup_encryption(session)
-
-    transport.build_session = bounded_build_session  # type: ignore[method-assign]
-    transport.setup_encryption = bounded_setup_encryption  # type: ignore[method-assign]
 
 
 class _CappedBuffer:

@@ -32,12 +32,13 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import requests
 import urllib3.exceptions
+import winrm.transport
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -389,3 +390,27 @@ def abort_all(reason: str = "run ended") -> None:
     """Cut every WinRM exchange in flight in this process, so no worker thread outlives a run."""
     for adapter in list(_ADAPTERS):
         adapter.abort(reason)
+
+
+def bound_transport(transport: winrm.transport.Transport,
+                    mount: Callable[[requests.Session], None]) -> None:
+    """Make pywinrm's transport mount the bounded adapter on the session it builds.
+
+    ``build_session`` may send the first message itself (NTLM/CredSSP message encryption), so
+    the adapter goes in from ``setup_encryption`` too, before that message."""
+    build_session = transport.build_session
+    setup_encryption = transport.setup_encryption
+
+    def bounded_build_session() -> requests.Session:
+        session: requests.Session = build_session()
+        mount(session)
+        bind_channel_from_stored_certificate(session.auth)
+        return session
+
+    def bounded_setup_encryption(session: requests.Session) -> None:
+        mount(session)
+        bind_channel_from_stored_certificate(session.auth)
+        setup_encryption(session)
+
+    transport.build_session = bounded_build_session  # type: ignore[method-assign]
+    transport.setup_encryption = bounded_setup_encryption  # type: ignore[method-assign]
