@@ -293,6 +293,24 @@ def _clean_tmp() -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _azure_on_closed_loopback_port() -> None:
+    """Benchmarks send nothing off the machine: arcfleet's Azure preflight (this inventory names
+    no fake Azure) is pointed at a loopback port where nothing listens, as tests/conftest.py does,
+    so its checks end "not done" at once instead of asking the real Entra ID."""
+    from fleet.azure.clouds import ENDPOINTS_ENV
+
+    if os.environ.get(ENDPOINTS_ENV):
+        return
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"https://127.0.0.1:{probe.getsockname()[1]}"
+    path = Path(tempfile.mkdtemp(prefix="arcfleet-bench-azure-")) / "endpoints.json"
+    path.write_text(json.dumps({"authority_host": url, "resource_manager": url}), encoding="utf-8")
+    os.environ[ENDPOINTS_ENV] = str(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="100:50,300:100", help="HOSTS:FORKS,...")
@@ -306,6 +324,7 @@ def main() -> None:
     reason = realsshd.unavailable_reason()
     if reason:
         raise SystemExit(reason)
+    _azure_on_closed_loopback_port()
     lab = SshdLab.create()
     if lab.shim_problem:
         raise SystemExit(lab.shim_problem)
