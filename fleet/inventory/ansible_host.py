@@ -7,9 +7,10 @@ from pathlib import Path
 
 from fleet.inventory.ansible import is_template
 from fleet.inventory.ansible_precedence import host_variables
-from fleet.inventory.ansible_vars import ARC_VARS, read_variables, vars_layer
+from fleet.inventory.ansible_vars import ARC_VARS, read_variables
 from fleet.inventory.templating import TemplateProblem, render_variables
 from fleet.inventory.tree import InventoryTree, Layer
+from fleet.inventory.vars_memo import vars_layer
 
 
 def ansible_host_layer(tree: InventoryTree, host: str, groups: list[str]) -> Layer | None:
