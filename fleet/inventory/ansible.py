@@ -16,26 +16,27 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from fleet.inventory.ansible_vars import vars_layer
 from fleet.inventory.tree import ALL, UNGROUPED, InventoryTree, RawVars
+from fleet.inventory.vars_memo import vars_layer
 
 MAX_RANGE_HOSTS = 100_000
 MAX_LINE = 65_536
 _MAX_DEPTH = 64
 _RANGE_RE = re.compile(r"\[([0-9]+|[a-zA-Z]):([0-9]+|[a-zA-Z])(?::([0-9]+))?\]")
 _SECTION_RE = re.compile(r"^\[([^\]\s:]+)(?::([A-Za-z]+))?\]\s*(?:[#;].*)?$")
-_TEMPLATE_MARKS = ("{{", "{%")
 _PASSWORD_VARS = frozenset({"ansible_password", "ansible_ssh_pass", "ansible_ssh_password",
                             "ansible_winrm_pass", "ansible_winrm_password"})
 
 
 def is_template(value: Any, depth: int = 0) -> bool:
     """A text with ``{{ }}``/``{% %}``, or a mapping or list holding one."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
     if isinstance(value, dict):
         return depth < 64 and any(is_template(v, depth + 1) for v in value.values())
     if isinstance(value, list):
         return depth < 64 and any(is_template(v, depth + 1) for v in value)
-    return isinstance(value, str) and any(mark in value for mark in _TEMPLATE_MARKS)
+    return False
 
 
 def raw_vars(
@@ -54,6 +55,8 @@ def raw_vars(
 
 def parse_ini_value(text: str) -> Any:
     """Ansible's INI value reading: a Python literal if it is one, else the text itself."""
+    if _never_literal(text):
+        return text
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
@@ -65,6 +68,23 @@ def parse_ini_value(text: str) -> Any:
     if isinstance(value, tuple | set):
         return list(value)
     return value
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._=:/@")
+_DOTTED_DIGITS = frozenset("0123456789.")
+
+
+def _never_literal(text: str) -> bool:
+    """Texts ``ast.literal_eval`` refuses for sure, told apart cheaply (parsing is slow).
+
+    A letter first and only name characters: a name (only True, False and None are literals),
+    an attribute or a syntax error. Digits with two dots or more (an IPv4 address): a syntax
+    error, as a number holds one dot at most."""
+    if not text:
+        return False
+    if text[0].isascii() and text[0].isalpha():
+        return text not in ("True", "False", "None") and _NAME_CHARS.issuperset(text)
+    return text.count(".") >= 2 and _DOTTED_DIGITS.issuperset(text)
 
 
 # ---------------------------------------------------------------- host patterns

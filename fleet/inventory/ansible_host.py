@@ -7,9 +7,10 @@ from pathlib import Path
 
 from fleet.inventory.ansible import is_template
 from fleet.inventory.ansible_precedence import host_variables
-from fleet.inventory.ansible_vars import ARC_VARS, read_variables, vars_layer
+from fleet.inventory.ansible_vars import ARC_VARS, read_variables
 from fleet.inventory.templating import TemplateProblem, render_variables
 from fleet.inventory.tree import InventoryTree, Layer
+from fleet.inventory.vars_memo import vars_layer
 
 
 def ansible_host_layer(tree: InventoryTree, host: str, groups: list[str]) -> Layer | None:
@@ -28,15 +29,19 @@ def ansible_host_layer(tree: InventoryTree, host: str, groups: list[str]) -> Lay
     # Hosts of one range or group usually share every variable: read them once. Templates and
     # ~/.ssh/config (Host blocks) depend on the host's name, so those hosts are read each.
     key: tuple[object, ...] | None = None
-    if tree.ssh_config is None and not any(is_template(variables[k]) for k in wanted):
+    templated = any(is_template(variables[k]) for k in wanted)
+    if tree.ssh_config is None and not templated:
         key = (base_dir, *(id(raw) for raw in places))
         if key in tree.layer_cache:
             return tree.layer_cache[key]
-    try:
-        rendered = render_variables(variables, host=host, groups=groups, wanted=wanted)
-    except TemplateProblem as exc:
-        tree.problem(sources.get(exc.var, tree.hosts[host].source), host, exc.var, exc.message)
-        return None
+    rendered = variables  # nothing to render: read as they are (render_variables would copy)
+    if templated:
+        try:
+            rendered = render_variables(variables, host=host, groups=groups, wanted=wanted)
+        except TemplateProblem as exc:
+            tree.problem(sources.get(exc.var, tree.hosts[host].source), host, exc.var,
+                         exc.message)
+            return None
     layer, _priority = vars_layer(rendered, base_dir=base_dir, source=node.source, host=host,
                                   prefix="", tree=tree, labels_source=sources,
                                   ssh_config=tree.ssh_config)

@@ -101,6 +101,9 @@ class InventoryTree:
     ssh_config: Path | None = None
     # Ansible hosts with the same variables from the same places share one settings layer.
     layer_cache: dict[tuple[object, ...], Layer | None] = field(default_factory=dict)
+    # Variable sets that converted without a problem (fleet.inventory.vars_memo).
+    vars_cache: dict[tuple[object, ...], tuple[Layer, int | None, str | None]] = field(
+        default_factory=dict)
     # ansible.cfg settings as the variables they stand in for: below everything else.
     ansible_defaults: list[RawVars] = field(default_factory=list)
 
