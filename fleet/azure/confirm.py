@@ -58,18 +58,6 @@ CONFIRM_SETTINGS: dict[str, Any] = {
 }
 
 
-def target_of(host: ResolvedHost) -> ScopeTarget:
-    """The breaker's view of a host's target (the runner keys its scopes the same way)."""
-    azure = host.azure
-    sp = azure.service_principal
-    return ScopeTarget(
-        client_id=sp.client_id if sp else "",
-        tenant_id=azure.tenant_id or "",
-        subscription_id=azure.subscription_id or "",
-        resource_group=azure.resource_group or "",
-    )
-
-
 @dataclass(frozen=True)
 class _ScopeInfo:
     host: ResolvedHost  # the first host of the scope: its identity and target stand for all
@@ -84,7 +72,7 @@ class AzureConfirmer:
         for host in hosts:
             if not (host.azure.tenant_id and host.azure.subscription_id):
                 continue
-            target = target_of(host)
+            target = ScopeTarget.of(host)
             for kind in (SERVICE_PRINCIPAL, RESOURCE_GROUP):
                 self._scopes.setdefault(BreakerScope(kind, target.key(kind)), _ScopeInfo(host))
         self._answers: dict[BreakerScope, bool | None] = {}

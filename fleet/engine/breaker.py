@@ -28,9 +28,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fleet.azcm.diagnosis import Category, Diagnosis
+
+if TYPE_CHECKING:
+    from fleet.inventory.model import ResolvedHost
 
 SERVICE_PRINCIPAL = "service_principal"
 SUBSCRIPTION = "subscription"
@@ -46,6 +49,18 @@ class ScopeTarget:
     tenant_id: str = ""
     subscription_id: str = ""
     resource_group: str = ""
+
+    @classmethod
+    def of(cls, host: ResolvedHost) -> ScopeTarget:
+        """A host's target as the runner and the Azure confirmer key their scopes."""
+        azure = host.azure
+        sp = azure.service_principal
+        return cls(
+            client_id=sp.client_id if sp else "",
+            tenant_id=azure.tenant_id or "",
+            subscription_id=azure.subscription_id or "",
+            resource_group=azure.resource_group or "",
+        )
 
     def key(self, kind: str) -> str:
         if kind == SERVICE_PRINCIPAL:

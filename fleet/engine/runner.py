@@ -121,7 +121,7 @@ class FleetRun:
     def _stop_reason(self, host: ResolvedHost) -> Diagnosis | None:
         if self.interrupted:
             return findings.interrupted()
-        trip = self.breaker.blocked(_scope_target(host))
+        trip = self.breaker.blocked(ScopeTarget.of(host))
         return findings.skipped(trip.reason) if trip is not None else None
 
     def _record(self, outcome: HostOutcome, host: ResolvedHost | None = None) -> None:
@@ -144,7 +144,7 @@ class FleetRun:
         )
         self.sink.outcome_recorded(outcome)
         if host is not None:
-            self.breaker.record(outcome.diagnosis, _scope_target(host))
+            self.breaker.record(outcome.diagnosis, ScopeTarget.of(host))
 
     def _unstarted(self, host: ResolvedHost, diagnosis: Diagnosis) -> HostOutcome:
         now = datetime.now(UTC)
@@ -201,7 +201,7 @@ class FleetRun:
             if stop is not None:  # its breaker scope tripped: other scopes go on
                 self._record(self._unstarted(host, stop))
                 continue
-            self.breaker.started(_scope_target(host))
+            self.breaker.started(ScopeTarget.of(host))
 
             runs: list[HostRun] = []
 
@@ -264,14 +264,3 @@ class FleetRun:
             log.error("circuit breaker open", scope=trip.scope.key, reason=trip.reason)
         log.info("run finished", interrupted=self.interrupted, hosts=len(self.outcomes))
         return [self.outcomes[h.name] for h in self.hosts if h.name in self.outcomes]
-
-
-def _scope_target(host: ResolvedHost) -> ScopeTarget:
-    azure = host.azure
-    sp = azure.service_principal
-    return ScopeTarget(
-        client_id=sp.client_id if sp else "",
-        tenant_id=azure.tenant_id or "",
-        subscription_id=azure.subscription_id or "",
-        resource_group=azure.resource_group or "",
-    )

@@ -130,7 +130,7 @@ async def run_host_script(script: str, host: LabHost, *, elevated: bool) -> Any:
             get = [agent, "config", "get", PROXY_URL]
             await step(PROXY_GET_STEP, shlex.join(get), get)
             return ShellResult(0, await report.end())
-        if mode != "force" and not _should_connect(show):
+        if mode != "force" and not should_connect(show):
             return ShellResult(0, await report.end())
         for key, value in params.get("settings", []):
             argv = [agent, "config", "set", key, value]
@@ -188,7 +188,9 @@ async def run_host_script(script: str, host: LabHost, *, elevated: bool) -> Any:
             shutil.rmtree(host.local_path(private_dir), ignore_errors=True)
 
 
-def _should_connect(show: Any) -> bool:
+def should_connect(show: Any) -> bool:
+    """What both lab scripts decide from `show --json`: connect only an agent that answered and
+    is neither connected nor holding a resource id."""
     if show.exit_status != 0:
         return False
     state = "".join(show.stdout.split()).lower()

@@ -26,6 +26,7 @@ from typing import Any
 from fleet.azcm.agent_config import PROXY_GET_STEP, PROXY_URL, setting_step
 from fleet.lab.agent.simulator import run_agent
 from fleet.lab.host import LabHost
+from fleet.lab.host_script import should_connect
 from fleet.lab.scenario import ScenarioKind
 from fleet.lab.winrm_tasks import parse_sweep, parse_timer
 
@@ -146,7 +147,7 @@ async def run_host_script(
             await agent_step(PROXY_GET_STEP, ["config", "get", PROXY_URL])
             report.end()
             return 0
-        if mode != "force" and not _should_connect(show):
+        if mode != "force" and not should_connect(show):
             report.end()
             return 0
         for key, value in params.get("settings", []):
@@ -208,15 +209,6 @@ async def run_host_script(
             record.removed.append(private_dir)
             if tasks is not None and _CANCELS in script:
                 tasks.delete(private_dir.rsplit("\\", 1)[-1])
-
-
-def _should_connect(show: Any) -> bool:
-    if show.exit_status != 0:
-        return False
-    state = "".join(show.stdout.split()).lower()
-    if '"status":' not in state:
-        return False
-    return '"status":"connected"' not in state and '"resourceid":"/' not in state
 
 
 def _crlf(text: str) -> str:
