@@ -119,7 +119,10 @@ def test_onboard_fifty_hosts_through_real_sshd(
         transcript = (run_dir / "transcripts" / f"{name}.log").read_text()
         assert "sudo -n id -u" in transcript, name
         if expected[name] == "connected":
-            assert f"sudo -n {agent} connect --config /tmp/arcfleet." in transcript, name
+            # The whole transcript on failure: a full-suite run once saw this fail (2026-12-03)
+            # where a rerun alone passed, and the elided repr hid which command was recorded.
+            assert f"sudo -n {agent} connect --config /tmp/arcfleet." in transcript, (
+                name, transcript)
     assert f"target {addresses[JUMP_HOST_INDEX - 1]} port {sshd_fleet.port}" in bastion.log_text()
     # The secret reached the hosts only inside the --config file: never in the output, the
     # store, transcripts or reports; and each private directory is gone, whatever the outcome.
