@@ -7,15 +7,13 @@ the long way (the same host loaded alone; the literal parser itself).
 
 from __future__ import annotations
 
-import ast
 import random
-import warnings
 from pathlib import Path
 from typing import Any
 
 from _inventory_util import ARC_VARS_INI, load, problems_of, write
 
-from fleet.inventory.ansible import parse_ini_value
+from fleet.inventory.ansible import literal_or_text, parse_ini_value
 
 # Host lines that differ in their address only, or in an address Ansible reads differently.
 _LINES = [
@@ -60,18 +58,6 @@ def test_a_bad_address_among_shared_variables_is_still_reported(tmp_path: Path) 
     assert [(p.host, p.field) for p in problems] == [("bad", "ansible_host")], problems
 
 
-def _literal_the_long_way(text: str) -> Any:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SyntaxWarning)
-            value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
-        return text
-    if value is ... or isinstance(value, complex | bytes):
-        return text
-    return list(value) if isinstance(value, tuple | set) else value
-
-
 def test_ini_values_read_as_the_literal_parser_reads_them() -> None:
     rng = random.Random(15)
     alphabet = "abTrueFalseNone0123456789._=:/@e,+-'[]{}j "
@@ -83,5 +69,5 @@ def test_ini_values_read_as_the_literal_parser_reads_them() -> None:
         else:
             texts.append("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))))
     for text in texts:
-        fast, slow = parse_ini_value(text), _literal_the_long_way(text)
+        fast, slow = parse_ini_value(text), literal_or_text(text)
         assert (type(fast), fast) == (type(slow), slow), text

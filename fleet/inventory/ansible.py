@@ -57,6 +57,11 @@ def parse_ini_value(text: str) -> Any:
     """Ansible's INI value reading: a Python literal if it is one, else the text itself."""
     if _never_literal(text):
         return text
+    return literal_or_text(text)
+
+
+def literal_or_text(text: str) -> Any:
+    """The full reading, without the shortcut for texts that cannot be literals."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
