@@ -299,3 +299,21 @@ def plan(default: Scenario | None = None, **hosts: Scenario) -> ScenarioPlan:
     """A scenario plan: ``default`` for every host, and ``lab_0001=Scenario(...)`` overrides."""
     return ScenarioPlan(default=default or Scenario(),
                         hosts=tuple((name.replace("_", "-"), s) for name, s in hosts.items()))
+
+
+def assert_every_cut_is_incomplete(data: bytes, boundary: str, *, piece_step: int) -> None:
+    """A real report stream cut at every byte offset is never complete and keeps only whole
+    steps; fed in two pieces (every ``piece_step`` offsets) it gives the whole report."""
+    from fleet.engine.frames import FrameParser, parse
+
+    whole = parse(data, boundary)
+    assert whole.complete
+    for cut in range(len(data)):
+        report = parse(data[:cut], boundary)
+        assert not report.complete, cut
+        assert report.steps == whole.steps[: len(report.steps)], cut
+        assert report.problem, cut
+    for cut in range(0, len(data) + 1, piece_step):
+        parser = FrameParser(boundary)
+        seen = parser.feed(data[:cut]) + parser.feed(data[cut:])
+        assert seen == whole.steps and parser.finish().complete

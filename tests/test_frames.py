@@ -17,6 +17,7 @@ from fleet.azcm.script_linux import build
 from fleet.engine import frames
 from fleet.engine.frames import FrameParser, parse
 from fleet.inventory.model import AzureTarget, OsFamily, ResolvedHost, Transport
+from tests.engine_support import assert_every_cut_is_incomplete
 
 CAP = 64 * 1024
 
@@ -106,18 +107,7 @@ def test_text_between_records_breaks_the_report(tmp_path: Path) -> None:
 
 def test_cut_at_every_byte_offset_is_never_complete(tmp_path: Path) -> None:
     data, boundary = _run(tmp_path, 'echo "Connected machine to Azure"; exit 0')
-    whole = parse(data, boundary)
-    assert whole.complete
-    for cut in range(len(data)):
-        report = parse(data[:cut], boundary)
-        assert not report.complete, cut
-        assert report.steps == whole.steps[: len(report.steps)], cut
-        assert report.problem, cut
-    # Fed in two pieces at every offset, the stream gives the same report as whole.
-    for cut in range(0, len(data) + 1, 7):
-        parser = FrameParser(boundary)
-        seen = parser.feed(data[:cut]) + parser.feed(data[cut:])
-        assert seen == whole.steps and parser.finish().complete
+    assert_every_cut_is_incomplete(data, boundary, piece_step=7)
 
 
 def test_a_host_printing_megabytes_costs_the_cap(tmp_path: Path) -> None:

@@ -17,11 +17,17 @@ import pytest
 from fleet.azcm.commands import ScriptMode, ScriptParams, connect_config
 from fleet.azcm.commands_windows import WindowsAgentCommands
 from fleet.engine import frames
-from fleet.engine.frames import FrameParser, parse
+from fleet.engine.frames import parse
 from fleet.lab.fleet import LabFleet
 from fleet.lab.scenario import Scenario, ScenarioKind
 from fleet.transport.base import ScriptResult
-from tests.engine_support import WINRM_SUBNET, all_leftovers, run_cli, winrm_server
+from tests.engine_support import (
+    WINRM_SUBNET,
+    all_leftovers,
+    assert_every_cut_is_incomplete,
+    run_cli,
+    winrm_server,
+)
 from tests.winrm_support import SP_SECRET, WinrmLab, winrm_lab
 
 K = ScenarioKind
@@ -79,18 +85,7 @@ async def test_a_real_stream_parses_into_every_step(tmp_path: Path) -> None:
 async def test_cut_at_every_byte_offset_is_never_complete(tmp_path: Path) -> None:
     async with winrm_lab(tmp_path, [K.SUCCESS]) as lab:
         result, boundary = await _run(lab)
-    data = result.stdout
-    whole = parse(data, boundary)
-    assert whole.complete
-    for cut in range(len(data)):
-        report = parse(data[:cut], boundary)
-        assert not report.complete, cut
-        assert report.steps == whole.steps[: len(report.steps)], cut
-        assert report.problem, cut
-    for cut in range(0, len(data) + 1, 11):
-        parser = FrameParser(boundary)
-        seen = parser.feed(data[:cut]) + parser.feed(data[cut:])
-        assert seen == whole.steps and parser.finish().complete
+    assert_every_cut_is_incomplete(result.stdout, boundary, piece_step=11)
 
 
 async def test_forged_markers_in_the_agent_output_are_only_output(tmp_path: Path) -> None:
