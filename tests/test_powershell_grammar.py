@@ -72,6 +72,9 @@ def _scripts(value: str) -> dict[str, str]:
         "config_get_proxy": CMDS.config_get(AGENT, "proxy.url"),
         "restart": CMDS.restart_agent_service(),
         "remove_dir": CMDS.remove_dir(PRIVATE),
+        # After a stop before the script's workdir record: the planned name under TEMP.
+        "remove_planned_dir": CMDS.remove_dir(CMDS.planned_private_dir(ScriptParams(
+            boundary="b" * 32, mode="connect", cap=1, log_tail_bytes=1, cleanup_after_s=60))),
         "put_file": put_file_script(config, private=True),
         "put_file_env": put_file_script(r"%ProgramData%\x\" + value", private=False),
         "read_tail": read_tail_script(CMDS.log_path, 65536),

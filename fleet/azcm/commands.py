@@ -7,7 +7,8 @@ connect option appears in a command: credentials, ids and target options all go 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from fleet.azcm.agent_config import connect_config
@@ -83,6 +84,10 @@ class ScriptParams:
     # stdin: ``go`` (then the config follows) or anything else/EOF (it ends without connecting).
     # The engine takes the agent slot only then, so preflight overlaps other hosts' connects.
     gate: bool = False
+    # The random part of the private directory's name, 32 hex digits, where the script takes
+    # it from the engine (Windows): a stop before the script reports its directory can still
+    # remove it. The Linux script uses mktemp, and its trap removes the directory when stopped.
+    dir_token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 @runtime_checkable

@@ -17,12 +17,13 @@ from fleet.azcm.windows_private import (
     STEP_CLEANUP_AFTER_S,
     cancel_lines,
     is_private_dir_name,
+    private_dir_name,
     sweep_lines,
     timed_cleanup_lines,
 )
 from fleet.inventory.model import ResolvedHost
 from fleet.transport.base import CommandResult
-from fleet.transport.powershell import acl_lines, quote
+from fleet.transport.powershell import acl_lines, path_expression, quote
 
 AGENT_RELATIVE = r"AzureConnectedMachineAgent\azcmagent.exe"
 LOG_PATH = r"%ProgramData%\AzureConnectedMachineAgent\Log\azcmagent.log"
@@ -90,6 +91,11 @@ class WindowsAgentCommands:
         """A path whose last component is exactly what :meth:`make_private_dir` makes."""
         return is_private_dir_name(path.rstrip("\\").rsplit("\\", 1)[-1])
 
+    def planned_private_dir(self, params: ScriptParams) -> str:
+        """Where the host script makes its directory: under the session's TEMP, which the
+        engine does not know, so left for the host to expand (:meth:`remove_dir` takes it)."""
+        return "%TEMP%\\" + private_dir_name(params.dir_token)
+
     def script_command(self, params: ScriptParams, host: ResolvedHost) -> str:
         """The host script (:mod:`fleet.azcm.script_windows`); the WinRM transport sends it on
         the stdin of one bootstrap command, the config after it."""
@@ -139,7 +145,7 @@ class WindowsAgentCommands:
             # Only ever remove what make_private_dir created.
             raise ValueError(f"not an arcfleet private directory: {private_dir!r}")
         return (
-            f"$dir = {quote(private_dir)}\n"
+            f"$dir = {path_expression(private_dir)}\n"
             "if (Test-Path -LiteralPath $dir) { Remove-Item -LiteralPath $dir -Recurse -Force }\n"
             f"{cancel_lines()}"
             "exit 0\n"

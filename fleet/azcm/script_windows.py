@@ -32,8 +32,8 @@ from dataclasses import asdict
 from fleet.azcm.agent_config import PROXY_GET_STEP, PROXY_URL, agent_settings, setting_step
 from fleet.azcm.commands import ScriptParams
 from fleet.azcm.windows_private import (
-    PRIVATE_DIR_PREFIX,
     cancel_lines,
+    private_dir_name,
     sweep_lines,
     timed_cleanup_lines,
 )
@@ -130,7 +130,7 @@ function Invoke-AgentStep([string]$name, [string[]]$argv) {{
 function Invoke-Host {{
     $watch = [Diagnostics.Stopwatch]::StartNew()
     try {{
-        $name = {quote(PRIVATE_DIR_PREFIX)} + [guid]::NewGuid().ToString('N')
+        $name = {quote(private_dir_name(params.dir_token))}
         $dir = Join-Path $env:TEMP $name
         $State.Dir = $dir
         New-Item -ItemType Directory -Path $dir | Out-Null

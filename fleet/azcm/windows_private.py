@@ -56,6 +56,14 @@ def is_private_dir_name(name: str) -> bool:
     return PRIVATE_DIR_NAME.fullmatch(name) is not None
 
 
+def private_dir_name(token: str) -> str:
+    """The private directory's name for the engine's random ``token`` (32 hex digits)."""
+    name = PRIVATE_DIR_PREFIX + token
+    if not is_private_dir_name(name):
+        raise ValueError(f"not a private directory token: {token!r}")
+    return name
+
+
 def step_cleanup_after_s(agent_connect_s: float, command_s: float, host_s: float) -> int:
     """The step path's timer: a slot wait (one other connect), the upload, the own connect and
     the removal, never more than the host's whole deadline; at least STEP_CLEANUP_AFTER_S."""

@@ -282,7 +282,9 @@ class ScriptedPath:
         script dies with its command (Windows: a terminated process runs no ``finally``),
         remove its directory now, as the step-by-step path would (the scheduled task is the
         net when this cannot run either)."""
-        private_dir = steps.private_dir
+        # The planned directory when the workdir record never arrived: the script may have made
+        # it just before the stop (removing a directory that is not there costs one command).
+        private_dir = steps.private_dir or steps.planned_dir
         if (
             private_dir
             and not getattr(commands, "script_cleans_up_when_stopped", True)

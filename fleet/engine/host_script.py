@@ -94,6 +94,9 @@ class ScriptSteps:
     agent_version: str | None = None
     # The connect the script ran (its result and diagnosis), and its verify, if it got there.
     connect: tuple[CommandResult, Diagnosis] | None = None
+    # Where the script makes its directory, when the engine chose the name (Windows): what to
+    # remove after a stop that came before the script's workdir record.
+    planned_dir: str = ""
 
     def get(self, name: str) -> CommandResult | None:
         return self.by_name.get(name)
@@ -245,7 +248,11 @@ async def run(
     there the moment its record arrives, even if this call is cancelled)."""
     command = commands.script_command(params, host)
     parser = frames.FrameParser(params.boundary)
-    steps = ScriptSteps(report=parser.report, raw=_NOT_RUN, started_at=datetime.now(UTC))
+    planned = getattr(commands, "planned_private_dir", None)
+    steps = ScriptSteps(
+        report=parser.report, raw=_NOT_RUN, started_at=datetime.now(UTC),
+        planned_dir=planned(params) if planned is not None else "",
+    )
     started(steps)
     recorder = ScriptRecorder(
         steps, commands, host, record, diagnose, connect_done, ready, config_shown=config_shown

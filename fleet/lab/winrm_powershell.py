@@ -86,7 +86,7 @@ _TAIL = re.compile(
     r"try \{\n    \$count = \[int\]\[Math\]::Min\(\$stream\.Length, (?P<max>\d+)\)\n"
 )
 _RMDIR = re.compile(
-    rf"^\$dir = (?P<dir>{_LITERAL})\n"
+    rf"^\$dir = (?P<dir>{_PATH_EXPR})\n"
     r"if \(Test-Path -LiteralPath \$dir\) \{ Remove-Item -LiteralPath \$dir -Recurse -Force \}\n"
     r"(?P<cancel>(?:try \{ .*\n)?)exit 0\n$"
 )
@@ -425,7 +425,7 @@ def _read_tail(host: LabHost, match: re.Match[str], output: CommandOutput) -> in
 def _remove_dir(
     host: LabHost, match: re.Match[str], output: CommandOutput, record: WindowsRecord
 ) -> int:
-    path = unquote(match.group("dir"))
+    path = _path_value(match.group("dir"))
     cancel = match.group("cancel")
     if cancel and not is_cancel(cancel):
         output.write(stderr=_error_record("arcfleet lab: cleanup fragment not understood"))

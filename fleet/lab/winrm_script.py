@@ -44,6 +44,9 @@ _DIR_ACL = re.compile(_ACL_BLOCK.format(kind="Directory", var="dir"))
 _FILE_ACL = re.compile(_ACL_BLOCK.format(kind="File", var="configPath"))
 _READS_STDIN = "[Convert]::FromBase64String([Console]::In.ReadToEnd().Trim())"
 _CANCELS = "DeleteTask((Split-Path -Leaf $dir), 0)"
+# The directory's name comes from the engine (it removes the directory after a stop that came
+# before the script reported it), so the lab takes it from the script.
+_DIR_NAME = re.compile(r"^\s*\$name = '(arcfleet-[0-9a-f]{32})'$", re.MULTILINE)
 
 
 def is_host_script(text: str) -> bool:
@@ -102,7 +105,7 @@ async def run_host_script(
 ) -> int:
     """Run the script's steps on ``host``; ``output`` is the command's
     :class:`fleet.lab.winrm_powershell.CommandOutput`, ``record`` its WindowsRecord."""
-    from fleet.lab.winrm_powershell import FileWrite, hex_id
+    from fleet.lab.winrm_powershell import FileWrite
 
     params = json.loads(script.split("\n", 1)[0][len(SCRIPT_MARK) :])
     report = _Report(output, params["boundary"], int(params["cap"]))
@@ -121,7 +124,12 @@ async def run_host_script(
     killed = False
     try:
         started = time.monotonic()
-        private_dir = TEMP + "\\arcfleet-" + hex_id()
+        named = _DIR_NAME.search(script)
+        if named is None:
+            report.step("workdir", 1, started, "", "arcfleet lab: the script names no directory\n")
+            report.end()
+            return 0
+        private_dir = TEMP + "\\" + named.group(1)
         host.local_path(private_dir).mkdir(parents=True, exist_ok=False)
         if _DIR_ACL.search(script):
             record.acls[private_dir] = _ACL_PRINCIPALS
