@@ -36,7 +36,16 @@ EXTRA = {
     "lab-0090": Scenario(K.EXPIRED_SECRET),
     "lab-0100": Scenario(K.LOGIN_FORBIDDEN),
     "lab-0110": Scenario(K.HUGE_OUTPUT, output_bytes=2 * 1024 * 1024),
+    # The clock an hour ahead: the host script reads it after the failed connect, and the token
+    # error is the clock's, not the credentials' (AZCM0042 alone would say credentials).
+    "lab-0120": Scenario(K.CLOCK_AHEAD),
 }
+
+
+def _assert_clock_named(result: CliResult, host: str) -> None:
+    outcome = result.outcomes[host]
+    assert outcome["category"] == "host_prerequisite", outcome
+    assert "clock is 36" in outcome["cause"] and "ahead" in outcome["cause"], outcome
 
 
 def _mix_plus_extra() -> ScenarioPlan:
@@ -63,6 +72,7 @@ def test_mixed_200_ssh_hosts_end_in_expected_categories(tmp_path: Path) -> None:
         assert result.returncode == 1, result.describe()  # the mix has failures
         assert len(result.outcomes) == 200
         _assert_expected(lab, result)
+        _assert_clock_named(result, "lab-0120")
         # No secret in any argv the hosts received, nor in the run's files.
         assert_no_secret_on_hosts(lab)
         assert_no_secret_in_files(lab, result.state_dir, result.stdout, result.stderr)
@@ -92,6 +102,7 @@ def test_mixed_150_linux_50_windows_end_in_expected_categories(tmp_path: Path) -
                 Scenario(K.AGENT_MISSING), Scenario(K.AZCM, code="AZCM0044"),
                 Scenario(K.NO_SUCH_HOST)], strict=True):
             lab.set_scenario(name, scenario)
+        lab.set_scenario(windows[1], Scenario(K.CLOCK_AHEAD))
         lab.write_files()  # expected.json follows the new scenarios
         pb = write_playbook(tmp_path / "pb.yaml", deadlines={"agent_connect_s": 5},
                             pacing={"forks": 100})
@@ -99,6 +110,7 @@ def test_mixed_150_linux_50_windows_end_in_expected_categories(tmp_path: Path) -
         assert result.returncode == 1, result.describe()
         assert len(result.outcomes) == 200
         _assert_expected(lab, result)
+        _assert_clock_named(result, windows[1])
         assert {result.outcomes[n]["transport"] for n in windows} == {"winrm"}
         # The WinRM server's record of command text (command lines, decoded scripts, agent
         # argv) holds neither the service-principal secret nor the WinRM password.

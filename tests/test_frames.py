@@ -5,6 +5,7 @@ from a host that prints megabytes."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import textwrap
@@ -64,7 +65,7 @@ def test_a_real_stream_parses_into_every_step(tmp_path: Path) -> None:
     data, boundary = _run(tmp_path, 'echo "Connected machine to Azure"; echo warn >&2; exit 0')
     report = parse(data, boundary)
     assert report.complete and not report.problem
-    assert report.names() == ["workdir", "clock", "elevation", "locate", "show",
+    assert report.names() == ["workdir", "elevation", "locate", "show",
                               "config", "connect", "cleanup", "verify"]
     connect = report.step("connect")
     assert connect is not None and connect.exit_status == 0
@@ -82,6 +83,10 @@ def test_forged_markers_in_step_output_are_only_output(tmp_path: Path) -> None:
     assert connect is not None and connect.exit_status == 23  # the real exit, not the forged 0
     assert f"{boundary} end" in connect.stdout
     assert report.step("verify") is None and report.step("log") is not None
+    # After a failed connect (only then) the host's clock, for the classifier.
+    assert report.names()[-4:] == ["connect", "cleanup", "clock", "log"]
+    clock = report.step("clock")
+    assert clock is not None and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n", clock.stdout)
 
 
 def test_a_report_with_another_boundary_is_no_report(tmp_path: Path) -> None:

@@ -137,7 +137,7 @@ def test_a_gated_script_waits_for_go_before_the_config_and_the_connect(tmp_path:
     assert proc.wait(10) == 0
     report = frames.parse(head + rest, boundary)
     assert report.complete, report
-    assert report.names() == ["workdir", "clock", "elevation", "locate", "show", "ready",
+    assert report.names() == ["workdir", "elevation", "locate", "show", "ready",
                               "config", "connect", "cleanup", "verify"]
     connect = report.step("connect")
     # write_config stores the config line it read, newline-terminated.

@@ -135,8 +135,15 @@ class ScriptedPath:
         # log there, allowing for the host's clock skew).
         script_started = _now()
 
+        seen: list[ScriptSteps] = []  # the steps being read (started= fills it)
+
         def diagnose(result: CommandResult, log_tail: str, version: str | None) -> Diagnosis:
             self._agent_version = version
+            # The clock step comes before the log tail that releases this diagnosis (Linux:
+            # only after a failed connect; Windows: at the start).
+            clock = seen[0].get("clock") if seen else None
+            if clock is not None:
+                self._read_clock(clock, seen[0].starts.get("clock", seen[0].started_at))
             return classify(self._evidence(result, log_tail, script_started))
 
         slots = None if preflight else self.ctx.agent_slots
@@ -166,8 +173,6 @@ class ScriptedPath:
                 return
             await self.ctx.pacer.acquire()
             self.ctx.agent_started()
-
-        seen: list[ScriptSteps] = []
 
         async def run(given: bytes | StdinGate, ready: Callable[[], None]) -> ScriptSteps:
             try:

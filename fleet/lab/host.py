@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -232,6 +233,12 @@ class LabHost:
             subscription_id=subscription, tenant_id=tenant, location=location,
             cloud="AzureCloud", vm_id=_stable_guid(self.name),
             connected_at="2026-01-01T00:00:00Z")
+
+    def clock(self) -> str:
+        """What ``date -u +%Y-%m-%dT%H:%M:%SZ`` prints on this host (``clock_ahead``: an hour
+        ahead of the jump host)."""
+        ahead = 3600 if self.scenario.kind is ScenarioKind.CLOCK_AHEAD else 0
+        return datetime.fromtimestamp(time.time() + ahead, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     # ---- agent installation and services --------------------------------------------------
 

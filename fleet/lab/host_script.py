@@ -23,7 +23,6 @@ import string
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any
 
 from fleet.azcm.agent_config import CERT_PATH_MARK, PROXY_GET_STEP, PROXY_URL, setting_step
@@ -113,8 +112,6 @@ async def run_host_script(script: str, host: LabHost, *, elevated: bool) -> Any:
                         f"template '/tmp/arcfleet.XXXXXXXX': {exc.strerror}\n")
             return ShellResult(0, await report.end())
         report.step("workdir", 0, started, private_dir, "")
-        clock = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") + "\n"
-        report.step("clock", 0, time.monotonic(), clock, "")
         await report.flush()
         elevation = await step("elevation", "id -u", ["id", "-u"])
         if elevation.stdout.strip() != "0":
@@ -179,6 +176,9 @@ async def run_host_script(script: str, host: LabHost, *, elevated: bool) -> Any:
         if connected.exit_status == 0:
             await step("verify", f"{shlex.quote(agent)} show --json", [agent, "show", "--json"])
         else:
+            # The clock only when connect failed: the classifier reads it for that failure.
+            host.commands.append("date -u +%Y-%m-%dT%H:%M:%SZ")
+            report.step("clock", 0, time.monotonic(), host.clock() + "\n", "")
             tail = ["tail", "-c", str(params["log_tail_bytes"]), "--", params["log_path"]]
             await step("log", shlex.join(tail), tail)
         return ShellResult(0, await report.end())

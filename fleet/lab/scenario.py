@@ -42,6 +42,8 @@ class ScenarioKind(StrEnum):
     LOGIN_FORBIDDEN = "login_forbidden"  # proxy/firewall blocks login.windows.net
     NO_SUCH_HOST = "no_such_host"  # DNS: lookup login.windows.net: no such host
     ARM_FORBIDDEN = "arm_forbidden"  # proxy/firewall blocks management.azure.com
+    # the host's clock is an hour ahead: ARM rejects its tokens (ExpiredAuthenticationToken)
+    CLOCK_AHEAD = "clock_ahead"
     THROTTLED = "throttled"  # ARM 429 with Retry-After ``fail_times`` times, then success
     TRANSIENT = "transient"  # AZCM0026 ``fail_times`` times, then success
     SERVICE_STOPPED = "service_stopped"  # AZCM0064 until himds is restarted
@@ -114,6 +116,7 @@ _KIND_CATEGORIES: dict[ScenarioKind, Category] = {
     ScenarioKind.LOGIN_FORBIDDEN: Category.NETWORK,
     ScenarioKind.NO_SUCH_HOST: Category.NETWORK,
     ScenarioKind.ARM_FORBIDDEN: Category.NETWORK,
+    ScenarioKind.CLOCK_AHEAD: Category.HOST_PREREQUISITE,  # the clock, measured by the script
     ScenarioKind.THROTTLED: Category.CONNECTED,  # after waiting Retry-After
     ScenarioKind.TRANSIENT: Category.CONNECTED,  # after retries
     ScenarioKind.SERVICE_STOPPED: Category.CONNECTED,  # after restarting himds

@@ -20,7 +20,6 @@ import json
 import re
 import shutil
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from fleet.azcm.agent_config import PROXY_GET_STEP, PROXY_URL, setting_step
@@ -134,8 +133,7 @@ async def run_host_script(
         if _DIR_ACL.search(script):
             record.acls[private_dir] = _ACL_PRINCIPALS
         report.step("workdir", 0, started, private_dir, "")
-        clock = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") + "\n"
-        report.step("clock", 0, time.monotonic(), clock, "")
+        report.step("clock", 0, time.monotonic(), host.clock() + "\n", "")
         host.commands.append("[Security.Principal.WindowsIdentity]::GetCurrent() Administrator")
         if not elevated:
             report.step("elevation", 1, time.monotonic(), "",

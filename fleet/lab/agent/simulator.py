@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
@@ -321,6 +322,13 @@ def _scenario_failure(host: LabHost, flags: dict[str, str | bool], name: str,
         if kind in table:
             return _Failure("AZCM0041", table[kind], token_stage)
     if stage == "arm":
+        if kind is ScenarioKind.CLOCK_AHEAD:
+            now = datetime.now(UTC)
+            return _Failure("AZCM0042", (
+                f"RequestCorrelationId:{corr} Message: The access token expiry UTC time "
+                f"'{(now - timedelta(minutes=5)):%m/%d/%Y %I:%M:%S %p}' is earlier than current "
+                f"UTC time '{now:%m/%d/%Y %I:%M:%S %p}'. Code: ExpiredAuthenticationToken "
+                "httpStatusCode:401"), arm_stage)
         if kind is ScenarioKind.RBAC_403:
             return _Failure("AZCM0042", (
                 f"The client '{client}' with object id '{uuid.uuid5(uuid.NAMESPACE_OID, client)}'"
