@@ -224,18 +224,22 @@ private_ok() {{
   case $x in *[!A-Za-z0-9]*) return 1 ;; esac
   [ -d "$1" ] && [ ! -L "$1" ]
 }}
-euid() {{
-  # What `id -u` prints, from the shell's own /proc/self/status (the effective uid), without
-  # a process; `id -u` where there is no /proc.
+read_uid() {{
+  # uid: what `id -u` prints, from the shell's own /proc/self/status (the effective uid),
+  # without a process; `id -u` where there is no /proc.
+  uid=
   if [ -r /proc/self/status ]; then
     while read -r k _ e _; do
-      case $k in Uid:) echo "$e"; return 0 ;; esac
+      case $k in Uid:) uid=$e; return 0 ;; esac
     done </proc/self/status
   fi
-  id -u
+  id -u >"$D/uid" && read -r uid <"$D/uid"
 }}
-locate() {{
-  command -v {AGENT_NAME} || command -v "$FALLBACK"
+find_agent() {{
+  # A: the agent's path, by the shell's own `command -v` (into a file, read back: no process).
+  A=
+  {{ command -v {AGENT_NAME} || command -v "$FALLBACK"; }} >"$D/agent" 2>/dev/null || return 1
+  read -r A <"$D/agent"
 }}
 # stdin: the config as one JSON line, then the certificate in base64 when it has the mark
 # (agent_config.script_stdin). `read` stops at the newline, so base64 -d gets the rest.
@@ -267,15 +271,20 @@ if ! private_ok "$made"; then
 fi
 D=$made
 now; emit workdir 0 $((T - s)) "$D" ''
-quick_step elevation euid
-uid=
-read -r uid <"$O"
+# Elevation and the agent's path are known to the shell itself: sent as they are (nothing is
+# pending yet, so the order holds), without files to measure and copy.
+now; s=$T
+read_uid
+r=$?
+now; emit elevation $r $((T - s)) "${{uid:+$uid
+}}" ''
 if [ "$uid" != 0 ]; then finish; fi
-if ! quick_step locate locate; then finish; fi
-A=
-read -r A <"$O"
-if [ -z "$A" ]; then finish; fi
-flush
+now; s=$T
+find_agent
+r=$?
+now; emit locate $r $((T - s)) "${{A:+$A
+}}" ''
+if [ $r -ne 0 ] || [ -z "$A" ]; then finish; fi
 step show "$A" show --json
 shown=$?
 if [ "$MODE" = preflight ]; then
@@ -300,6 +309,10 @@ if [ "$MODE" != force ]; then
 fi
 for x in /tmp/arcfleet.????????; do
   if [ "$x" != "$D" ] && [ -d "$x" ]; then
+    # A directory whose timer still runs is another run's, live: no sweep (no process) for it.
+    tp=
+    if [ -r "$x/timer" ]; then read -r tp <"$x/timer" 2>/dev/null; fi
+    if [ -n "$tp" ] && kill -0 "$tp" 2>/dev/null; then continue; fi
     find /tmp -maxdepth 1 -type d -name 'arcfleet.????????' ! -path "$D" -user "$uid" \\
       -mmin +{leftover_min} -exec rm -rf -- {{}} + 2>/dev/null
     break
