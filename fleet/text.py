@@ -71,11 +71,14 @@ def xml_safe(text: str) -> str:
     return _XML_FORBIDDEN.sub(_visible, clean(text))
 
 
-def clean_outcome(outcome: HostOutcome) -> HostOutcome:
+def clean_outcome(
+    outcome: HostOutcome, cleaned: dict[int, tuple[Attempt, Attempt]] | None = None
+) -> HostOutcome:
     """The outcome with every host-derived text of its diagnosis cleaned (see :func:`clean`).
 
     Host name, address, transport and OS come from the inventory, which refuses control
-    characters in them; they are keys in the store and stay exactly as given.
+    characters in them; they are keys in the store and stay exactly as given. ``cleaned``
+    maps ``id(step)`` to (step, its clean copy) for the steps cleaned already.
     """
     d = outcome.diagnosis
     diagnosis = dataclasses.replace(
@@ -92,8 +95,13 @@ def clean_outcome(outcome: HostOutcome) -> HostOutcome:
     return dataclasses.replace(
         outcome,
         diagnosis=diagnosis,
-        steps=tuple(clean_attempt(step) for step in outcome.steps),
+        steps=tuple(_clean_once(step, cleaned or {}) for step in outcome.steps),
     )
+
+
+def _clean_once(step: Attempt, cleaned: dict[int, tuple[Attempt, Attempt]]) -> Attempt:
+    known = cleaned.get(id(step))
+    return known[1] if known is not None and known[0] is step else clean_attempt(step)
 
 
 def clean_attempt(attempt: Attempt) -> Attempt:
@@ -117,15 +125,19 @@ class SanitizingSink:
 
     def __init__(self, inner: OutcomeSink) -> None:
         self.inner = inner
+        # Per host, the attempts cleaned so far: the outcome carries the same steps again.
+        self._cleaned: dict[str, dict[int, tuple[Attempt, Attempt]]] = {}
 
     def host_started(self, host: str) -> None:
         self.inner.host_started(host)
 
     def attempt_recorded(self, host: str, attempt: Attempt) -> None:
-        self.inner.attempt_recorded(host, clean_attempt(attempt))
+        clean_copy = clean_attempt(attempt)
+        self._cleaned.setdefault(host, {})[id(attempt)] = (attempt, clean_copy)
+        self.inner.attempt_recorded(host, clean_copy)
 
     def outcome_recorded(self, outcome: HostOutcome) -> None:
-        self.inner.outcome_recorded(clean_outcome(outcome))
+        self.inner.outcome_recorded(clean_outcome(outcome, self._cleaned.pop(outcome.host, None)))
 
 
 class PipeSafeStream:

@@ -169,7 +169,8 @@ class _Executor:
                 from fleet.azure.tokens import TokenMinter
 
                 minter = TokenMinter(hosts, secrets)
-            sinks: list[OutcomeSink] = [RunStoreSink(store, record.id), transcripts, view]
+            store_sink = RunStoreSink(store, record.id)
+            sinks: list[OutcomeSink] = [store_sink, transcripts, view]
             fleet = FleetRun(
                 hosts,
                 options,
@@ -198,6 +199,9 @@ class _Executor:
                 status = "finished" if outcomes is not None else "crashed"
                 if fleet.interrupted:
                     status = "interrupted"
+                # Attempts of the loop's last turn (a stop ends it early).
+                store_sink.flush()
+                transcripts.flush()
                 store.finish_run(record.id, status)
                 if minter is not None:
                     minter.close()

@@ -168,6 +168,7 @@ def run_site_worker(
             with view:
                 outcomes = asyncio.run(_loop_with_signals(loop))
         finally:
+            transcripts.flush()  # steps of the loop's last turn
             if minter is not None:
                 minter.close()
             close_run_log()

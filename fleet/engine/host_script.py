@@ -140,22 +140,31 @@ class ScriptRecorder:
         self._after_held: list[Attempt] = []
 
     def _command(self, name: str) -> str:
+        """The command the step stands for (built for this step only: a record per step)."""
         c, agent, private_dir = self._commands, self.steps.agent, self.steps.private_dir
-        return {
-            "workdir": c.make_private_dir(),
-            "clock": CLOCK_COMMAND,
-            "elevation": c.check_elevation(),
-            "locate": c.locate_agent(),
-            "version": c.version(agent),
-            "show": c.show_json(agent),
+        builders: dict[str, Callable[[], str]] = {
+            "workdir": c.make_private_dir,
+            "clock": lambda: CLOCK_COMMAND,
+            "elevation": c.check_elevation,
+            "locate": c.locate_agent,
+            "version": lambda: c.version(agent),
+            "show": lambda: c.show_json(agent),
             # The marker a resumed run counts launched connects by (EarlierProgress).
-            "config": c.make_private_dir(),
-            "connect": c.connect(agent, c.config_path(private_dir), self._host),
-            "cleanup": c.remove_dir(private_dir) if c.is_private_dir(private_dir) else "rm",
-            "verify": c.show_json(agent),
-            PROXY_GET_STEP: c.config_get(agent, PROXY_URL),
-            **{setting_step(k): c.config_set(agent, k, v) for k, v in agent_settings(self._host)},
-        }.get(name, name)
+            "config": c.make_private_dir,
+            "connect": lambda: c.connect(agent, c.config_path(private_dir), self._host),
+            "cleanup": lambda: (
+                c.remove_dir(private_dir) if c.is_private_dir(private_dir) else "rm"
+            ),
+            "verify": lambda: c.show_json(agent),
+            PROXY_GET_STEP: lambda: c.config_get(agent, PROXY_URL),
+        }
+        build = builders.get(name)
+        if build is not None:
+            return build()
+        for key, value in agent_settings(self._host):
+            if setting_step(key) == name:
+                return c.config_set(agent, key, value)
+        return name
 
     def feed(self, records: list[StepRecord]) -> None:
         for record in records:

@@ -5,6 +5,8 @@ The transcript is what an operator opens instead of logging in to the host.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -18,11 +20,18 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class TranscriptWriter:
-    """An OutcomeSink that appends each step to ``<run folder>/transcripts/<host>.log``."""
+    """An OutcomeSink that appends each step to ``<run folder>/transcripts/<host>.log``.
+
+    Steps recorded in one turn of the event loop are appended at the end of that turn, one
+    write per host (a host script's steps arrive together); a host's start and its outcome are
+    written at once, after its pending steps.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.folder = run_dir / "transcripts"
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._pending: dict[str, list[str]] = {}
+        self._flush_scheduled = False
 
     def path_for(self, host: str) -> Path:
         safe = _UNSAFE.sub("_", host)
@@ -37,7 +46,34 @@ class TranscriptWriter:
         with os.fdopen(fd, "a", encoding="utf-8", errors="replace") as handle:
             handle.write(redact(text))
 
+    def flush(self, host: str | None = None) -> None:
+        """Append the pending steps (of ``host`` only, or of every host)."""
+        if host is None:
+            self._flush_scheduled = False
+            pending, self._pending = self._pending, {}
+        else:
+            pending = {host: self._pending.pop(host)} if host in self._pending else {}
+        for name, texts in pending.items():
+            self._append(name, "".join(texts))
+
+    def _flush_soon(self) -> None:
+        with contextlib.suppress(OSError):  # a full disk loses transcript text, not the run
+            self.flush()
+
+    def _later(self, host: str, text: str) -> None:
+        self._pending.setdefault(host, []).append(text)
+        if self._flush_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self._flush_soon)
+
     def host_started(self, host: str) -> None:
+        self.flush(host)
         self._append(host, f"# host {host}\n")
 
     def attempt_recorded(self, host: str, attempt: Attempt) -> None:
@@ -63,9 +99,10 @@ class TranscriptWriter:
         if attempt.diagnosis is not None:
             d = attempt.diagnosis
             lines.append(f"=> {d.category.value} {d.code or ''} {d.action} {d.evidence_line}")
-        self._append(host, "\n".join(lines) + "\n")
+        self._later(host, "\n".join(lines) + "\n")
 
     def outcome_recorded(self, outcome: HostOutcome) -> None:
+        self.flush(outcome.host)
         d = outcome.diagnosis
         self._append(
             outcome.host,

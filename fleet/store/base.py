@@ -11,6 +11,9 @@ run folders (transcripts, failures.csv, run log) under the local ``state_dir``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
@@ -64,6 +67,8 @@ class StoreBackend(Protocol):
 
     def record_attempt(self, run_id: str, host: str, attempt: Attempt) -> None: ...
 
+    def record_attempts(self, run_id: str, attempts: Sequence[tuple[str, Attempt]]) -> None: ...
+
     def record_outcome(self, run_id: str, outcome: HostOutcome) -> None: ...
 
     def finish_run(self, run_id: str, status: str) -> None: ...
@@ -96,20 +101,58 @@ class StoreBackend(Protocol):
 
 
 class RunStoreSink:
-    """The durable :class:`~fleet.engine.outcome.OutcomeSink`: every call is one commit."""
+    """The durable :class:`~fleet.engine.outcome.OutcomeSink`.
+
+    A host start and an outcome are committed before the call returns (a printed outcome is in
+    the store). Attempts recorded during one turn of the event loop are committed together at
+    the end of that turn: a host script's records arrive in bursts, and hundreds of hosts' in
+    one turn, so one commit serves them all, and a crash loses at most what arrived in the turn
+    it died in (as if it had died a moment earlier). Without a running loop every attempt is
+    committed at once.
+    """
 
     def __init__(self, store: StoreBackend, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
+        self._pending: list[tuple[str, Attempt]] = []
+        self._flush_scheduled = False
 
     def host_started(self, host: str) -> None:
+        self.flush()
         self.store.host_started(self.run_id, host)
 
     def attempt_recorded(self, host: str, attempt: Attempt) -> None:
-        self.store.record_attempt(self.run_id, host, attempt)
+        self._pending.append((host, attempt))
+        if self._flush_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self._flush_soon)
 
     def outcome_recorded(self, outcome: HostOutcome) -> None:
+        self.flush()  # the attempts first: the store keeps their order
         self.store.record_outcome(self.run_id, outcome)
+
+    def flush(self) -> None:
+        """Commit the attempts not yet committed (a failure keeps them, and raises)."""
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, []
+        if pending:
+            try:
+                self.store.record_attempts(self.run_id, pending)
+            except BaseException:
+                self._pending = pending + self._pending
+                raise
+
+    def _flush_soon(self) -> None:
+        # A store error here would only reach the loop's handler (a traceback on the
+        # terminal): the attempts stay pending, and the next start or outcome raises it.
+        with contextlib.suppress(Exception):
+            self.flush()
 
 
 __all__ = ["RunStoreSink", "StoreBackend"]

@@ -258,25 +258,34 @@ class RunStore:
             )
 
     def record_attempt(self, run_id: str, host: str, attempt: Attempt) -> None:
-        diagnosis = attempt.diagnosis
+        self.record_attempts(run_id, [(host, attempt)])
+
+    def record_attempts(self, run_id: str, attempts: Sequence[tuple[str, Attempt]]) -> None:
+        """Attempts of any hosts, in their order, in one committed transaction."""
         with self._write() as conn:
-            seq = conn.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM attempts WHERE run_id = ? AND host = ?",
-                (run_id, redact(host)),
-            ).fetchone()[0]
-            conn.execute(
-                "INSERT INTO attempts (run_id, host, seq, stage, command, exit_status, category,"
-                " azcm_code, duration_s, remediation, started_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id, redact(host), seq, redact(attempt.stage), redact(attempt.command),
-                    attempt.exit_status,
-                    diagnosis.category.value if diagnosis else None,
-                    _opt(diagnosis.code) if diagnosis else None,
-                    float(attempt.duration_s), _opt(attempt.remediation),
-                    utc_iso(attempt.started_at),
-                ),
-            )
+            for host, attempt in attempts:
+                self._insert_attempt(conn, run_id, host, attempt)
+
+    @staticmethod
+    def _insert_attempt(conn: SqlConnection, run_id: str, host: str, attempt: Attempt) -> None:
+        diagnosis = attempt.diagnosis
+        seq = conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM attempts WHERE run_id = ? AND host = ?",
+            (run_id, redact(host)),
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO attempts (run_id, host, seq, stage, command, exit_status, category,"
+            " azcm_code, duration_s, remediation, started_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id, redact(host), seq, redact(attempt.stage), redact(attempt.command),
+                attempt.exit_status,
+                diagnosis.category.value if diagnosis else None,
+                _opt(diagnosis.code) if diagnosis else None,
+                float(attempt.duration_s), _opt(attempt.remediation),
+                utc_iso(attempt.started_at),
+            ),
+        )
 
     def record_outcome(self, run_id: str, outcome: HostOutcome) -> None:
         """Store a host's outcome and mark it done; committed before this returns."""
