@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -27,7 +26,7 @@ from asyncssh.stream import SSHReader, SSHServerStreamSession, SSHWriter
 from fleet.lab.host import LabHost, RunningCommand, SftpWrite, TcpForward
 from fleet.lab.host_script import ABORT, SCRIPT_MARK, STDIN, STDIN_READ, WRITE
 from fleet.lab.scenario import ScenarioKind
-from fleet.lab.shell import LOGIN_USER, run_shell
+from fleet.lab.shell import LOGIN_USER, run_shell, split_command
 
 # Output is written in chunks this size, each awaiting flow control, so megabytes of output
 # neither block the loop nor sit in one buffer.
@@ -111,8 +110,8 @@ class _HostSession(SSHServerStreamSession[str]):
 
 
 def _is_agent_connect(command: str) -> bool:
-    try:
-        words = shlex.split(command)
+    try:  # split_command has a fast path: the host script is a 15 KB word
+        words = [word for _op, argv in split_command(command) for word in argv]
     except ValueError:
         return False
     return "connect" in words and any(w.rsplit("/", 1)[-1] == "azcmagent" for w in words)
