@@ -2,16 +2,56 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 import structlog
 
 from fleet.redact import redact_processor
 
 _handle: TextIO | None = None
+
+
+class TurnFlushedFile:
+    """A text file whose ``flush`` (structlog's logger calls it after every line) is done once
+    per turn of the running event loop, not per line: a line flushed at once is a write call,
+    and with WinRM's threads busy every such call waits for the GIL on its way back. Without a
+    running loop it flushes at once; ``close`` flushes."""
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+        self._scheduled = False
+
+    def write(self, text: str) -> int:
+        return self._inner.write(text)
+
+    def flush(self) -> None:
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._inner.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._scheduled = False
+        if not self._inner.closed:
+            with contextlib.suppress(OSError):  # a full disk costs log lines, not the run
+                self._inner.flush()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._inner.closed
 
 
 def configure_run_log(path: Path | None) -> None:
@@ -37,7 +77,8 @@ def configure_run_log(path: Path | None) -> None:
         )
         return
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    _handle = os.fdopen(fd, "a", encoding="utf-8")
+    handle = TurnFlushedFile(os.fdopen(fd, "a", encoding="utf-8"))
+    _handle = cast(TextIO, handle)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
