@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -12,6 +11,7 @@ from typing import TextIO, cast
 import structlog
 
 from fleet.redact import redact_processor
+from fleet.turn_end import AtTurnEnd
 
 _handle: TextIO | None = None
 
@@ -24,24 +24,15 @@ class TurnFlushedFile:
 
     def __init__(self, inner: TextIO) -> None:
         self._inner = inner
-        self._scheduled = False
+        self._turn_end = AtTurnEnd(self._flush_now)
 
     def write(self, text: str) -> int:
         return self._inner.write(text)
 
     def flush(self) -> None:
-        if self._scheduled:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._inner.flush()
-            return
-        self._scheduled = True
-        loop.call_soon(self._flush_now)
+        self._turn_end.request()
 
     def _flush_now(self) -> None:
-        self._scheduled = False
         if not self._inner.closed:
             with contextlib.suppress(OSError):  # a full disk costs log lines, not the run
                 self._inner.flush()

@@ -5,7 +5,6 @@ The transcript is what an operator opens instead of logging in to the host.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import os
@@ -15,6 +14,7 @@ from pathlib import Path
 from fleet.engine.outcome import Attempt, HostOutcome
 from fleet.redact import redact
 from fleet.transport.base import OUTPUT_CAP_BYTES
+from fleet.turn_end import AtTurnEnd
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -31,7 +31,7 @@ class TranscriptWriter:
         self.folder = run_dir / "transcripts"
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._pending: dict[str, list[str]] = {}
-        self._flush_scheduled = False
+        self._turn_end = AtTurnEnd(self._flush_soon)
 
     def path_for(self, host: str) -> Path:
         safe = _UNSAFE.sub("_", host)
@@ -49,7 +49,6 @@ class TranscriptWriter:
     def flush(self, host: str | None = None) -> None:
         """Append the pending steps (of ``host`` only, or of every host)."""
         if host is None:
-            self._flush_scheduled = False
             pending, self._pending = self._pending, {}
         else:
             pending = {host: self._pending.pop(host)} if host in self._pending else {}
@@ -62,15 +61,7 @@ class TranscriptWriter:
 
     def _later(self, host: str, text: str) -> None:
         self._pending.setdefault(host, []).append(text)
-        if self._flush_scheduled:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()
-            return
-        self._flush_scheduled = True
-        loop.call_soon(self._flush_soon)
+        self._turn_end.request()
 
     def host_started(self, host: str) -> None:
         self.flush(host)

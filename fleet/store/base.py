@@ -11,7 +11,6 @@ run folders (transcripts, failures.csv, run log) under the local ``state_dir``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -21,6 +20,7 @@ from typing import Protocol
 
 from fleet.engine.outcome import Attempt, HostOutcome
 from fleet.store.records import AttemptRow, HostEntry, OutcomeRow, RunRecord, RunSummary
+from fleet.turn_end import AtTurnEnd
 
 
 class StoreBackend(Protocol):
@@ -115,7 +115,7 @@ class RunStoreSink:
         self.store = store
         self.run_id = run_id
         self._pending: list[tuple[str, Attempt]] = []
-        self._flush_scheduled = False
+        self._turn_end = AtTurnEnd(self._flush_soon)
 
     def host_started(self, host: str) -> None:
         self.flush()
@@ -123,15 +123,7 @@ class RunStoreSink:
 
     def attempt_recorded(self, host: str, attempt: Attempt) -> None:
         self._pending.append((host, attempt))
-        if self._flush_scheduled:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()
-            return
-        self._flush_scheduled = True
-        loop.call_soon(self._flush_soon)
+        self._turn_end.request()
 
     def outcome_recorded(self, outcome: HostOutcome) -> None:
         self.flush()  # the attempts first: the store keeps their order
@@ -139,7 +131,6 @@ class RunStoreSink:
 
     def flush(self) -> None:
         """Commit the attempts not yet committed (a failure keeps them, and raises)."""
-        self._flush_scheduled = False
         pending, self._pending = self._pending, []
         if pending:
             try:
