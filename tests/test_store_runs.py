@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from fleet.azcm.diagnosis import Category
+from fleet.engine.outcome import Attempt
 from fleet.errors import StoreError
 from fleet.store import SCHEMA_VERSION, RunStore, RunStoreSink, migrate
 from tests.store_helpers import attempt, outcome, start
@@ -82,6 +84,50 @@ def test_sink_records_attempts_outcome_and_states(store: RunStore) -> None:
     final = store.final_outcomes(run_id)
     assert list(final) == ["a"]
     assert final["a"].status == "success" and final["a"].attempts == 2
+
+
+def test_sink_commits_a_loop_turns_attempts_together_and_before_the_outcome(
+    store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a running loop the attempts of one turn go to the store at the end of that turn, in
+    their order; an outcome commits the attempts before it at once; a failed commit keeps the
+    attempts for the next one, and a failure that lasts surfaces at the next outcome."""
+    run_id = start(store, ["a", "b"])
+    sink = RunStoreSink(store, run_id)
+    commits: list[int] = []
+    record_attempts = store.record_attempts
+    failures = [StoreError("disk full"), StoreError("disk full")]  # two commits fail
+
+    def counting(run: str, items: Sequence[tuple[str, Attempt]]) -> None:
+        if failures:
+            raise failures.pop()
+        commits.append(len(items))
+        record_attempts(run, items)
+
+    monkeypatch.setattr(store, "record_attempts", counting)  # counts commits, fails two
+
+    def seqs(host: str) -> list[tuple[int, str]]:
+        return [(s.seq, s.command) for s in store.attempts_for(run_id, host)]
+
+    async def scenario() -> None:
+        sink.attempt_recorded("a", attempt("a1"))
+        sink.attempt_recorded("b", attempt("b1"))
+        sink.attempt_recorded("a", attempt("a2"))
+        assert seqs("a") == []  # not yet: the turn is not over
+        await asyncio.sleep(0)  # the turn's end: the commit failed (disk full), kept
+        assert seqs("a") == [] and commits == []
+        with pytest.raises(StoreError, match="disk full"):  # still failing: b not recorded
+            sink.outcome_recorded(outcome("b", Category.CONNECTED))
+        assert "b" not in store.final_outcomes(run_id)
+        sink.attempt_recorded("a", attempt("a3"))
+        sink.outcome_recorded(outcome("a", Category.CONNECTED, attempts=3))
+        assert seqs("a") == [(1, "a1"), (2, "a2"), (3, "a3")]
+        assert seqs("b") == [(1, "b1")]
+        assert commits == [4]  # the three kept and the new one, in one transaction
+        await asyncio.sleep(0)  # the turn's scheduled flush finds nothing left
+        assert commits == [4]
+
+    asyncio.run(scenario())
 
 
 def test_outcome_for_a_host_not_planned_is_kept(store: RunStore) -> None:

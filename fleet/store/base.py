@@ -141,7 +141,8 @@ class RunStoreSink:
 
     def _flush_soon(self) -> None:
         # A store error here would only reach the loop's handler (a traceback on the
-        # terminal): the attempts stay pending, and the next start or outcome raises it.
+        # terminal): the attempts stay pending; the next start or outcome commits them again
+        # and raises if the store still fails.
         with contextlib.suppress(Exception):
             self.flush()
 
