@@ -96,7 +96,6 @@ class HostRun(ScriptedPath, InstallStage):
         self._agent_version: str | None = None
         self._agent_path = "azcmagent"
         self._pending: ScriptedConnect | None = None
-        self._host_clock: str | None = None
         # Host clock minus jump-host clock (s), read by the host script's clock step: the
         # classifier reads time-window failures as a clock problem when it is large.
         self._clock_skew_s: float | None = None

@@ -67,7 +67,6 @@ class ScriptedPath:
     _agent_version: str | None
     _last_exit: int | None
     _pending: ScriptedConnect | None
-    _host_clock: str | None
     _clock_skew_s: float | None
     _settings_applied: bool
     _configured_proxy: str | None
@@ -141,9 +140,8 @@ class ScriptedPath:
             self._agent_version = version
             # The clock step comes before the log tail that releases this diagnosis (Linux:
             # only after a failed connect; Windows: at the start).
-            clock = seen[0].get("clock") if seen else None
-            if clock is not None:
-                self._read_clock(clock, seen[0].starts.get("clock", seen[0].started_at))
+            if seen:
+                self._read_clock(seen[0])
             return classify(self._evidence(result, log_tail, script_started))
 
         slots = None if preflight else self.ctx.agent_slots
@@ -256,9 +254,7 @@ class ScriptedPath:
             raise HostFinished(
                 findings.step_failed(f"unexpected private directory {steps.private_dir[:80]!r}")
             )
-        clock = steps.get("clock")
-        if clock is not None:
-            self._read_clock(clock, steps.starts.get("clock", steps.started_at))
+        self._read_clock(steps)
         elevation = steps.get("elevation")
         if elevation is not None and not commands.is_elevated(elevation):
             return await self._script_not_elevated(elevation, mode)
@@ -399,13 +395,17 @@ class ScriptedPath:
             )
         )
 
-    def _read_clock(self, clock: CommandResult, asked_at: datetime) -> None:
+    def _read_clock(self, steps: ScriptSteps) -> None:
+        """The host's clock skew from the script's clock step, if it ran."""
+        clock = steps.get("clock")
+        if clock is None:
+            return
+        asked_at = steps.starts.get("clock", steps.started_at)
         text = clock.stdout.strip()
         try:
             host_time = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         except ValueError:
             return
-        self._host_clock = text
         # Seconds the host is ahead of this machine (1 s resolution on the host side).
         midpoint = asked_at + timedelta(seconds=clock.duration_s / 2)
         self._clock_skew_s = round((host_time - midpoint).total_seconds(), 1)
