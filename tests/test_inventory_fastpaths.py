@@ -1,19 +1,33 @@
 """The inventory's shortcuts give what the long way gives (issue 15).
 
-A set of variables is converted once for all hosts that share it (fleet.inventory.vars_memo) and
-INI values that cannot be Python literals skip ``ast.literal_eval``: each is checked here against
-the long way (the same host loaded alone; the literal parser itself).
+A set of variables is converted once for all hosts that share it (fleet.inventory.vars_memo), the
+groups' variables are merged once per list of groups (fleet.inventory.ansible_host), INI values
+that cannot be Python literals skip ``ast.literal_eval``, ``inventory show --json`` lets pydantic
+write each host's JSON, and host names that cannot be IP addresses skip ``ipaddress``: each is
+checked here against the long way (the same host loaded alone; every memo turned off; the literal
+parser; ``json.dumps``; ``ipaddress``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import json
 import random
 from pathlib import Path
 from typing import Any
 
+import pytest
+from _inventory_gen import random_inventory
 from _inventory_util import ARC_VARS_INI, load, problems_of, write
 
+from fleet.cli.inventory import json_row, json_row_plain
+from fleet.errors import InventoryError
+from fleet.inventory import tree as tree_module
 from fleet.inventory.ansible import literal_or_text, parse_ini_value
+from fleet.inventory.model import ResolvedHost
+from fleet.inventory.resolve import Resolver, _is_ip, _maybe_ip
+from fleet.inventory.tree import InventoryTree
 
 # Host lines that differ in their address only, or in an address Ansible reads differently.
 _LINES = [
@@ -71,3 +85,97 @@ def test_ini_values_read_as_the_literal_parser_reads_them() -> None:
     for text in texts:
         fast, slow = parse_ini_value(text), literal_or_text(text)
         assert (type(fast), fast) == (type(slow), slow), text
+
+
+def _outcome(path: Path) -> object:
+    """Everything a load gives: each host's JSON row and the groups, or every problem."""
+    try:
+        inventory = load(path, env={"PW": "x"})
+    except InventoryError as exc:
+        return [str(problem) for problem in exc.problems]
+    return [json_row_plain(host) for host in inventory.hosts], inventory.groups
+
+
+def test_shared_work_gives_what_each_host_worked_out_alone_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The memos (groups' variables merged once, the names read, the frozen variables, the
+    # conversion, the groups' ancestors) against the long way, on random inventories whose
+    # hosts share most of their values; each memo is hit many times (counted below).
+    rng = random.Random(1515)
+    hits = {"groups": 0, "frozen": 0, "conversions": 0, "problems": 0, "hosts": 0}
+    for case in range(120):
+        path = random_inventory(tmp_path / f"c{case}", rng, rng.choice((3, 10, 40)))
+        monkeypatch.setattr(tree_module, "MEMOIZE", False)
+        slow = _outcome(path)
+        monkeypatch.setattr(tree_module, "MEMOIZE", True)
+        tree = InventoryTree()
+        assert tree.memoize
+        fast = _outcome(path)
+        assert fast == slow, path.read_text()
+        if isinstance(fast, list):
+            hits["problems"] += 1
+        else:
+            hits["hosts"] += len(fast[0])
+    with_memo = _tree_after(random_inventory(tmp_path / "big", random.Random(7), 200), monkeypatch)
+    hits["groups"] = len(with_memo.hosts) - len(with_memo.group_vars_cache)
+    hits["frozen"] = len(with_memo.hosts) - len(with_memo.frozen_cache)
+    hits["conversions"] = len(with_memo.hosts) - len(with_memo.vars_cache)
+    assert hits["problems"] > 20 and hits["hosts"] > 500, hits
+    assert min(hits["groups"], hits["frozen"], hits["conversions"]) > 100, hits
+
+
+def _tree_after(path: Path, monkeypatch: pytest.MonkeyPatch) -> InventoryTree:
+    """The tree a load resolved, its memos filled (the resolver is watched, not replaced)."""
+    trees: list[InventoryTree] = []
+    original = Resolver.resolve_all
+
+    def watched(self: Resolver) -> list[ResolvedHost]:
+        trees.append(self.tree)
+        return original(self)
+
+    monkeypatch.setattr(Resolver, "resolve_all", watched)
+    with contextlib.suppress(InventoryError):
+        load(path, env={"PW": "x"})
+    monkeypatch.setattr(Resolver, "resolve_all", original)
+    return trees[0]
+
+
+def test_json_rows_are_what_the_long_way_writes(tmp_path: Path) -> None:
+    # pydantic's own JSON writer against model_dump + json.dumps: same JSON values, and the
+    # long way for text json would escape (a non-ASCII name, tag or path).
+    path = write(tmp_path, "hosts.ini", ARC_VARS_INI + "[g]\n"
+                 "h1 ansible_host=10.0.0.1 arc_tags=\"{'owner': 'Zoë', 'q': 'a\\\"b'}\"\n"
+                 "höst2 ansible_host=10.0.0.2 ansible_ssh_private_key_file=/k/ключ\n"
+                 "w3 ansible_connection=winrm arc_winrm_password_env=PW\n"
+                 "w4 ansible_connection=winrm arc_winrm_password_env=PW "
+                 "ansible_winrm_server_cert_validation=ignore ansible_winrm_transport=ntlm\n")
+    rng = random.Random(3)
+    inventories = [path] + [random_inventory(tmp_path / f"r{n}", rng, 20) for n in range(15)]
+    rows = 0
+    for inventory in inventories:
+        with contextlib.suppress(InventoryError):
+            for host in load(inventory, env={"PW": "x"}).hosts:
+                fast, slow = json_row(host), json_row_plain(host)
+                assert json.loads(fast) == json.loads(slow), (fast, slow)
+                assert fast.isascii(), fast
+                rows += 1
+    assert rows > 100
+
+
+def test_resource_names_derived_as_ipaddress_reads_addresses() -> None:
+    # The cheap test for "cannot be an IP address" against ipaddress itself.
+    rng = random.Random(99)
+    alphabet = "0123456789abcdef.:%-xz"
+    names = ["10.0.0.1", "fd00::1", "fe80::1%eth0", "1.2.3", "01.2.3.4", "::", "a.b", ""]
+    names += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+              for _ in range(20_000)]
+    names += [".".join(str(rng.randint(0, 300)) for _ in range(4)) for _ in range(2_000)]
+    for name in names:
+        try:
+            ipaddress.ip_address(name)
+            is_ip = True
+        except ValueError:
+            is_ip = False
+        assert _maybe_ip(name) or not is_ip, name
+        assert (_maybe_ip(name) and _is_ip(name)) == is_ip, name

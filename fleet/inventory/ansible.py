@@ -44,13 +44,14 @@ def raw_vars(
     tree: InventoryTree, origin: int = 0,
 ) -> tuple[RawVars, int | None]:
     """Record one place's variables, checking those that need no other variable to be read."""
-    checkable = {k: v for k, v in variables.items()
-                 if not is_template(v) or k in _PASSWORD_VARS}
+    templated = {k for k, v in variables.items() if is_template(v)}
+    checkable = {k: v for k, v in variables.items() if k not in templated or k in _PASSWORD_VARS}
     before = len(tree.problems)
     _layer, priority = vars_layer(checkable, base_dir=base_dir, source=source, host=host,
                                   prefix=prefix, tree=tree, partial=True)
     broken = len(tree.problems) > before
-    return RawVars(dict(variables), source, base_dir, broken=broken, origin=origin), priority
+    return RawVars(dict(variables), source, base_dir, broken=broken, origin=origin,
+                   templated=bool(templated)), priority
 
 
 def parse_ini_value(text: str) -> Any:

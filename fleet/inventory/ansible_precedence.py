@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.inventory.ansible import raw_vars
-from fleet.inventory.tree import ALL, UNGROUPED, InventoryTree, RawVars
+from fleet.inventory.tree import ALL, UNGROUPED, HostNode, InventoryTree, RawVars
 from fleet.inventory.yamlio import load_yaml
 
 _VARS_EXTENSIONS = (".yml", ".yaml", ".json")
@@ -146,15 +146,9 @@ def _without_priority(places: list[RawVars]) -> list[RawVars]:
     return out
 
 
-def host_variables(
-    tree: InventoryTree, host: str, groups: Iterable[str]
-) -> tuple[dict[str, Any], dict[str, str], list[RawVars]] | None:
-    """The host's merged Ansible variables, which file set each, and every contributing place.
-
-    ``groups`` are the host's groups in ``sort_groups`` order, without ``all``. None when the
-    host has no Ansible variables at all.
-    """
-    node = tree.hosts[host]
+def group_places(tree: InventoryTree, groups: Iterable[str]) -> list[RawVars]:
+    """Every place that gives variables to the hosts of ``groups`` (steps 1-4 above, with
+    ansible.cfg's settings first), in precedence order: the same for each host of those groups."""
     root = tree.groups.get(ALL)
     ordered = [tree.groups[g] for g in groups if g != ALL]
     places: list[RawVars] = list(tree.ansible_defaults)
@@ -170,15 +164,40 @@ def host_variables(
     for origin in origins:
         for origin_group in ordered:
             places.extend(raw for raw in origin_group.vars_files if raw.origin == origin)
-    places.extend(node.ansible_vars)
-    places.extend(sorted(node.vars_files, key=lambda raw: raw.origin))
-    if len(places) == len(tree.ansible_defaults) and not node.ansible:
-        return None
-    merge = tree.hash_behaviour == "merge"
-    merged: dict[str, Any] = {}
-    sources: dict[str, str] = {}
+    return places
+
+
+def own_places(node: HostNode) -> list[RawVars]:
+    """The host's own variables (steps 5 and 6 above), in precedence order."""
+    return [*node.ansible_vars, *sorted(node.vars_files, key=lambda raw: raw.origin)]
+
+
+def merge_places(
+    places: Iterable[RawVars], *, merge: bool, merged: dict[str, Any] | None = None,
+    sources: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``places`` merged in order over ``merged`` (neither input is modified), and which file
+    set each variable."""
+    merged = {} if merged is None else merged
+    sources = {} if sources is None else dict(sources)
     for raw in places:
         merged = combine(merged, raw.values, merge=merge)
         for key in raw.values:
             sources[key] = raw.source
+    return merged, sources
+
+
+def host_variables(
+    tree: InventoryTree, host: str, groups: Iterable[str]
+) -> tuple[dict[str, Any], dict[str, str], list[RawVars]] | None:
+    """The host's merged Ansible variables, which file set each, and every contributing place.
+
+    ``groups`` are the host's groups in ``sort_groups`` order, without ``all``. None when the
+    host has no Ansible variables at all.
+    """
+    node = tree.hosts[host]
+    places = group_places(tree, groups) + own_places(node)
+    if len(places) == len(tree.ansible_defaults) and not node.ansible:
+        return None
+    merged, sources = merge_places(places, merge=tree.hash_behaviour == "merge")
     return merged, sources, places

@@ -67,11 +67,26 @@ def derive_resource_name(host_name: str) -> str:
     DNS label of a FQDN, or an IP address with its separators turned into hyphens."""
     if rules.check_resource_name(host_name) is None:
         return host_name
-    try:
-        ipaddress.ip_address(host_name)
-    except ValueError:
+    if not _maybe_ip(host_name) or not _is_ip(host_name):
         return host_name.split(".", 1)[0] if "." in host_name else host_name
     return re.sub(r"[.:]+", "-", host_name).strip("-")
+
+
+_IPV4_CHARS = frozenset("0123456789.")
+
+
+def _maybe_ip(text: str) -> bool:
+    """False for a text ``ipaddress.ip_address`` refuses for sure, told apart cheaply (a refusal
+    raises, which is slow): without a colon only an IPv4 address, digits and dots, can parse."""
+    return ":" in text or _IPV4_CHARS.issuperset(text)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass
@@ -123,6 +138,7 @@ class Resolver:
         self.parents: dict[str, list[str]] = {name: [] for name in tree.groups}
         self.depth: dict[str, int] = {}
         self.any_service_principal = self._any_service_principal()
+        self._ancestors_memo: dict[tuple[str, ...], list[str]] = {}
 
     # ------------------------------------------------------------ structure
 
@@ -166,6 +182,16 @@ class Resolver:
         return depth
 
     def ancestors(self, direct: list[str]) -> list[str]:
+        """``direct`` and every group containing them, in ``sort_groups`` order."""
+        if not self.tree.memoize:
+            return self._ancestors(direct)
+        key = tuple(direct)
+        found = self._ancestors_memo.get(key)
+        if found is None:
+            found = self._ancestors_memo[key] = self._ancestors(direct)
+        return list(found)
+
+    def _ancestors(self, direct: list[str]) -> list[str]:
         seen: set[str] = set()
         stack = list(direct)
         while stack:

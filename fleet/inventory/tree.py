@@ -19,6 +19,9 @@ from fleet.inventory.spec import LITERAL_SECRET
 # Implicit Ansible groups: every host is in `all`; hosts in no other group are in `ungrouped`.
 ALL = "all"
 UNGROUPED = "ungrouped"
+# Hosts that share groups and values share the work on them (fleet.inventory.vars_memo,
+# ansible_host, resolve). False takes the long way for every host: the shortcut tests compare.
+MEMOIZE = True
 
 
 @dataclass
@@ -43,6 +46,27 @@ class RawVars:
     broken: bool = False
     # For group_vars/host_vars: index of the inventory directory they belong to.
     origin: int = 0
+    # Whether any value holds a template (see has_template); None until asked.
+    templated: bool | None = field(default=None, compare=False, repr=False)
+
+    def has_template(self) -> bool:
+        """True when some value is or holds a ``{{ }}``/``{% %}`` text."""
+        if self.templated is None:
+            from fleet.inventory.ansible import is_template
+
+            self.templated = any(is_template(value) for value in self.values.values())
+        return self.templated
+
+
+@dataclass
+class GroupVars:
+    """What the places of one list of groups give every host of those groups, merged."""
+
+    places: list[RawVars]
+    merged: dict[str, Any]
+    sources: dict[str, str]
+    broken: bool
+    templated: bool
 
 
 @dataclass
@@ -106,6 +130,13 @@ class InventoryTree:
         default_factory=dict)
     # ansible.cfg settings as the variables they stand in for: below everything else.
     ansible_defaults: list[RawVars] = field(default_factory=list)
+    memoize: bool = field(default_factory=lambda: MEMOIZE)
+    # Per list of groups (sort_groups order): their places' variables merged once.
+    group_vars_cache: dict[tuple[str, ...], GroupVars] = field(default_factory=dict)
+    # vars_memo.places_key -> the frozen variables it stands for.
+    frozen_cache: dict[tuple[object, ...], tuple[object, ...]] = field(default_factory=dict)
+    # Per list of variable names (in order): the names a host's settings read.
+    wanted_cache: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
 
     def group(self, name: str, *, declare: bool = True) -> GroupNode:
         node = self.groups.get(name)

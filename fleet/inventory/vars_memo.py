@@ -8,6 +8,10 @@ key: the address is the only value that goes through unchanged (checked on its o
 :func:`fleet.inventory.rules.check_plain_text`, as ``HostSpec`` does). Anything that could make
 the result depend on more than the key (a problem to report, a vault secret, SSH options or
 ~/.ssh/config, which read the address) is converted every time, as before.
+
+A host's merged variables are frozen once per :func:`places_key`: the groups' merge (one object
+per list of groups) plus the host's own values, frozen as above. Either fixes the merged set but
+for its addresses, as merging is a function of the places.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 from fleet.inventory import rules
 from fleet.inventory.ansible_vars import text_of
 from fleet.inventory.ansible_vars import vars_layer as convert_layer
-from fleet.inventory.tree import InventoryTree, Layer
+from fleet.inventory.tree import GroupVars, InventoryTree, Layer, RawVars
 
 _ADDRESS_VARS = frozenset({"ansible_host", "ansible_ssh_host", "ansible_winrm_host",
                            "ansible_psrp_host"})
@@ -40,9 +44,7 @@ def _freeze(value: Any, depth: int = 0) -> object:
     raise TypeError("not a plain value")
 
 
-def _key(variables: Mapping[str, Any]) -> tuple[object, ...] | None:
-    if any(variables.get(name) is not None for name in _SSH_ARGS):
-        return None
+def _frozen_values(variables: Mapping[str, Any]) -> tuple[object, ...] | None:
     try:
         return tuple((name, _ADDRESS if name in _ADDRESS_VARS and type(value) is str
                       else _freeze(value)) for name, value in variables.items())
@@ -50,13 +52,40 @@ def _key(variables: Mapping[str, Any]) -> tuple[object, ...] | None:
         return None
 
 
+def places_key(shared: GroupVars, own: list[RawVars]) -> tuple[object, ...] | None:
+    """A key standing for the variables ``own`` merged over ``shared.merged`` (see above); None
+    when a value cannot be frozen. ``shared`` must live as long as the memo (the tree's)."""
+    frozen = []
+    for raw in own:
+        values = _frozen_values(raw.values)
+        if values is None:
+            return None
+        frozen.append(values)
+    return ("places", id(shared), *frozen)
+
+
 def vars_layer(
     variables: Mapping[str, Any], *, base_dir: Path, source: str, host: str | None,
     prefix: str, tree: InventoryTree, labels_source: Mapping[str, str] | None = None,
-    partial: bool = False, ssh_config: Path | None = None,
+    partial: bool = False, ssh_config: Path | None = None, key: tuple[object, ...] | None = None,
 ) -> tuple[Layer, int | None]:
-    """:func:`fleet.inventory.ansible_vars.vars_layer`, once per distinct set of variables."""
-    key = _key(variables) if ssh_config is None or partial else None
+    """:func:`fleet.inventory.ansible_vars.vars_layer`, once per distinct set of variables.
+
+    ``key``: a :func:`places_key` for ``variables``, else they are frozen here."""
+    if not tree.memoize or (ssh_config is not None and not partial) or \
+            any(variables.get(name) is not None for name in _SSH_ARGS):
+        key = None
+    elif key is None:
+        key = _frozen_values(variables)
+    else:
+        # Equal places keys mean equal merged variables (addresses aside), so equal frozen
+        # ones: freeze once per places key, and share the memo with other groups' hosts.
+        places = key
+        key = tree.frozen_cache.get(places)
+        if key is None:
+            key = _frozen_values(variables)
+            if key is not None:
+                tree.frozen_cache[places] = key
     if key is not None:
         full_key = (key, base_dir, source, host is None, partial)
         found = tree.vars_cache.get(full_key)
