@@ -26,7 +26,7 @@ from typing import Any
 
 from fleet.inventory.ansible import raw_vars
 from fleet.inventory.tree import ALL, UNGROUPED, InventoryTree
-from fleet.inventory.yamlio import VaultSecret
+from fleet.inventory.vault_values import VaultSecret
 
 ENGINES = ("auto", "native", "ansible")
 ANSIBLE_INVENTORY = "ansible-inventory"

@@ -29,7 +29,6 @@ from typing import Any
 
 from fleet.inventory.ansible import raw_vars
 from fleet.inventory.tree import ALL, UNGROUPED, HostNode, InventoryTree, RawVars
-from fleet.inventory.yamlio import load_yaml
 
 _VARS_EXTENSIONS = (".yml", ".yaml", ".json")
 _MAX_FILES = 10_000
@@ -118,6 +117,8 @@ def _read_vars_file(
         tree.problem(source, host, None, "is vault-encrypted; read it with "
                      "--inventory-engine ansible (and --vault-password-file)")
         return None
+    from fleet.inventory.yamlio import load_yaml  # PyYAML only when there are vars files
+
     result = load_yaml(text)
     if result.error:
         tree.problem(source, host, None, result.error)

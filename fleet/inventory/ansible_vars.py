@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from fleet.inventory.spec import HostSpec, SettingsSpec, layer_of
 from fleet.inventory.tree import InventoryTree, Layer, validation_problems
-from fleet.inventory.yamlio import VaultSecret, VaultValue
+from fleet.inventory.vault_values import VaultSecret, VaultValue
 
 MAX_LINE = 65_536
 _USE_REFERENCE = (

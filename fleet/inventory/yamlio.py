@@ -12,31 +12,9 @@ from typing import Any
 
 import yaml
 
+from fleet.inventory.vault_values import VaultValue
+
 _Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class VaultValue:
-    """An Ansible ``!vault`` value: encrypted, and a literal secret as far as arcfleet cares."""
-
-    def __repr__(self) -> str:
-        return "<vault>"
-
-
-class VaultSecret:
-    """A vault value decrypted by ansible-vault: held in memory only, never printed."""
-
-    __slots__ = ("_plaintext",)
-
-    def __init__(self, plaintext: str) -> None:
-        self._plaintext = plaintext
-
-    def reveal(self) -> str:
-        return self._plaintext
-
-    def __repr__(self) -> str:
-        return "<vault>"
-
-    __str__ = __repr__
 
 
 @dataclass
