@@ -309,6 +309,8 @@ class SettingsSpec(_Spec):
 
 
 class GroupSpec(SettingsSpec):
+    # Built when an arcfleet file is first read: an Ansible inventory never needs it.
+    model_config = ConfigDict(defer_build=True)
     children: list[str] = Field(default_factory=list)
     hosts: list[str] = Field(default_factory=list)
 
@@ -324,6 +326,7 @@ class HostSpec(SettingsSpec):
 
 
 class ArcfleetFileSpec(_Spec):
+    model_config = ConfigDict(defer_build=True)  # as GroupSpec
     arcfleet: Literal[1]
     defaults: SettingsSpec | None = None
     groups: dict[str, GroupSpec | None] | None = None
