@@ -11,9 +11,11 @@ parser; ``json.dumps``; ``ipaddress``).
 from __future__ import annotations
 
 import contextlib
+import gc
 import ipaddress
 import json
 import random
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +181,34 @@ def test_resource_names_derived_as_ipaddress_reads_addresses() -> None:
             is_ip = False
         assert _maybe_ip(name) or not is_ip, name
         assert (_maybe_ip(name) and _is_ip(name)) == is_ip, name
+
+
+def test_loading_leaves_the_cycle_collector_as_it_found_it(tmp_path: Path) -> None:
+    # Loading pauses the collector; after a load or a refusal it is on (or off) as before,
+    # nothing stays frozen out of its reach, and garbage cycles older than the load are freed.
+    good = write(tmp_path, "good.ini", ARC_VARS_INI + "[g]\nh1 ansible_host=10.0.0.1\n")
+    bad = write(tmp_path, "bad.ini", ARC_VARS_INI + "[g]\nh1 ansible_port=x\n")
+    was_enabled = gc.isenabled()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            load(good)
+            assert problems_of(bad)
+            assert gc.isenabled() is enabled
+            assert gc.get_freeze_count() == 0
+        gc.enable()
+        watched = _garbage_cycle()
+        load(good)
+        gc.collect()
+        assert watched() is None
+    finally:
+        (gc.enable if was_enabled else gc.disable)()
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def _garbage_cycle() -> weakref.ref[_Node]:
+    return weakref.ref(_Node())

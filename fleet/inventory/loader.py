@@ -189,13 +189,19 @@ def load_inventory(
 def _cycle_collection_paused() -> Iterator[None]:
     """Loading makes hundreds of thousands of objects that live on (a 5,000-host inventory):
     the cycle collector would walk them over and over (a tenth of the load time) and find
-    nothing to free. Whatever cycles loading leaves are collected once it is back on."""
+    nothing to free.
+
+    Turned back on, it would walk all of them at once (they would all be young): they are
+    handed to the oldest generation instead (freeze, then unfreeze), whose next full
+    collection frees whatever cycles loading left."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was_enabled:
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 
