@@ -47,6 +47,8 @@ _BAD_HOST_VARS = ["ansible_port=x", "arc_tags=bad", "ansible_host='10.0.0.{n} x'
                   "arc_winrm_password_env=PW ansible_winrm_transport=basic", "ansible_user="]
 _NAMES = ["srv{n:03d}.example.com", "10.1.{n}.1", "web{n}", "fd00::{n:x}", "Host_{n}",
           "db-{n}.corp"]
+# Names that make no Azure resource name (a problem unless arc_resource_name is set).
+_BAD_NAMES = ["edge{n}_", "x{n}-.corp"]
 
 
 def random_inventory(directory: Path, rng: random.Random, hosts: int) -> Path:
@@ -64,7 +66,7 @@ def random_inventory(directory: Path, rng: random.Random, hosts: int) -> Path:
                 lines.append(" ".join(earlier.pop()))  # a host in several groups
                 continue
             n = len(names) + 1
-            name = rng.choice(_NAMES).format(n=n)
+            name = rng.choice(_NAMES if rng.random() < 0.98 else _BAD_NAMES).format(n=n)
             own = [f"ansible_host=10.{n // 65536}.{n // 256 % 256}.{n % 256}"]
             for _ in range(rng.choice((0, 1, 1, 1, 2))):
                 # Mostly the common few variables, so that many hosts share every value.

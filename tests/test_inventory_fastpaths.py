@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from _inventory_gen import random_inventory
-from _inventory_util import ARC_VARS_INI, load, problems_of, write
+from _inventory_util import ARC_VARS_INI, arcfleet, load, problems_of, write
 
 from fleet.cli.inventory import json_row, json_row_plain
 from fleet.errors import InventoryError
@@ -102,8 +102,9 @@ def test_shared_work_gives_what_each_host_worked_out_alone_gives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The memos (groups' variables merged once, the names read, the frozen variables, the
-    # conversion, the groups' ancestors) against the long way, on random inventories whose
-    # hosts share most of their values; each memo is hit many times (counted below).
+    # conversion, the groups' ancestors, the checks and models of a host's values) against the
+    # long way, on random inventories whose hosts share most of their values; each memo is hit
+    # many times (counted below).
     rng = random.Random(1515)
     hits = {"groups": 0, "frozen": 0, "conversions": 0, "problems": 0, "hosts": 0}
     for case in range(120):
@@ -119,28 +120,53 @@ def test_shared_work_gives_what_each_host_worked_out_alone_gives(
             hits["problems"] += 1
         else:
             hits["hosts"] += len(fast[0])
-    with_memo = _tree_after(random_inventory(tmp_path / "big", random.Random(7), 200), monkeypatch)
-    hits["groups"] = len(with_memo.hosts) - len(with_memo.group_vars_cache)
-    hits["frozen"] = len(with_memo.hosts) - len(with_memo.frozen_cache)
-    hits["conversions"] = len(with_memo.hosts) - len(with_memo.vars_cache)
+    resolver = _resolver_after(random_inventory(tmp_path / "big", random.Random(7), 200),
+                               monkeypatch)
+    hosts = len(resolver.tree.hosts)
+    hits["groups"] = hosts - len(resolver.tree.group_vars_cache)
+    hits["frozen"] = hosts - len(resolver.tree.frozen_cache)
+    hits["conversions"] = hosts - len(resolver.tree.vars_cache)
+    hits["builds"] = hosts - len(resolver._built)
     assert hits["problems"] > 20 and hits["hosts"] > 500, hits
-    assert min(hits["groups"], hits["frozen"], hits["conversions"]) > 100, hits
+    assert min(hits["groups"], hits["frozen"], hits["conversions"], hits["builds"]) > 50, hits
 
 
-def _tree_after(path: Path, monkeypatch: pytest.MonkeyPatch) -> InventoryTree:
-    """The tree a load resolved, its memos filled (the resolver is watched, not replaced)."""
-    trees: list[InventoryTree] = []
+def test_hosts_sharing_blocks_but_not_scalars_are_built_each_as_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # arcfleet format: every host shares the defaults' ssh, winrm and azure blocks (the same
+    # dicts), while port, transport and os are the host's own: the build memo must tell them
+    # apart.
+    body = "hosts:\n" + "".join(
+        f"  h{n}: {{address: 10.0.0.{n}{extra}}}\n" for n, extra in enumerate([
+            "", ", port: 2222", "", ", port: 2222", ", os: linux", ", port: 22",
+            ", transport: winrm", ", transport: winrm, port: 5985", ", os: windows",
+            ", azure: {resource_name: named}", ""]))
+    path = write(tmp_path, "fleet.yaml", arcfleet(
+        body, defaults_extra="  winrm: {user: u, password: {env: PW}}\n"))
+    monkeypatch.setattr(tree_module, "MEMOIZE", False)
+    slow = _outcome(path)
+    monkeypatch.setattr(tree_module, "MEMOIZE", True)
+    assert _outcome(path) == slow
+    hosts = {row["name"]: row for row in map(json.loads, slow[0])}  # type: ignore[index]
+    assert (hosts["h0"]["port"], hosts["h1"]["port"], hosts["h6"]["port"]) == (22, 2222, 5986)
+    assert (hosts["h6"]["transport"], hosts["h8"]["os"]) == ("winrm", "windows")
+
+
+def _resolver_after(path: Path, monkeypatch: pytest.MonkeyPatch) -> Resolver:
+    """The resolver of a load, its memos filled (watched, not replaced)."""
+    resolvers: list[Resolver] = []
     original = Resolver.resolve_all
 
     def watched(self: Resolver) -> list[ResolvedHost]:
-        trees.append(self.tree)
+        resolvers.append(self)
         return original(self)
 
     monkeypatch.setattr(Resolver, "resolve_all", watched)
     with contextlib.suppress(InventoryError):
         load(path, env={"PW": "x"})
     monkeypatch.setattr(Resolver, "resolve_all", original)
-    return trees[0]
+    return resolvers[0]
 
 
 def test_json_rows_are_what_the_long_way_writes(tmp_path: Path) -> None:
@@ -153,7 +179,7 @@ def test_json_rows_are_what_the_long_way_writes(tmp_path: Path) -> None:
                  "w4 ansible_connection=winrm arc_winrm_password_env=PW "
                  "ansible_winrm_server_cert_validation=ignore ansible_winrm_transport=ntlm\n")
     rng = random.Random(3)
-    inventories = [path] + [random_inventory(tmp_path / f"r{n}", rng, 20) for n in range(15)]
+    inventories = [path] + [random_inventory(tmp_path / f"r{n}", rng, 20) for n in range(40)]
     rows = 0
     for inventory in inventories:
         with contextlib.suppress(InventoryError):

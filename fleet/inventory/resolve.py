@@ -23,7 +23,14 @@ from fleet.errors import Problem
 from fleet.inventory import rules
 from fleet.inventory.ansible_host import ansible_host_layer
 from fleet.inventory.extras import missing_extra_message
-from fleet.inventory.model import Cloud, OsFamily, ResolvedHost, Transport
+from fleet.inventory.model import (
+    Cloud,
+    OsFamily,
+    ResolvedHost,
+    SshSettings,
+    Transport,
+    WinrmSettings,
+)
 from fleet.inventory.regions import cloud_of
 from fleet.inventory.tree import ALL, UNGROUPED, InventoryTree, Layer, error_message
 
@@ -126,6 +133,73 @@ class EnvironmentFallback:
         return found
 
 
+_SCALARS = frozenset({str, bool, int, float, type(None), Transport, OsFamily, Cloud})
+
+
+def _values_key(values: dict[str, Any]) -> tuple[object, ...] | None:
+    """What a host's checks read but its name and address: each scalar value with its type, and
+    each block (``ssh``, ``winrm``, ``azure``) by identity. Blocks are the layers' own dicts,
+    shared by every host they apply to and never changed while hosts are built (building
+    copies them); the memo keeps them alive, so an equal id is the same dict. None when a
+    value is neither."""
+    key: list[object] = []
+    for name, value in values.items():
+        kind = type(value)
+        if name == "address":
+            continue
+        if kind is dict:
+            key.append((name, id(value)))
+        elif kind in _SCALARS:
+            key.append((name, kind, value))
+        else:
+            return None
+    return tuple(key)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What a host's values alone decide, from a host built the long way without a problem
+    (:meth:`Resolver._build_checked`); :meth:`build` adds what the name decides."""
+
+    transport: Transport
+    os_family: OsFamily
+    port_default: int
+    ssh: SshSettings
+    winrm: WinrmSettings
+    azure: dict[str, Any]  # as given (validated per host), but a name derived from the host's
+    derived_name: bool
+    blocks: tuple[dict[str, Any], ...]  # kept alive for _values_key's ids
+
+    def build(
+        self, name: str, source: str, values: dict[str, Any], groups: tuple[str, ...],
+    ) -> ResolvedHost | None:
+        """The host; None where the long way would report a problem (it then runs)."""
+        if rules.check_plain_text(name, "host name") is not None:
+            return None
+        azure = self.azure
+        if self.derived_name:
+            derived = derive_resource_name(name)
+            if rules.check_resource_name(derived) is not None:
+                return None
+            azure = {**azure, "resource_name": derived}
+        try:
+            return ResolvedHost.model_validate({
+                "name": name,
+                "address": values.get("address", name),
+                "port": values.get("port", self.port_default),
+                "transport": self.transport,
+                "os": self.os_family,
+                "groups": groups,
+                # Validated from the same values: frozen models, shared as they are.
+                "ssh": self.ssh,
+                "winrm": self.winrm,
+                "azure": azure,
+                "source": source,
+            })
+        except ValidationError:
+            return None
+
+
 class Resolver:
     def __init__(
         self, tree: InventoryTree, *, overrides: dict[str, Any], env: EnvironmentFallback,
@@ -139,6 +213,8 @@ class Resolver:
         self.depth: dict[str, int] = {}
         self.any_service_principal = self._any_service_principal()
         self._ancestors_memo: dict[tuple[str, ...], list[str]] = {}
+        # Values a host was built from without a problem (its address aside) -> what they gave.
+        self._built: dict[tuple[object, ...], _Checked] = {}
 
     # ------------------------------------------------------------ structure
 
@@ -278,6 +354,25 @@ class Resolver:
         self, name: str, source: str, ansible: bool, values: dict[str, Any],
         groups: tuple[str, ...],
     ) -> ResolvedHost | None:
+        """The host, or None when it has problems (reported)."""
+        key = _values_key(values) if self.tree.memoize else None
+        if key is not None:
+            seen = self._built.get(key)
+            if seen is not None:
+                host = seen.build(name, source, values, groups)
+                if host is not None:
+                    return host
+        checked: list[_Checked] = []
+        host = self._build_checked(name, source, ansible, values, groups, checked)
+        if key is not None and checked:
+            self._built[key] = checked[0]
+        return host
+
+    def _build_checked(
+        self, name: str, source: str, ansible: bool, values: dict[str, Any],
+        groups: tuple[str, ...], checked: list[_Checked],
+    ) -> ResolvedHost | None:
+        """The long way; a host built without a problem adds its :class:`_Checked`."""
         before = len(self.problems)
 
         def problem(field: str, message: str) -> None:
@@ -310,7 +405,9 @@ class Resolver:
                 azure["tags"] = {**azure.get("tags", {}), **value}
             else:
                 azure[key] = value
-        if not azure.get("resource_name"):
+        shared_azure = dict(azure)  # every host with these values gets it, before its name
+        derived_name = not azure.get("resource_name")
+        if derived_name:
             derived = derive_resource_name(name)
             message = rules.check_resource_name(derived)
             if message:
@@ -368,7 +465,7 @@ class Resolver:
         if len(self.problems) > before:
             return None
         try:
-            return ResolvedHost.model_validate({
+            host = ResolvedHost.model_validate({
                 "name": name,
                 "address": values.get("address", name),
                 "port": values.get("port", default_port),
@@ -385,6 +482,10 @@ class Resolver:
                 field = ".".join(str(part) for part in err["loc"])
                 problem(field, error_message(err))
             return None
+        checked.append(_Checked(transport, os_family, default_port, host.ssh, host.winrm,
+                                shared_azure, derived_name,
+                                tuple(v for v in values.values() if type(v) is dict)))
+        return host
 
     def _check_fleet(self, hosts: list[ResolvedHost]) -> None:
         by_address: dict[tuple[str, int], ResolvedHost] = {}
