@@ -133,6 +133,16 @@ class EnvironmentFallback:
         return found
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a host's groups decide: the settings layers they give (defaults first), the
+    groups its Ansible variables come from, and the groups it is in."""
+
+    layers: tuple[Layer, ...]
+    ansible_groups: tuple[str, ...]
+    groups: tuple[str, ...]
+
+
 _SCALARS = frozenset({str, bool, int, float, type(None), Transport, OsFamily, Cloud})
 
 
@@ -213,6 +223,7 @@ class Resolver:
         self.depth: dict[str, int] = {}
         self.any_service_principal = self._any_service_principal()
         self._ancestors_memo: dict[tuple[str, ...], list[str]] = {}
+        self._plans: dict[tuple[str, ...], _Plan] = {}
         # Values a host was built from without a problem (its address aside) -> what they gave.
         self._built: dict[tuple[object, ...], _Checked] = {}
 
@@ -316,39 +327,53 @@ class Resolver:
 
     def resolve_all(self) -> list[ResolvedHost]:
         resolved: list[ResolvedHost] = []
-        root = self.tree.groups.get(ALL)
-        ungrouped = self.tree.groups.get(UNGROUPED)
         for host in self.tree.hosts.values():
-            groups = self.ancestors([g for g in host.groups if g != ALL])
-            layers: list[Layer] = list(self.tree.defaults)
-            if root is not None:
-                layers.extend(root.layers)
-            if not groups and ungrouped is not None:
-                layers.extend(ungrouped.layers)
-            for name in groups:
-                layers.extend(self.tree.groups[name].layers)
+            plan = self._plan(tuple(g for g in host.groups if g != ALL))
+            layers = plan.layers
             if host.ansible:
-                ansible_groups = [g for g in groups if g != ALL]
-                if not [g for g in ansible_groups if g != UNGROUPED] and ungrouped is not None:
-                    ansible_groups = [UNGROUPED]
-                else:
-                    ansible_groups = [g for g in ansible_groups if g != UNGROUPED]
-                ansible_layer = ansible_host_layer(self.tree, host.name, ansible_groups)
+                ansible_layer = ansible_host_layer(self.tree, host.name,
+                                                   list(plan.ansible_groups))
                 if ansible_layer is None:
                     continue
-                layers.append(ansible_layer)
-            layers.extend(host.layers)
+                layers = (*layers, ansible_layer)
+            layers = (*layers, *host.layers)
             if any(layer.broken for layer in layers):
                 continue  # its errors are already reported; more would only repeat them
             values: dict[str, Any] = {}
             for layer in layers:
-                values = merge_layer(values, layer.values)
-            built = self._build(host.name, host.source, host.ansible, values,
-                                tuple(g for g in groups if g not in (ALL, UNGROUPED)))
+                if layer.values:  # merging nothing would only copy
+                    values = merge_layer(values, layer.values)
+            built = self._build(host.name, host.source, host.ansible, values, plan.groups)
             if built is not None:
                 resolved.append(built)
         self._check_fleet(resolved)
         return resolved
+
+    def _plan(self, direct: tuple[str, ...]) -> _Plan:
+        """What a host's groups decide (the same for every host of those groups)."""
+        found = self._plans.get(direct) if self.tree.memoize else None
+        if found is not None:
+            return found
+        root = self.tree.groups.get(ALL)
+        ungrouped = self.tree.groups.get(UNGROUPED)
+        groups = self.ancestors(list(direct))
+        layers: list[Layer] = list(self.tree.defaults)
+        if root is not None:
+            layers.extend(root.layers)
+        if not groups and ungrouped is not None:
+            layers.extend(ungrouped.layers)
+        for name in groups:
+            layers.extend(self.tree.groups[name].layers)
+        ansible_groups = [g for g in groups if g != ALL]
+        if not [g for g in ansible_groups if g != UNGROUPED] and ungrouped is not None:
+            ansible_groups = [UNGROUPED]
+        else:
+            ansible_groups = [g for g in ansible_groups if g != UNGROUPED]
+        found = _Plan(tuple(layers), tuple(ansible_groups),
+                      tuple(g for g in groups if g not in (ALL, UNGROUPED)))
+        if self.tree.memoize:
+            self._plans[direct] = found
+        return found
 
     def _build(
         self, name: str, source: str, ansible: bool, values: dict[str, Any],
