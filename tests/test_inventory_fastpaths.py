@@ -238,3 +238,29 @@ class _Node:
 
 def _garbage_cycle() -> weakref.ref[_Node]:
     return weakref.ref(_Node())
+
+
+def test_a_loaded_tree_is_freed_without_the_cycle_collector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nothing of the load may sit in a reference cycle holding the tree (the whole inventory):
+    # it would stay until the collector runs (at exit, a walk over everything).
+    path = write(tmp_path, "hosts.ini", ARC_VARS_INI + "[web]\nw[1:9] arc_tags=a=b\n[db]\nd1\n"
+                 "[dc:children]\nweb\ndb\n[all:children]\ndc\n")
+    trees: list[weakref.ref[InventoryTree]] = []
+    original = Resolver.resolve_all
+
+    def watched(self: Resolver) -> list[ResolvedHost]:
+        trees.append(weakref.ref(self.tree))
+        return original(self)
+
+    monkeypatch.setattr(Resolver, "resolve_all", watched)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        inventory = load(path, env={"PW": "x"})
+        assert inventory.hosts
+        assert trees[0]() is None
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -292,27 +292,29 @@ class Resolver:
     def group_members(self) -> dict[str, list[str]]:
         order = {name: index for index, name in enumerate(self.tree.hosts)}
         memo: dict[str, set[str]] = {}
-
-        def members(name: str, path: frozenset[str]) -> set[str]:
-            if name in memo:
-                return memo[name]
-            found = set(self.tree.groups[name].hosts)
-            for child in self.tree.groups[name].children:
-                if child not in path:
-                    found |= members(child, path | {name})
-            memo[name] = found
-            return found
-
         out: dict[str, list[str]] = {ALL: list(self.tree.hosts)}
         for name in self.tree.groups:
             if name != ALL:
-                out[name] = sorted(members(name, frozenset()), key=order.__getitem__)
+                out[name] = sorted(self._members(name, frozenset(), memo),
+                                   key=order.__getitem__)
         ungrouped = [h.name for h in self.tree.hosts.values()
                      if not [g for g in h.groups if g not in (ALL, UNGROUPED)]]
         if ungrouped:
             out[UNGROUPED] = sorted(set(ungrouped) | set(out.get(UNGROUPED, [])),
                                     key=order.__getitem__)
         return out
+
+    def _members(self, name: str, path: frozenset[str], memo: dict[str, set[str]]) -> set[str]:
+        # A method, not a closure: a recursive closure is a reference cycle, which would keep
+        # the resolver and its tree (the whole inventory) alive until the cycle collector runs.
+        if name in memo:
+            return memo[name]
+        found = set(self.tree.groups[name].hosts)
+        for child in self.tree.groups[name].children:
+            if child not in path:
+                found |= self._members(child, path | {name}, memo)
+        memo[name] = found
+        return found
 
     # ------------------------------------------------------------ hosts
 
