@@ -1,11 +1,13 @@
 """The inventory's shortcuts give what the long way gives (issue 15).
 
 A set of variables is converted once for all hosts that share it (fleet.inventory.vars_memo), the
-groups' variables are merged once per list of groups (fleet.inventory.ansible_host), INI values
-that cannot be Python literals skip ``ast.literal_eval``, ``inventory show --json`` lets pydantic
-write each host's JSON, and host names that cannot be IP addresses skip ``ipaddress``: each is
-checked here against the long way (the same host loaded alone; every memo turned off; the literal
-parser; ``json.dumps``; ``ipaddress``).
+groups' variables are merged once per list of groups (fleet.inventory.ansible_host), hosts of the
+same groups share their plan and hosts of the same values their checks (fleet.inventory.resolve),
+INI values that cannot be Python literals skip ``ast.literal_eval``, ``inventory show --json``
+lets pydantic write each host's JSON, and host names that cannot be IP addresses skip
+``ipaddress``: each is checked here against the long way (the same host loaded alone; every memo
+turned off; the literal parser; ``json.dumps``; ``ipaddress``). Loading pauses the cycle
+collector: it is left as it was found, and the loaded tree is freed without it.
 """
 
 from __future__ import annotations
