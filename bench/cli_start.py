@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 # source tree gets it on first import) unless PYTHONDONTWRITEBYTECODE is set, as on some CI and
 # sandbox machines, where every run would compile all of arcfleet again (~0.25 s of CPU).
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-ARCFLEET = [sys.executable, "-c", "import sys; from fleet.cli import main; main(sys.argv[1:])"]
+# The program as installed runs it (`python -m fleet` calls the same entry as the console script).
+ARCFLEET = [sys.executable, "-m", "fleet"]
 
 
 def wall_times(args: list[str], runs: int, tree: Path = REPO) -> list[float]:
