@@ -201,7 +201,7 @@ def load_ini(text: str, path: Path, source: str, tree: InventoryTree) -> None:
 
 def _split_words(line: str) -> list[str] | None:
     """Shell-like words, '#' starts a comment; None for unbalanced quotes."""
-    if not any(c in line for c in "'\"\\"):
+    if "'" not in line and '"' not in line and "\\" not in line:
         return line.split("#", 1)[0].split()  # shlex is slow; most lines need none of it
     try:
         return shlex.split(line, comments=True)

@@ -43,7 +43,7 @@ def ansible_host_layer(tree: InventoryTree, host: str, groups: list[str]) -> Lay
     if found is None:
         return Layer({}, node.source)
     variables, sources, places = found
-    if any(raw.broken for raw in places):
+    if any(raw.broken for raw in (places if shared is None or shared.broken else own)):
         return None  # already reported where the bad value is
     wanted = _wanted(tree, variables)
     base_dir = node.ansible_vars[0].base_dir if node.ansible_vars else \

@@ -73,7 +73,7 @@ def vars_layer(
 
     ``key``: a :func:`places_key` for ``variables``, else they are frozen here."""
     if not tree.memoize or (ssh_config is not None and not partial) or \
-            any(variables.get(name) is not None for name in _SSH_ARGS):
+            variables.get(_SSH_ARGS[0]) is not None or variables.get(_SSH_ARGS[1]) is not None:
         key = None
     elif key is None:
         key = _frozen_values(variables)
