@@ -65,3 +65,16 @@ def test_python_dash_m_fleet_exits_with_the_commands_status(tmp_path: Path) -> N
     assert result.returncode == 2
     assert str(missing) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_profiler_around_the_program_still_writes_its_results(tmp_path: Path) -> None:
+    """The short exit would end the process before ``cProfile`` writes its file; under a
+    profiler (or a tracer: debugger, coverage) the program exits the ordinary way."""
+    output = tmp_path / "fleet.prof"
+    result = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(output), "-m", "fleet", "--version"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "arcfleet, version" in result.stdout
+    assert output.stat().st_size > 0

@@ -132,6 +132,10 @@ def entry() -> None:
 def leave(code: object) -> None:
     """Exit like ``sys.exit(code)`` after what interpreter shutdown does that matters, but skip
     the teardown of modules and objects (see :func:`entry`)."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        # A profiler, debugger or coverage tool runs this program and writes what it found
+        # once the program is over (``python -m cProfile -m fleet``): the ordinary exit lets it.
+        sys.exit(code)  # type: ignore[arg-type]
     if code is None:
         status = 0
     elif isinstance(code, int):
