@@ -193,21 +193,31 @@ class _Checked:
                 return None
             azure = {**azure, "resource_name": derived}
         try:
-            return ResolvedHost.model_validate({
-                "name": name,
-                "address": values.get("address", name),
-                "port": values.get("port", self.port_default),
-                "transport": self.transport,
-                "os": self.os_family,
-                "groups": groups,
-                # Validated from the same values: frozen models, shared as they are.
-                "ssh": self.ssh,
-                "winrm": self.winrm,
-                "azure": azure,
-                "source": source,
-            })
+            # ssh and winrm were validated from the same values: frozen models, shared as they are.
+            return ResolvedHost.model_validate(_host_fields(
+                name, source, values, groups, self.port_default, self.transport, self.os_family,
+                self.ssh, self.winrm, azure))
         except ValidationError:
             return None
+
+
+def _host_fields(
+    name: str, source: str, values: dict[str, Any], groups: tuple[str, ...], default_port: int,
+    transport: Transport, os_family: OsFamily, ssh: object, winrm: object, azure: dict[str, Any],
+) -> dict[str, Any]:
+    """What ``ResolvedHost`` is validated from, on the long way and the short one alike."""
+    return {
+        "name": name,
+        "address": values.get("address", name),
+        "port": values.get("port", default_port),
+        "transport": transport,
+        "os": os_family,
+        "groups": groups,
+        "ssh": ssh,
+        "winrm": winrm,
+        "azure": azure,
+        "source": source,
+    }
 
 
 class Resolver:
@@ -222,7 +232,6 @@ class Resolver:
         self.parents: dict[str, list[str]] = {name: [] for name in tree.groups}
         self.depth: dict[str, int] = {}
         self.any_service_principal = self._any_service_principal()
-        self._ancestors_memo: dict[tuple[str, ...], list[str]] = {}
         self._plans: dict[tuple[str, ...], _Plan] = {}
         # Values a host was built from without a problem (its address aside) -> what they gave.
         self._built: dict[tuple[object, ...], _Checked] = {}
@@ -270,15 +279,6 @@ class Resolver:
 
     def ancestors(self, direct: list[str]) -> list[str]:
         """``direct`` and every group containing them, in ``sort_groups`` order."""
-        if not self.tree.memoize:
-            return self._ancestors(direct)
-        key = tuple(direct)
-        found = self._ancestors_memo.get(key)
-        if found is None:
-            found = self._ancestors_memo[key] = self._ancestors(direct)
-        return list(found)
-
-    def _ancestors(self, direct: list[str]) -> list[str]:
         seen: set[str] = set()
         stack = list(direct)
         while stack:
@@ -492,18 +492,9 @@ class Resolver:
         if len(self.problems) > before:
             return None
         try:
-            host = ResolvedHost.model_validate({
-                "name": name,
-                "address": values.get("address", name),
-                "port": values.get("port", default_port),
-                "transport": transport,
-                "os": os_family,
-                "groups": groups,
-                "ssh": ssh,
-                "winrm": winrm,
-                "azure": azure,
-                "source": source,
-            })
+            host = ResolvedHost.model_validate(_host_fields(
+                name, source, values, groups, default_port, transport, os_family, ssh, winrm,
+                azure))
         except ValidationError as exc:
             for err in exc.errors(include_url=False, include_input=False):
                 field = ".".join(str(part) for part in err["loc"])
