@@ -68,8 +68,9 @@ def _comparable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _worker(lab: LabFleet, inventory: Path, state: Path, playbook: Path, url: str, site: str,
-            stderr: Path) -> subprocess.Popen[str]:
-    args = onboard_args(lab, state, playbook, "--store", url, "--site", site, "--lease", "3",
+            stderr: Path, lease_s: int = 3) -> subprocess.Popen[str]:
+    args = onboard_args(lab, state, playbook, "--store", url, "--site", site,
+                        "--lease", str(lease_s),
                         "--json", "--forks", "10")
     args[args.index("-i") + 1] = str(inventory)
     return spawn_arcfleet(*args, stderr_path=stderr)
@@ -162,8 +163,11 @@ def test_two_workers_of_one_site_race_for_200_hosts(pg_url: str, tmp_path: Path)
     with LabFleet.in_thread(tmp_path / "lab", hosts=200, subnet="127.74") as lab:
         inventory = lab.inventory_path.parent / "sites.yaml"
         site_inventory(lab, inventory, ("dc-east",))
+        # A lease that expires hands its host to the other worker (claims 2, by design): this
+        # test is about claiming, so its leases outlast a stall of the database's disk (a CI
+        # run saw both workers' writes wait 3 s at once, and 7 leases of 3 s expire).
         procs = [_worker(lab, inventory, tmp_path / f"jump-{n}", playbook, pg_url, "dc-east",
-                         tmp_path / f"w{n}.err") for n in (1, 2)]
+                         tmp_path / f"w{n}.err", lease_s=30) for n in (1, 2)]
         for n, proc in enumerate(procs, 1):
             proc.communicate(timeout=600)
             assert proc.returncode == 0, (tmp_path / f"w{n}.err").read_text()
