@@ -189,6 +189,11 @@ def validate(
     inventory = load_inventory(list(inventories), azure_overrides=azure_overrides,
                                engine=engine, vault=vault)
     hosts = select_hosts(inventory, limit)
+    if any(h.transport is Transport.SSH and h.ssh.key_file for h in hosts):
+        # A run refuses these too; validate says so first (asyncssh only when a key is named).
+        from fleet.transport.ssh_keys import ClientKeys, check_client_keys
+
+        check_client_keys(hosts, ClientKeys())
     _warn_weak_winrm(hosts)
     click.echo(f"{len(hosts)} hosts OK")
 

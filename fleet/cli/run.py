@@ -45,7 +45,13 @@ from fleet.store import RunRecord, RunStore, RunStoreSink
 from fleet.summary import GOALS, summary
 from fleet.text import SanitizingSink
 from fleet.transport.factory import TransportFactory
-from fleet.transport.ssh_keys import DEFAULT_KNOWN_HOSTS, HostKeyPolicy, check_known_hosts
+from fleet.transport.ssh_keys import (
+    DEFAULT_KNOWN_HOSTS,
+    ClientKeys,
+    HostKeyPolicy,
+    check_client_keys,
+    check_known_hosts,
+)
 
 if TYPE_CHECKING:
     from fleet.engine.install_bundle import AgentBundle
@@ -107,6 +113,8 @@ class _Executor:
             accept_new=request.accept_new_host_keys,
         )
         check_known_hosts(hosts, policy, flag="--known-hosts")
+        client_keys = ClientKeys()
+        check_client_keys(hosts, client_keys)
         _check_azure_changes(request, playbook.mode, hosts)
         secrets = SecretBook(allowed_env=request.allow_secret_env)
         try:
@@ -121,7 +129,8 @@ class _Executor:
             connect_burst=burst,
             earlier_steps=earlier_steps or {},
         )
-        factory = TransportFactory(policy, connect_timeout_s=playbook.deadlines.connect_timeout_s)
+        factory = TransportFactory(policy, connect_timeout_s=playbook.deadlines.connect_timeout_s,
+                                   client_keys=client_keys)
         with _open_store(self.state_dir) as store:
             record = store.start_run(
                 kind=kind,

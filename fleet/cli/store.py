@@ -83,7 +83,13 @@ def run_site_worker(
     from fleet.summary import summary
     from fleet.text import SanitizingSink
     from fleet.transport.factory import TransportFactory
-    from fleet.transport.ssh_keys import DEFAULT_KNOWN_HOSTS, HostKeyPolicy, check_known_hosts
+    from fleet.transport.ssh_keys import (
+        DEFAULT_KNOWN_HOSTS,
+        ClientKeys,
+        HostKeyPolicy,
+        check_client_keys,
+        check_known_hosts,
+    )
 
     location = store_location(executor.state_dir)
     if not location.shared:
@@ -105,6 +111,8 @@ def run_site_worker(
         accept_new=request.accept_new_host_keys,
     )
     check_known_hosts(mine, policy, flag="--known-hosts")
+    client_keys = ClientKeys()
+    check_client_keys(mine, client_keys)
     from fleet.cli.run import _check_azure_changes
 
     _check_azure_changes(request, playbook.mode, mine)
@@ -149,7 +157,8 @@ def run_site_worker(
             batch: list[ResolvedHost], earlier: dict[str, tuple[Attempt, ...]]
         ) -> FleetRun:
             factory = TransportFactory(
-                policy, connect_timeout_s=playbook.deadlines.connect_timeout_s
+                policy, connect_timeout_s=playbook.deadlines.connect_timeout_s,
+                client_keys=client_keys,
             )
             return FleetRun(batch, replace(base, earlier_steps=earlier), factory=factory,
                             secrets=secrets, sink=sink,

@@ -5,6 +5,7 @@ that cannot be read or parsed, trust on first use only when asked; client keys p
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
@@ -210,10 +211,49 @@ class ClientKeys:
     def get(self, path: Path) -> list[asyncssh.SSHKeyPair] | None:
         """The key pairs in ``path``, or None when it cannot be loaded without help (missing,
         unreadable, passphrase-protected): asyncssh then gets the path and reports the problem
-        as it always has."""
-        if path not in self._loaded:
-            try:
-                self._loaded[path] = list(asyncssh.load_keypairs([str(path)]))
-            except (OSError, asyncssh.KeyImportError, asyncssh.KeyEncryptionError):
-                return None
-        return self._loaded[path]
+        as it always has. A run refuses such a file before it starts (:func:`check_client_keys`);
+        this covers a file that changed since."""
+        return self._loaded[path] if self.problem(path) is None else None
+
+    def problem(self, path: Path) -> str | None:
+        """Why ``path`` cannot be the client key of a run, in words for the operator (never
+        the key's text), or None when it loads."""
+        if path in self._loaded:
+            return None
+        try:
+            self._loaded[path] = list(asyncssh.load_keypairs([str(path)]))
+        except FileNotFoundError:
+            return "no such file"
+        except IsADirectoryError:
+            return "a directory, not a private key file"
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror or type(exc).__name__})"
+        except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+            if "passphrase" in str(exc).lower():
+                # arcfleet never asks for a passphrase; with ssh.key_file unset, asyncssh
+                # offers the ssh-agent's keys (SSH_AUTH_SOCK) and the default key files.
+                return ("the private key is passphrase-protected and arcfleet takes no "
+                        "passphrase: use a key without one, or load it into ssh-agent and "
+                        "leave ssh.key_file unset")
+            if path.suffix == ".pub":
+                return "a public key (.pub): name the private key file"
+            return f"not a private key asyncssh can read ({exc})"
+        return None
+
+
+def check_client_keys(hosts: Sequence[ResolvedHost], keys: ClientKeys) -> None:
+    """Refuse, before any host is contacted, a client key file that cannot be used (missing,
+    unreadable, not a private key, passphrase-protected). Without this every host of the file
+    failed at its handshake as if the network were at fault. One problem per file, with the
+    first host that names it; the loaded keys stay in ``keys`` for the run."""
+    problems: dict[Path, Problem] = {}
+    for host in hosts:
+        path = host.ssh.key_file if host.transport is Transport.SSH else None
+        if path is None or path in problems:
+            continue
+        reason = keys.problem(path)
+        if reason is not None:
+            problems[path] = Problem(host.source, host.name, "ssh.key_file",
+                                     f"key file {path}: {reason}")
+    if problems:
+        raise UsageError(list(problems.values()))
