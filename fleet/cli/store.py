@@ -177,7 +177,8 @@ def run_site_worker(
             with view:
                 outcomes = asyncio.run(_loop_with_signals(loop))
         finally:
-            transcripts.flush()  # steps of the loop's last turn
+            claim_sink.flush()  # attempts and steps of the loop's last turn
+            transcripts.flush()
             if minter is not None:
                 minter.close()
             close_run_log()

@@ -25,6 +25,7 @@ import structlog
 from fleet.engine.outcome import Attempt, HostOutcome, HostStatus
 from fleet.engine.runner import FleetRun
 from fleet.inventory.model import ResolvedHost
+from fleet.store.base import RunStoreSink
 from fleet.store.postgres import LeaseLost, PostgresRunStore
 
 log = structlog.get_logger("fleet.engine.claims")
@@ -32,28 +33,26 @@ log = structlog.get_logger("fleet.engine.claims")
 FleetFactory = Callable[[list[ResolvedHost], dict[str, tuple[Attempt, ...]]], FleetRun]
 
 
-class ClaimSink:
+class ClaimSink(RunStoreSink):
     """The store sink of a worker: outcomes are fenced by the worker's lease, and a host the
-    worker stopped before working (Ctrl-C) is given back rather than recorded."""
+    worker stopped before working (Ctrl-C) is given back rather than recorded. Starts and
+    attempts are committed as :class:`~fleet.store.base.RunStoreSink` commits them: a start at
+    once, a loop turn's attempts in one transaction (one commit per attempt kept the event loop
+    waiting on the database for every step of every host)."""
 
     def __init__(self, store: PostgresRunStore, run_id: str, worker: str) -> None:
-        self.store = store
-        self.run_id = run_id
+        super().__init__(store, run_id)
+        self.claims = store
         self.worker = worker
         self.lost: list[str] = []
 
-    def host_started(self, host: str) -> None:
-        self.store.host_started(self.run_id, host)
-
-    def attempt_recorded(self, host: str, attempt: Attempt) -> None:
-        self.store.record_attempt(self.run_id, host, attempt)
-
     def outcome_recorded(self, outcome: HostOutcome) -> None:
+        self.flush()  # the attempts first: the store keeps their order
         if outcome.status is HostStatus.INTERRUPTED:
-            self.store.release_host(self.run_id, self.worker, outcome.host)
+            self.claims.release_host(self.run_id, self.worker, outcome.host)
             return
         try:
-            self.store.record_outcome(self.run_id, outcome, worker=self.worker)
+            self.claims.record_outcome(self.run_id, outcome, worker=self.worker)
         except LeaseLost:
             log.warning("lease lost; result dropped", host=outcome.host, worker=self.worker)
             self.lost.append(outcome.host)
