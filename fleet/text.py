@@ -56,8 +56,17 @@ def clean(text: str, *, single_line: bool = False, keep_cr: bool = False) -> str
     line per host); otherwise newlines and tabs stay, and CR/CRLF become newlines (a lone CR
     on a terminal would overwrite the line) unless ``keep_cr`` (files: CSV quotes it).
     """
-    if not text:
+    if not text or text.isprintable():
+        # Nothing to remove or show: every character the patterns below match (escapes,
+        # controls, bidi, line breaks, tab) is one str.isprintable() refuses. Most text is so.
         return text
+    if not single_line and text.replace("\n", "").replace("\t", "").isprintable():
+        return text  # printable lines (no CR either): newlines and tabs stay as they are
+    return _clean_slow(text, single_line=single_line, keep_cr=keep_cr)
+
+
+def _clean_slow(text: str, *, single_line: bool, keep_cr: bool) -> str:
+    """:func:`clean` by its patterns alone (its shortcuts must give the same text)."""
     text = _ESCAPES.sub("", text)
     if single_line:
         text = _LINE_BREAKS.sub(" ", text)

@@ -243,3 +243,27 @@ def test_read_commands_into_a_closed_pipe_exit_cleanly(tmp_path: Path,
     status, stderr = _into_closed_pipe([*command, "--state-dir", str(state)])
     assert status == 0, stderr
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
+
+
+# Characters each branch of clean() cares about, and plain ones around them.
+_CLEAN_ALPHABET = st.sampled_from(
+    list("ab z0{}\"'\\\n\t\r\x0b\x0c\x1b[]P^_;7m\x07\x00\x7f")
+    + ["\x85", "\x90", "\x9b", "\x9c", "\x9d", "\u00a0", "\u00e9", "\u202e", "\u2028",
+       "\u2067", "\ud800", "\ufeff", "\U0001f600"]
+)
+
+
+@given(st.text(_CLEAN_ALPHABET, max_size=40), st.booleans(), st.booleans())
+def test_clean_shortcuts_give_what_the_patterns_give(
+        text: str, single_line: bool, keep_cr: bool) -> None:
+    from fleet.text import _clean_slow
+
+    assert clean(text, single_line=single_line, keep_cr=keep_cr) == _clean_slow(
+        text, single_line=single_line, keep_cr=keep_cr)
+
+
+def test_clean_returns_printable_text_itself() -> None:
+    for text in ("Connected machine to Azure", "line one\n\tline two\n", "h\u00e9 \U0001f600"):
+        assert clean(text) is text
+    assert clean("a\tb", single_line=True) == "a b"
+    assert clean("a\r\nb") == "a\nb"
