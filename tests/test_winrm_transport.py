@@ -54,6 +54,10 @@ async def test_exit_codes_stdout_and_shell_lifecycle(tmp_path: Path) -> None:
         assert lab.server.open_shells(lab.host(0).address) == []
         record = lab.server.shell_records[shell_ids[0]]
         assert record.deleted and len(record.command_ids) == 3
+        # A finished command is signalled when the next one starts on its shell; the last
+        # one needs no Signal, the shell's Delete ends it (one exchange less per session).
+        assert record.signalled == record.command_ids[:2]
+        assert lab.server.running_commands(lab.host(0).address) == []
 
 
 async def test_unknown_script_fails_like_powershell(tmp_path: Path) -> None:

@@ -134,6 +134,8 @@ class WinrmTransport:
         # config file's cleanup) waits for it, so a cancelled write cannot land after the
         # cleanup that was meant to remove it.
         self._abandoning: concurrent.futures.Future[None] | None = None
+        # (shell, command) of the last finished command, not yet signalled: see _exchange.
+        self._unsignalled: tuple[str, str] | None = None
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -191,6 +193,7 @@ class WinrmTransport:
 
     async def close(self) -> None:
         async with self._lock:
+            self._unsignalled = None  # the shell's Delete ends its finished command too
             if self._protocol is None:
                 return
             with contextlib.suppress(Exception):
@@ -260,6 +263,10 @@ class WinrmTransport:
         timed out)."""
         deadline = time.monotonic() + timeout_s
         shell_id = await self._shell()
+        unsignalled, self._unsignalled = self._unsignalled, None
+        if unsignalled is not None and unsignalled[0] == shell_id:
+            with contextlib.suppress(Exception):
+                await self._call(self._proto.cleanup_command, *unsignalled, budget_s=_ABANDON_S)
         program, args = command_line(script)
         try:
             command_id: str = await self._call(
@@ -308,10 +315,10 @@ class WinrmTransport:
             raise
         except Exception as exc:
             raise self._dropped(exc) from None
-        # Windows keeps a finished command's state until it is signalled.
-        with contextlib.suppress(Exception):
-            await self._call(self._proto.cleanup_command, shell_id, command_id,
-                             budget_s=_ABANDON_S)
+        # Windows keeps a finished command's state until it is signalled or its shell is
+        # deleted. The Signal waits for the next command on this shell; a close deletes the
+        # shell instead, so the one-script session makes one exchange less.
+        self._unsignalled = (shell_id, command_id)
         return exit_status, False
 
     def _budget(self, deadline: float) -> float:
