@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from onboard_scale import lab, raise_fd_limit, row, run_arcfleet
+from onboard_scale import lab, raise_fd_limit, row, run_arcfleet, run_floor
 
 TOLERANCE = 1.15
 
@@ -30,11 +30,18 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=2.0)
     parser.add_argument("--forks", type=int, default=100)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--floor", action="store_true",
+                        help="before each arcfleet run, the asyncssh floor on a fresh lab of "
+                             "the same size: what any asyncssh tool gets on this machine")
     args = parser.parse_args()
     raise_fd_limit(args.hosts * 4 + 1024)
     ratios = []
     with tempfile.TemporaryDirectory(prefix="arcfleet-bench-") as tmp:
         for _ in range(args.runs):
+            if args.floor:
+                with lab(args.hosts, args.latency, Path(tmp)) as lab_:
+                    floor = run_floor(lab_, args.hosts, args.latency, args.forks, Path(tmp))
+                print(row(floor), flush=True)
             with lab(args.hosts, args.latency, Path(tmp)) as lab_:
                 result = run_arcfleet(lab_, args.hosts, args.latency, args.forks, Path(tmp))
             print(row(result), flush=True)

@@ -293,6 +293,55 @@ def run_arcfleet(lab_: Lab, hosts: int, latency_s: float, forks: int, scratch: P
                   note="" if done.status == 0 else f"exit {done.status}")
 
 
+# The least any asyncssh client can do against the same lab: one session per host, `forks` at a
+# time, running only the connect command (the config placed beforehand), same cipher preference
+# as arcfleet; no inventory, no store, no report, no Azure preflight.
+LAB_FLOOR = r"""
+import asyncio, sys, asyncssh
+targets, port, forks, key, known, template, ciphers = sys.argv[1:8]
+async def one(sem, name, addr, keys, trusted):
+    async with sem:
+        async with asyncssh.connect(addr, int(port), username="arc", client_keys=keys,
+                                    known_hosts=trusted, config=None, agent_path=None,
+                                    encryption_algs=ciphers.split(","),
+                                    compression_algs=["none"]) as conn:
+            result = await conn.run(template.replace("NAME", name))
+            return result.exit_status == 0
+async def main():
+    keys = asyncssh.load_keypairs([key])
+    # Parsed once, as arcfleet does: given a path, asyncssh re-reads it for every connection.
+    trusted = asyncssh.read_known_hosts(known)
+    sem = asyncio.Semaphore(int(forks))
+    pairs = [t.split("=") for t in targets.split(",")]
+    done = await asyncio.gather(*(one(sem, n, a, keys, trusted) for n, a in pairs))
+    print(sum(done))
+asyncio.run(main())
+"""
+
+
+def run_floor(lab_: Lab, hosts: int, latency_s: float, forks: int, scratch: Path) -> Result:
+    """The asyncssh floor (LAB_FLOOR) against ``lab_``: what the lab and the machine allow any
+    asyncssh tool at this size, measured like arcfleet."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from fleet.transport.ssh import ENCRYPTION_ALGS
+
+    place_config(lab_)
+    targets = ",".join(f"{name}={address}" for name, address in lab_.addresses.items())
+    command = [PYTHON, "-c", LAB_FLOOR, targets, str(lab_.port), str(forks), str(lab_.key_file),
+               str(lab_.known_hosts), connect_command("NAME"), ",".join(ENCRYPTION_ALGS)]
+    load = os.getloadavg()[0]
+    lab_before = lab_.cpu_s()
+    done, _ = run_measured(command)
+    lab_cpu = lab_.cpu_s() - lab_before
+    ok = int(done.stdout.strip() or 0)
+    return Result("floor", hosts, latency_s, forks, done.wall_s,
+                  ideal_s(hosts, forks, latency_s), ok, done.cpu_s, done.max_rss_kb / 1024,
+                  lab_cpu_s=lab_cpu, load_before=load,
+                  command=f"asyncssh loop, forks {forks}: {connect_command('<name>')}",
+                  note="" if done.status == 0 else f"exit {done.status}")
+
+
 def ensure_ansible(venv: Path) -> Path:
     ansible = venv / "bin" / "ansible"
     if not ansible.exists():

@@ -11,7 +11,8 @@ Every tool runs in ONE invocation against the same fleet, the agent state reset 
 - ``arcfleet``: ``python -m fleet onboard --forks F`` (its own subprocess);
 - ``floor``: a bare asyncssh loop, F at a time, running only
   ``sudo -n azcmagent connect --config FILE --verbose`` (FILE placed once, outside the timing):
-  the least any asyncssh tool can do;
+  the least any asyncssh tool can do (known_hosts parsed once and arcfleet's cipher order, as
+  arcfleet does; before 2026-12-03 18:10 UTC asyncssh re-read known_hosts per connection);
 - ``ansible``: ansible-core ``all -m raw -f F -a '<the same command>'`` (installed by
   bench/onboard_scale.py into its own venv, /tmp/arcfleet-bench-ansible).
 
@@ -55,6 +56,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from onboard_scale import DEFAULT_ANSIBLE_VENV, ansible_env, ensure_ansible  # noqa: E402
 
+from fleet.transport.ssh import ENCRYPTION_ALGS  # noqa: E402  (the floor's cipher order too)
 from tests import realsshd  # noqa: E402
 from tests.realsshd import TEST_USER, SshdLab  # noqa: E402
 
@@ -159,19 +161,23 @@ def log_offsets(lab: SshdLab) -> dict[Path, int]:
 
 FLOOR = r"""
 import asyncio, sys, asyncssh
-hosts, forks, key, known, command = sys.argv[1:6]
+hosts, forks, key, known, command, ciphers = sys.argv[1:7]
 forks = int(forks)
 targets = [h.split(":") for h in hosts.split(",")]
-async def one(sem, addr, port, keys):
+async def one(sem, addr, port, keys, trusted):
     async with sem:
         async with asyncssh.connect(addr, int(port), username=USER, client_keys=keys,
-                                    known_hosts=known, config=None, agent_path=None) as conn:
+                                    known_hosts=trusted, config=None, agent_path=None,
+                                    encryption_algs=ciphers.split(","),
+                                    compression_algs=["none"]) as conn:
             result = await conn.run(command)
             return result.exit_status == 0
 async def main():
     keys = asyncssh.load_keypairs([key])
+    # Parsed once, as arcfleet does: given a path, asyncssh re-reads it for every connection.
+    trusted = asyncssh.read_known_hosts(known)
     sem = asyncio.Semaphore(forks)
-    done = await asyncio.gather(*(one(sem, a, p, keys) for a, p in targets))
+    done = await asyncio.gather(*(one(sem, a, p, keys, trusted) for a, p in targets))
     print(sum(done))
 asyncio.run(main())
 """.replace("USER", repr(TEST_USER))
@@ -264,7 +270,7 @@ def run_case(lab: SshdLab, hosts: int, forks: int, latency: float, tools: list[s
             targets = ",".join(f"{a}:{p}" for a, p in names.values())
             wall, rss, out, status = measure(
                 [PYTHON, "-c", FLOOR, targets, str(forks), str(lab.client_key_file),
-                 str(lab.known_hosts), command])
+                 str(lab.known_hosts), command, ",".join(ENCRYPTION_ALGS)])
             ok = int(out.strip() or 0)
         else:
             ansible = ensure_ansible(DEFAULT_ANSIBLE_VENV)
