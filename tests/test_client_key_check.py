@@ -74,7 +74,8 @@ def _key_files(tmp_path: Path) -> dict[str, Path]:
     files["public"].write_bytes(good.export_public_key())
     files["garbage"].write_text("not a key\n")
     locked = asyncssh.generate_private_key("ssh-ed25519")
-    files["passphrase"].write_bytes(locked.export_private_key("pkcs8-pem", passphrase="s3cret-pass"))
+    files["passphrase"].write_bytes(
+        locked.export_private_key("pkcs8-pem", passphrase="s3cret-pass"))
     files["directory"].mkdir()
     for path in files.values():
         if path.is_file():

@@ -246,11 +246,11 @@ def test_read_commands_into_a_closed_pipe_exit_cleanly(tmp_path: Path,
 
 
 # Characters each branch of clean() cares about, and plain ones around them.
-_CLEAN_ALPHABET = st.sampled_from(
-    list("ab z0{}\"'\\\n\t\r\x0b\x0c\x1b[]P^_;7m\x07\x00\x7f")
-    + ["\x85", "\x90", "\x9b", "\x9c", "\x9d", "\u00a0", "\u00e9", "\u202e", "\u2028",
-       "\u2067", "\ud800", "\ufeff", "\U0001f600"]
-)
+_CLEAN_ALPHABET = st.sampled_from([
+    *"ab z0{}\"'\\\n\t\r\x0b\x0c\x1b[]P^_;7m\x07\x00\x7f",
+    "\x85", "\x90", "\x9b", "\x9c", "\x9d", "\u00a0", "\u00e9", "\u202e", "\u2028",
+    "\u2067", "\ud800", "\ufeff", "\U0001f600",
+])
 
 
 @given(st.text(_CLEAN_ALPHABET, max_size=40), st.booleans(), st.booleans())
