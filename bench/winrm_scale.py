@@ -9,6 +9,7 @@ costs more per exchange, so the ratio says what arcfleet's own scheduling costs,
     .venv/bin/python bench/winrm_scale.py                       # 200 hosts, L 5 s, forks 200
     .venv/bin/python bench/winrm_scale.py --cases 200:200,96:96,96:32 \\
         --baseline /tmp/main     # each case also run from another checkout (before/after)
+    .venv/bin/python bench/winrm_scale.py --floor   # first a bare pywinrm loop (WINRM_FLOOR)
 """
 
 from __future__ import annotations
@@ -99,6 +100,82 @@ def run_onboard(checkout: Path, inventory: Path, forks: int,
     return done.wall_s, ok, done.max_rss_kb / 1024, done.cpu_s
 
 
+# The least any pywinrm tool can do against the same lab: one shell and one command per host,
+# `forks` threads, the command being only the agent's connect (its config file placed on every
+# host beforehand, outside the timing): Create, Command, Receive until done, Delete. No
+# inventory, no store, no report, no Azure preflight, no script.
+WINRM_FLOOR = r"""
+import json, sys
+from concurrent.futures import ThreadPoolExecutor
+from winrm.protocol import Protocol
+spec = json.loads(sys.stdin.read())
+def one(target):
+    proto = Protocol(target["endpoint"], transport="basic", username=spec["user"],
+                     password=spec["password"], operation_timeout_sec=20, read_timeout_sec=30)
+    shell = proto.open_shell(noprofile=True, codepage=65001)
+    command = proto.run_command(shell, target["program"], target["args"])
+    done, status = False, None
+    while not done:
+        _, _, status, done = proto.get_command_output_raw(shell, command)
+    proto.close_shell(shell)
+    return status == 0
+with ThreadPoolExecutor(spec["forks"]) as pool:
+    print(sum(pool.map(one, spec["targets"])))
+"""
+
+
+def run_floor(inventory: Path, forks: int) -> tuple[float, int, float, float]:
+    """WINRM_FLOOR against the lab of ``inventory``: wall, hosts connected, RSS, CPU."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    sys.path.insert(0, str(REPO))
+    from fleet.azcm.commands import connect_config
+    from fleet.azcm.commands_windows import WindowsAgentCommands
+    from fleet.inventory import load_inventory
+    from fleet.lab.host import WINDOWS_AGENT_PATH
+    from fleet.transport.powershell import command_line
+    from fleet.transport.winrm import WinrmTransport
+
+    hosts = load_inventory([inventory]).hosts
+    password = (inventory.parent / "winrm_password").read_text(encoding="utf-8").strip()
+    secret = (inventory.parent / "sp_secret").read_text(encoding="utf-8").strip()
+    config = r"C:\Windows\Temp\arcbench-connect.json"
+    targets = []
+    executor = ThreadPoolExecutor(64)
+
+    async def place(host: object) -> None:
+        transport = WinrmTransport(host, password=password, executor=executor)  # type: ignore[arg-type]
+        await transport.put_file(config, connect_config(host, secret))  # type: ignore[arg-type]
+        await transport.close()
+        program, args = command_line(WindowsAgentCommands().connect(
+            WINDOWS_AGENT_PATH, config, host))  # type: ignore[arg-type]
+        targets.append({"endpoint": transport.endpoint, "program": program, "args": args})
+
+    async def place_all() -> None:
+        await asyncio.gather(*(place(h) for h in hosts))
+
+    asyncio.run(place_all())
+    executor.shutdown()
+    user = hosts[0].winrm.user
+    spec = json.dumps({"user": user, "password": password, "forks": forks, "targets": targets})
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as stdin:
+        stdin.write(spec)
+        stdin.flush()
+        with open(stdin.name, encoding="utf-8") as feed:
+            started = time.perf_counter()
+            process = subprocess.Popen([PYTHON, "-c", WINRM_FLOOR], stdin=feed,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            _, status, usage = os.wait4(process.pid, 0)
+            wall = time.perf_counter() - started
+    out = process.stdout.read().decode() if process.stdout else ""
+    if status:
+        print((process.stderr.read().decode() if process.stderr else "")[-2000:],
+              file=sys.stderr)
+    ok = int(out.strip() or 0)
+    return wall, ok, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="200:200",
@@ -108,12 +185,16 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="another checkout to run the same cases "
                         "from (for example main before a change)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--floor", action="store_true",
+                        help="first, per case, a bare pywinrm loop on a fresh lab (WINRM_FLOOR)")
     args = parser.parse_args()
     cases = [tuple(int(n) for n in case.split(":")) for case in args.cases.split(",")]
     raise_fd_limit(max(hosts for hosts, _ in cases) * 4 + 1024)
     checkouts = [("arcfleet", REPO)]
     if args.baseline:
         checkouts.insert(0, ("baseline", args.baseline.resolve()))
+    if args.floor:
+        checkouts.insert(0, ("floor", REPO))
     rows: list[Row] = []
     turn = 0
     with tempfile.TemporaryDirectory(prefix="arcfleet-winrm-bench-") as tmp:
@@ -124,7 +205,10 @@ def main() -> None:
                 subnet = f"127.{71 + turn % 4}"  # a fresh address range per lab
                 turn += 1
                 with windows_lab(hosts, args.latency, scratch, subnet) as inventory:
-                    wall, ok, rss, cpu = run_onboard(checkout, inventory, forks, scratch)
+                    if label == "floor":
+                        wall, ok, rss, cpu = run_floor(inventory, forks)
+                    else:
+                        wall, ok, rss, cpu = run_onboard(checkout, inventory, forks, scratch)
                 rows.append(Row(label, hosts, args.latency, forks, wall, ideal, ok, rss, cpu,
                                 os.getloadavg()[0], str(checkout)))
                 r = rows[-1]
