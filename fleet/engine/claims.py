@@ -40,19 +40,20 @@ class ClaimSink(RunStoreSink):
     once, a loop turn's attempts in one transaction (one commit per attempt kept the event loop
     waiting on the database for every step of every host)."""
 
+    store: PostgresRunStore  # the base class's store, with the lease-fenced calls
+
     def __init__(self, store: PostgresRunStore, run_id: str, worker: str) -> None:
         super().__init__(store, run_id)
-        self.claims = store
         self.worker = worker
         self.lost: list[str] = []
 
     def outcome_recorded(self, outcome: HostOutcome) -> None:
         self.flush()  # the attempts first: the store keeps their order
         if outcome.status is HostStatus.INTERRUPTED:
-            self.claims.release_host(self.run_id, self.worker, outcome.host)
+            self.store.release_host(self.run_id, self.worker, outcome.host)
             return
         try:
-            self.claims.record_outcome(self.run_id, outcome, worker=self.worker)
+            self.store.record_outcome(self.run_id, outcome, worker=self.worker)
         except LeaseLost:
             log.warning("lease lost; result dropped", host=outcome.host, worker=self.worker)
             self.lost.append(outcome.host)
