@@ -293,15 +293,16 @@ def run_arcfleet(lab_: Lab, hosts: int, latency_s: float, forks: int, scratch: P
                   note="" if done.status == 0 else f"exit {done.status}")
 
 
-# The least any asyncssh client can do against the same lab: one session per host, `forks` at a
-# time, running only the connect command (the config placed beforehand), same cipher preference
-# as arcfleet; no inventory, no store, no report, no Azure preflight.
-LAB_FLOOR = r"""
+# The least any asyncssh client can do: one session per host, `forks` at a time, running only
+# one command (its config placed beforehand); known_hosts parsed once and the same cipher
+# preference as arcfleet; no inventory, no store, no report, no Azure preflight. The lab's
+# benchmarks and bench/realsshd_bench.py run it (see floor_argv).
+ASYNCSSH_FLOOR = r"""
 import asyncio, sys, asyncssh
-targets, port, forks, key, known, template, ciphers = sys.argv[1:8]
-async def one(sem, name, addr, keys, trusted):
+targets, forks, user, key, known, template, ciphers = sys.argv[1:8]
+async def one(sem, name, addr, port, keys, trusted):
     async with sem:
-        async with asyncssh.connect(addr, int(port), username="arc", client_keys=keys,
+        async with asyncssh.connect(addr, int(port), username=user, client_keys=keys,
                                     known_hosts=trusted, config=None, agent_path=None,
                                     encryption_algs=ciphers.split(","),
                                     compression_algs=["none"]) as conn:
@@ -312,24 +313,37 @@ async def main():
     # Parsed once, as arcfleet does: given a path, asyncssh re-reads it for every connection.
     trusted = asyncssh.read_known_hosts(known)
     sem = asyncio.Semaphore(int(forks))
-    pairs = [t.split("=") for t in targets.split(",")]
-    done = await asyncio.gather(*(one(sem, n, a, keys, trusted) for n, a in pairs))
+    hosts = []
+    for target in targets.split(","):
+        name, _, where = target.partition("=")
+        addr, _, port = where.rpartition(":")
+        hosts.append((name, addr, port))
+    done = await asyncio.gather(*(one(sem, n, a, p, keys, trusted) for n, a, p in hosts))
     print(sum(done))
 asyncio.run(main())
 """
 
 
-def run_floor(lab_: Lab, hosts: int, latency_s: float, forks: int, scratch: Path) -> Result:
-    """The asyncssh floor (LAB_FLOOR) against ``lab_``: what the lab and the machine allow any
-    asyncssh tool at this size, measured like arcfleet."""
+def floor_argv(targets: dict[str, tuple[str, int]], forks: int, user: str, key: Path,
+               known: Path, template: str) -> list[str]:
+    """The command that runs ASYNCSSH_FLOOR over ``targets`` (name -> (address, port));
+    ``NAME`` in ``template`` becomes each host's name."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from fleet.transport.ssh import ENCRYPTION_ALGS
 
+    hosts = ",".join(f"{name}={address}:{port}" for name, (address, port) in targets.items())
+    return [PYTHON, "-c", ASYNCSSH_FLOOR, hosts, str(forks), user, str(key), str(known),
+            template, ",".join(ENCRYPTION_ALGS)]
+
+
+def run_floor(lab_: Lab, hosts: int, latency_s: float, forks: int, scratch: Path) -> Result:
+    """The asyncssh floor (ASYNCSSH_FLOOR) against ``lab_``: what the lab and the machine allow
+    any asyncssh tool at this size, measured like arcfleet."""
     place_config(lab_)
-    targets = ",".join(f"{name}={address}" for name, address in lab_.addresses.items())
-    command = [PYTHON, "-c", LAB_FLOOR, targets, str(lab_.port), str(forks), str(lab_.key_file),
-               str(lab_.known_hosts), connect_command("NAME"), ",".join(ENCRYPTION_ALGS)]
+    targets = {name: (address, lab_.port) for name, address in lab_.addresses.items()}
+    command = floor_argv(targets, forks, "arc", lab_.key_file, lab_.known_hosts,
+                         connect_command("NAME"))
     load = os.getloadavg()[0]
     lab_before = lab_.cpu_s()
     done, _ = run_measured(command)

@@ -54,9 +54,13 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from onboard_scale import DEFAULT_ANSIBLE_VENV, ansible_env, ensure_ansible  # noqa: E402
+from onboard_scale import (  # noqa: E402
+    DEFAULT_ANSIBLE_VENV,
+    ansible_env,
+    ensure_ansible,
+    floor_argv,
+)
 
-from fleet.transport.ssh import ENCRYPTION_ALGS  # noqa: E402  (the floor's cipher order too)
 from tests import realsshd  # noqa: E402
 from tests.realsshd import TEST_USER, SshdLab  # noqa: E402
 
@@ -159,30 +163,6 @@ def log_offsets(lab: SshdLab) -> dict[Path, int]:
             if log.exists()}
 
 
-FLOOR = r"""
-import asyncio, sys, asyncssh
-hosts, forks, key, known, command, ciphers = sys.argv[1:7]
-forks = int(forks)
-targets = [h.split(":") for h in hosts.split(",")]
-async def one(sem, addr, port, keys, trusted):
-    async with sem:
-        async with asyncssh.connect(addr, int(port), username=USER, client_keys=keys,
-                                    known_hosts=trusted, config=None, agent_path=None,
-                                    encryption_algs=ciphers.split(","),
-                                    compression_algs=["none"]) as conn:
-            result = await conn.run(command)
-            return result.exit_status == 0
-async def main():
-    keys = asyncssh.load_keypairs([key])
-    # Parsed once, as arcfleet does: given a path, asyncssh re-reads it for every connection.
-    trusted = asyncssh.read_known_hosts(known)
-    sem = asyncio.Semaphore(forks)
-    done = await asyncio.gather(*(one(sem, a, p, keys, trusted) for a, p in targets))
-    print(sum(done))
-asyncio.run(main())
-""".replace("USER", repr(TEST_USER))
-
-
 SH_AGENT = r"""#!/bin/sh
 # A stand-in azcmagent in sh (bench only): state per dialled address, kept by sudo's env_keep.
 addr=$(echo "$SSH_CONNECTION" | cut -d' ' -f3)
@@ -267,10 +247,8 @@ def run_case(lab: SshdLab, hosts: int, forks: int, latency: float, tools: list[s
             ok = categories.get("connected", 0)
             note = f"exit {status} " + ", ".join(f"{k}: {v}" for k, v in categories.items())
         elif tool == "floor":
-            targets = ",".join(f"{a}:{p}" for a, p in names.values())
-            wall, rss, out, status = measure(
-                [PYTHON, "-c", FLOOR, targets, str(forks), str(lab.client_key_file),
-                 str(lab.known_hosts), command, ",".join(ENCRYPTION_ALGS)])
+            wall, rss, out, status = measure(floor_argv(
+                names, forks, TEST_USER, lab.client_key_file, lab.known_hosts, command))
             ok = int(out.strip() or 0)
         else:
             ansible = ensure_ansible(DEFAULT_ANSIBLE_VENV)
