@@ -133,6 +133,7 @@ def run_floor(inventory: Path, forks: int) -> tuple[float, int, float, float]:
     from fleet.azcm.commands import connect_config
     from fleet.azcm.commands_windows import WindowsAgentCommands
     from fleet.inventory import load_inventory
+    from fleet.inventory.model import ResolvedHost
     from fleet.lab.host import WINDOWS_AGENT_PATH
     from fleet.transport.powershell import command_line
     from fleet.transport.winrm import WinrmTransport
@@ -144,12 +145,12 @@ def run_floor(inventory: Path, forks: int) -> tuple[float, int, float, float]:
     targets = []
     executor = ThreadPoolExecutor(64)
 
-    async def place(host: object) -> None:
-        transport = WinrmTransport(host, password=password, executor=executor)  # type: ignore[arg-type]
-        await transport.put_file(config, connect_config(host, secret))  # type: ignore[arg-type]
+    async def place(host: ResolvedHost) -> None:
+        transport = WinrmTransport(host, password=password, executor=executor)
+        await transport.put_file(config, connect_config(host, secret))
         await transport.close()
         program, args = command_line(WindowsAgentCommands().connect(
-            WINDOWS_AGENT_PATH, config, host))  # type: ignore[arg-type]
+            WINDOWS_AGENT_PATH, config, host))
         targets.append({"endpoint": transport.endpoint, "program": program, "args": args})
 
     async def place_all() -> None:
