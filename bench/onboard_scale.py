@@ -45,6 +45,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
 import yaml
@@ -251,24 +252,29 @@ class Finished:
     cpu_s: float
     max_rss_kb: int
     stdout: str
+    stderr: str = ""
 
 
 def run_measured(command: list[str], *, env: dict[str, str] | None = None,
-                 sampler: bool = False, cwd: Path = REPO) -> tuple[Finished, TreeSampler | None]:
-    """Run ``command``; wall time, and the exact CPU and peak RSS of it (``wait4``)."""
-    with tempfile.TemporaryFile() as out:
+                 sampler: bool = False, cwd: Path = REPO,
+                 stdin: IO[bytes] | None = None) -> tuple[Finished, TreeSampler | None]:
+    """Run ``command``; wall time, and the exact CPU and peak RSS of it (``wait4``).
+    ``stdin``: a file to feed it (a secret goes there, never in argv); else nothing."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out,
-                                   stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err,
+                                   stdin=subprocess.DEVNULL if stdin is None else stdin)
         tree: TreeSampler | None = TreeSampler(process.pid) if sampler else None
         with tree if tree is not None else contextlib.nullcontext():
             _, status, usage = os.wait4(process.pid, 0)
             wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
+        err.seek(0)
         text = out.read().decode("utf-8", "replace")
+        errors = err.read().decode("utf-8", "replace")
     return Finished(wall, process.returncode, usage.ru_utime + usage.ru_stime, usage.ru_maxrss,
-                    text), tree
+                    text, errors), tree
 
 
 # ---- the tools ----------------------------------------------------------------------------

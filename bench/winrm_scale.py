@@ -160,21 +160,14 @@ def run_floor(inventory: Path, forks: int) -> tuple[float, int, float, float]:
     executor.shutdown()
     user = hosts[0].winrm.user
     spec = json.dumps({"user": user, "password": password, "forks": forks, "targets": targets})
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as stdin:
-        stdin.write(spec)
-        stdin.flush()
-        with open(stdin.name, encoding="utf-8") as feed:
-            started = time.perf_counter()
-            process = subprocess.Popen([PYTHON, "-c", WINRM_FLOOR], stdin=feed,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            _, status, usage = os.wait4(process.pid, 0)
-            wall = time.perf_counter() - started
-    out = process.stdout.read().decode() if process.stdout else ""
-    if status:
-        print((process.stderr.read().decode() if process.stderr else "")[-2000:],
-              file=sys.stderr)
-    ok = int(out.strip() or 0)
-    return wall, ok, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    with tempfile.TemporaryFile() as feed:  # the password goes on stdin, not in argv
+        feed.write(spec.encode("utf-8"))
+        feed.seek(0)
+        done, _ = run_measured([PYTHON, "-c", WINRM_FLOOR], stdin=feed)
+    if done.status:
+        print(done.stderr[-2000:], file=sys.stderr)
+    ok = int(done.stdout.strip() or 0)
+    return done.wall_s, ok, done.max_rss_kb / 1024, done.cpu_s
 
 
 def main() -> None:
