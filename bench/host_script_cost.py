@@ -109,7 +109,8 @@ def main() -> None:
         agent.chmod(0o755)
         config = Path(work, "connect.json")
         config.write_bytes(CONFIG)
-        # sudo's secure_path would drop the stand-in: call it by its path under sudo.
+        # --preserve-env keeps PATH over sudo's secure_path, so the script's `command -v`
+        # finds the stand-in (and SSH_CONNECTION, its state's key); the floor names its path.
         env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LC_ALL": "C"}
         sudo = ["sudo", "-n", "--preserve-env=SSH_CONNECTION,PATH"] if args.sudo else []
         boundary = frames.new_boundary()
